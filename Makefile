@@ -1,0 +1,63 @@
+# Aikeedo — developer commands. `make run` and `make test` work on a fresh clone with only
+# Python 3.11 installed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format migrate worker bench clean
+
+help:
+	@echo "make run     install (first time), migrate, seed demo data, serve http://$(HOST):$(PORT)"
+	@echo "make test    run the whole test suite (DATABASE_URL / REDIS_URL if set)"
+	@echo "make worker  Celery worker + beat against REDIS_URL"
+	@echo "make lint    ruff, djlint, mypy"
+	@echo "make format  ruff format + fixes, djlint reformat"
+	@echo "make migrate apply database migrations"
+	@echo "make bench   run the benchmarks under bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	$(BIN)/python manage.py seed_demo
+	@echo "Serving on http://$(HOST):$(PORT)  (HTTP + WebSocket, Ctrl-C to stop)"
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/djlint templates --lint
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/djlint templates --reformat --quiet || true
+
+worker: $(STAMP)
+	@test -n "$$REDIS_URL" || { echo "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker."; exit 1; }
+	$(BIN)/celery -A aikeedo worker --beat --loglevel=INFO --concurrency=2
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest bench -p no:cacheprovider -q
+
+clean:
+	rm -rf $(VENV) staticfiles .test-media .pytest_cache .mypy_cache .ruff_cache

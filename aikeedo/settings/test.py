@@ -1,0 +1,21 @@
+"""Test settings: the same services as configured by the environment, faster hashing."""
+
+from __future__ import annotations
+
+from .base import *
+from .base import CACHES, env
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests run tasks inline even when a Redis broker is configured; the broker itself is still
+# checked by /readyz tests.
+CELERY_TASK_ALWAYS_EAGER = True
+MEDIA_ROOT = BASE_DIR / ".test-media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Each test run gets its own cache namespace so parallel runs on one Redis never collide.
+CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="aikeedo-test")
+ACCOUNT_RATE_LIMITS = False  # type: ignore[assignment]

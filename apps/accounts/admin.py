@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+
+from apps.accounts.models import User
+from apps.accounts.services import (
+    AccountError,
+    user_email_verify,
+    user_password_reset_send,
+    user_suspend,
+    user_unsuspend,
+)
+from apps.workspaces.models import Membership
+
+
+def _staff(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    fields = ["workspace", "role", "created_at"]
+    readonly_fields = ["workspace", "role", "created_at"]
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("workspace")
+
+
+class SuspendForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["-date_joined"]
+    list_display = ["email", "display_name", "is_active", "suspended_at", "is_staff", "date_joined", "last_login"]
+    list_filter = ["is_staff", "is_superuser", "is_active", ("suspended_at", admin.EmptyFieldListFilter), "date_joined"]
+    search_fields = ["email", "display_name", "emailaddress__email"]
+    readonly_fields = ["last_login", "date_joined", "suspended_at", "suspension_reason"]
+    inlines = [MembershipInline]
+    actions = ["suspend", "unsuspend", "verify_email", "send_password_reset"]
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("display_name", "avatar", "locale", "timezone", "preferences")}),
+        ("Status", {"fields": ("is_active", "suspended_at", "suspension_reason")}),
+        ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[User], search_term: str
+    ) -> tuple[QuerySet[User], bool]:
+        qs, _ = super().get_search_results(request, queryset, search_term)
+        return qs.distinct(), False
+
+    @admin.action(description="Suspend selected users")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = SuspendForm(request.POST)
+            if form.is_valid():
+                done = 0
+                for user in queryset:
+                    try:
+                        user_suspend(user=user, reason=form.cleaned_data["reason"], acting_user=_staff(request))
+                        done += 1
+                    except AccountError as exc:
+                        self.message_user(request, f"{user}: {exc.message}", messages.ERROR)
+                self.message_user(request, f"Suspended {done} user(s).", messages.SUCCESS)
+                return HttpResponseRedirect(request.get_full_path())
+        else:
+            form = SuspendForm()
+        return render(
+            request,
+            "admin/accounts/suspend.html",
+            {
+                **self.admin_site.each_context(request),
+                "users": queryset,
+                "form": form,
+                "title": "Suspend users",
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description="Unsuspend selected users")
+    def unsuspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            user_unsuspend(user=user, acting_user=_staff(request))
+        self.message_user(request, f"Unsuspended {queryset.count()} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Mark primary email as verified")
+    def verify_email(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            user_email_verify(user=user, acting_user=_staff(request))
+        self.message_user(request, f"Verified the email of {queryset.count()} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Send password reset email")
+    def send_password_reset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        sent = 0
+        for user in queryset:
+            try:
+                user_password_reset_send(user=user, request=request, acting_user=_staff(request))
+                sent += 1
+            except AccountError as exc:
+                self.message_user(request, f"{user}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Sent {sent} password reset email(s).", messages.SUCCESS)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from apps.accounts.models import Theme, User
+from apps.accounts.validators import validate_avatar
+
+TIMEZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
+
+
+class ProfileForm(forms.ModelForm):
+    theme = forms.ChoiceField(choices=[("", "Site default"), *Theme.choices], required=False)
+    default_model = forms.CharField(max_length=100, required=False, help_text="Model preselected in new chats.")
+    notify_product_updates = forms.BooleanField(required=False, label="Product updates by email")
+    notify_low_balance = forms.BooleanField(required=False, label="Low credit balance alerts")
+    notify_security = forms.BooleanField(required=False, label="Security alerts (new sign-ins, password changes)")
+    timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES)
+    locale = forms.ChoiceField(choices=settings.LANGUAGES, label="Language")
+
+    class Meta:
+        model = User
+        fields = ["display_name", "avatar", "locale", "timezone"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        prefs = self.instance.preferences or {}
+        notifications = prefs.get("notifications") or {}
+        self.fields["theme"].initial = prefs.get("theme", "")
+        self.fields["default_model"].initial = prefs.get("default_model", "")
+        self.fields["notify_product_updates"].initial = notifications.get("product_updates", True)
+        self.fields["notify_low_balance"].initial = notifications.get("low_balance", True)
+        self.fields["notify_security"].initial = notifications.get("security", True)
+        self.fields["avatar"].widget = forms.ClearableFileInput(
+            attrs={"accept": "image/png,image/jpeg,image/webp,image/gif"}
+        )
+
+    def clean_avatar(self) -> Any:
+        avatar = self.cleaned_data.get("avatar")
+        if avatar and hasattr(avatar, "content_type"):  # a new upload, not the stored file
+            validate_avatar(avatar)
+        return avatar
+
+    def save(self, commit: bool = True) -> User:
+        user: User = super().save(commit=False)
+        prefs = dict(user.preferences or {})
+        prefs["theme"] = self.cleaned_data.get("theme") or ""
+        prefs["default_model"] = self.cleaned_data.get("default_model") or ""
+        prefs["notifications"] = {
+            "product_updates": bool(self.cleaned_data.get("notify_product_updates")),
+            "low_balance": bool(self.cleaned_data.get("notify_low_balance")),
+            "security": bool(self.cleaned_data.get("notify_security")),
+        }
+        user.preferences = prefs
+        if commit:
+            user.save()
+        return user
+
+
+class DeleteAccountForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, required=False, help_text="Your current password.")
+    confirm = forms.CharField(help_text="Type DELETE to confirm.")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if not user.has_usable_password():
+            del self.fields["password"]
+
+    def clean_confirm(self) -> str:
+        value = self.cleaned_data["confirm"].strip()
+        if value != "DELETE":
+            raise forms.ValidationError("Type DELETE (in capitals) to confirm.")
+        return value
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data.get("password") or ""
+        if not self.user.check_password(password):
+            raise forms.ValidationError("The password is not correct.")
+        return password

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from apps.workspaces.roles import Role, role_has_perm
+from apps.workspaces.scoping import WorkspaceOwnedModel, WorkspaceScopedQuerySet
+
+
+class WorkspaceQuerySet(models.QuerySet["Workspace"]):
+    def active(self) -> WorkspaceQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+    def for_user(self, user: Any) -> WorkspaceQuerySet:
+        return self.active().filter(memberships__user=user)
+
+
+class Workspace(models.Model):
+    """A tenant: members, credits and everything they create belong to one workspace.
+    Deleting one keeps the row (soft delete) so ledgers and audit history stay intact."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=64, unique=True)
+    is_personal = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class MembershipQuerySet(WorkspaceScopedQuerySet["Membership"]):
+    def active(self) -> MembershipQuerySet:
+        return self.filter(workspace__deleted_at__isnull=True)  # type: ignore[return-value]
+
+
+class Membership(WorkspaceOwnedModel):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["workspace_id", "created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="workspaces_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+    def has_perm(self, perm: str) -> bool:
+        return role_has_perm(self.role, perm)
+
+
+class InvitationQuerySet(WorkspaceScopedQuerySet["Invitation"]):
+    def pending(self) -> InvitationQuerySet:
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)  # type: ignore[return-value]
+
+    def open(self) -> InvitationQuerySet:
+        return self.pending().filter(expires_at__gt=timezone.now())
+
+
+class Invitation(WorkspaceOwnedModel):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        EXPIRED = "expired", "Expired"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    # Only a SHA-256 of the emailed token is stored; a leaked table cannot be used to join.
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(default=timezone.now)
+    send_count = models.PositiveIntegerField(default=1)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                "workspace",
+                Lower("email"),
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="workspaces_invitation_one_pending_per_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.workspace}"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return self.Status.REVOKED
+        if self.accepted_at:
+            return self.Status.ACCEPTED
+        if self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.PENDING
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.PENDING

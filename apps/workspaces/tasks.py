@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_invitation_email(invitation_id: int, token: str) -> None:
+    from apps.workspaces.emails import invitation_send_email
+    from apps.workspaces.models import Invitation
+
+    invitation = Invitation.objects.select_related("workspace", "invited_by").filter(pk=invitation_id).first()
+    if invitation is None or not invitation.is_open:
+        return
+    invitation_send_email(invitation=invitation, token=token)
