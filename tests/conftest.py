@@ -1,0 +1,95 @@
+"""Shared fixtures: two workspaces (Alice's and Bob's) with an owner, an admin, a member and an
+outsider, so every view test can check that another workspace's ids answer 404."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from apps.accounts.models import User
+from apps.workspaces.middleware import SESSION_KEY
+from apps.workspaces.models import Membership, Workspace
+from apps.workspaces.roles import Role
+from tests.factories import PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
+
+
+@dataclass
+class Team:
+    workspace: Workspace
+    owner: User
+    admin: User
+    member: User
+    owner_membership: Membership
+    admin_membership: Membership
+    member_membership: Membership
+
+
+def _team(name: str, prefix: str) -> Team:
+    workspace = WorkspaceFactory(name=name)
+    owner = UserFactory(email=f"{prefix}-owner@example.com")
+    admin = UserFactory(email=f"{prefix}-admin@example.com")
+    member = UserFactory(email=f"{prefix}-member@example.com")
+    return Team(
+        workspace=workspace,
+        owner=owner,
+        admin=admin,
+        member=member,
+        owner_membership=MembershipFactory(workspace=workspace, user=owner, role=Role.OWNER),
+        admin_membership=MembershipFactory(workspace=workspace, user=admin, role=Role.ADMIN),
+        member_membership=MembershipFactory(workspace=workspace, user=member, role=Role.MEMBER),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def alpha(db) -> Team:  # type: ignore[no-untyped-def]
+    """Alice's workspace: owner, admin and member."""
+    return _team("Alpha", "alpha")
+
+
+@pytest.fixture
+def beta(db) -> Team:  # type: ignore[no-untyped-def]
+    """Bob's workspace: the other tenant. Its ids must answer 404 to Alpha's people."""
+    return _team("Beta", "beta")
+
+
+@pytest.fixture
+def outsider(db) -> User:  # type: ignore[no-untyped-def]
+    """A signed-up user who belongs to no shared workspace."""
+    return UserFactory(email="outsider@example.com")
+
+
+def login(client: Client, user: User, workspace: Workspace | None = None) -> Client:
+    client.force_login(user)
+    if workspace is not None:
+        session = client.session
+        session[SESSION_KEY] = workspace.pk
+        session.save()
+    return client
+
+
+@pytest.fixture
+def client_for():  # type: ignore[no-untyped-def]
+    """`client_for(user, workspace)` returns a fresh client signed in with that workspace current."""
+
+    def make(user: User, workspace: Workspace | None = None) -> Client:
+        return login(Client(), user, workspace)
+
+    return make
