@@ -251,6 +251,10 @@ REST_FRAMEWORK = {
 
 # ---------------------------------------------------------------------------- runtime configuration (admin)
 CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"
+# With Redis, values are read through the shared cache (one query fills every key) instead of
+# one query per key; constance refuses a per-process cache, so without Redis it reads the DB.
+if REDIS_URL:
+    CONSTANCE_DATABASE_CACHE_BACKEND = "default"
 CONSTANCE_ADDITIONAL_FIELDS = {
     "theme_select": [
         "django.forms.fields.ChoiceField",
