@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -25,9 +28,25 @@ CSV_FIELDS = [
 ]
 
 
+# Spreadsheet apps run a cell that starts with one of these as a formula; labels, metadata
+# and user agents are user-controlled (a workspace named "=HYPERLINK(...)").
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else str(value)
+    if text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text
 
 
 @admin.register(AuditEvent)
@@ -73,10 +92,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> StreamingHttpResponse:
         writer = csv.writer(_Echo())
 
-        def rows() -> Any:
+        def rows() -> Iterator[str]:
             yield writer.writerow(CSV_FIELDS)
             for event in queryset.order_by("created_at", "id").iterator(chunk_size=2000):
-                yield writer.writerow([getattr(event, field) for field in CSV_FIELDS])
+                yield writer.writerow([csv_cell(getattr(event, field)) for field in CSV_FIELDS])
 
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'

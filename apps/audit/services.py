@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.db import models
 
 from apps.audit.models import AuditEvent
@@ -24,13 +25,18 @@ def audit_record(
     come from the current request context (empty outside a request)."""
     ctx = context.current()
     actor_obj = actor if actor is not None and actor.pk else None
+    impersonator_id = ctx.impersonator_id
+    # The session outlives the staff account that started impersonating; a dangling id would
+    # break the foreign key at commit and take the audited action down with it.
+    if impersonator_id is not None and not get_user_model().objects.filter(pk=impersonator_id).exists():
+        impersonator_id = None
     return AuditEvent.objects.create(
         actor=actor_obj,
         actor_label=actor_obj.email if actor_obj is not None else "",
-        impersonator_id=ctx.impersonator_id,
+        impersonator_id=impersonator_id,
         action=action,
         target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None and target.pk is not None else "",
+        target_id=str(target.pk)[:64] if target is not None and target.pk is not None else "",
         target_label=str(target)[:255] if target is not None else "",
         workspace=workspace,
         ip=ctx.ip,

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +17,26 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 def client_ip(request: HttpRequest) -> str | None:
     # REMOTE_ADDR is the direct peer; deployments behind a proxy set it with the proxy's
     # own middleware (e.g. uvicorn --proxy-headers), so a forged X-Forwarded-For is ignored.
-    return request.META.get("REMOTE_ADDR") or None
+    # A server listening on a unix socket may put a path or nothing here; only addresses are
+    # kept, so an audit row never carries a value PostgreSQL's inet column rejects.
+    value = request.META.get("REMOTE_ADDR") or ""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def impersonator_from_session(session: Any) -> int | None:
+    """The staff member who started impersonating, from django-hijack's session history (a
+    list of user pks as strings, one per nested hijack). The first entry is the person at
+    the keyboard; later entries are accounts they passed through."""
+    history = session.get("hijack_history")
+    if not isinstance(history, list | tuple) or not history:
+        return None
+    try:
+        return int(history[0])
+    except (TypeError, ValueError):
+        return None
 
 
 class RequestContextMiddleware:
@@ -55,13 +76,6 @@ class RequestUserContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            impersonator_id = None
-            history = request.session.get("hijack_history") or []
-            if history:
-                try:
-                    impersonator_id = int(history[-1])
-                except (TypeError, ValueError):
-                    impersonator_id = None
-            context.update_context(impersonator_id=impersonator_id)
+            context.update_context(impersonator_id=impersonator_from_session(request.session))
             structlog.contextvars.bind_contextvars(user_id=user.pk)
         return self.get_response(request)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.cache import cache
 
@@ -74,3 +76,31 @@ def test_request_id_is_generated_and_echoed(client):
 def test_cache_is_usable():
     cache.set("k", "v")
     assert cache.get("k") == "v"
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_failed_broker_check_in_the_body(client, settings):
+    # A real Redis client pointed at a port where nothing listens.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+
+    started = time.monotonic()
+    response = client.get("/readyz")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "fail"
+    assert body["checks"] == {"database": "ok", "cache": "ok", "broker": "fail"}
+    assert set(body["errors"]) == {"broker"}
+    assert "127.0.0.1:1" in body["errors"]["broker"]
+    # A refused connection is the answer; no back-off sleep before the probe hears it.
+    assert elapsed < 1.5
+
+
+def test_readyz_only_answers_get(client):
+    assert client.post("/readyz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_readyz_is_never_cached(client):
+    assert "no-cache" in client.get("/readyz")["Cache-Control"]

@@ -1,0 +1,94 @@
+"""The admin is the back office: every model of our own apps is registered and its pages load."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.db import models
+
+from apps.audit.services import audit_record
+from apps.workspaces.roles import Role
+from apps.workspaces.services import workspace_member_invite
+from tests.factories import UserFactory
+
+OWN_APPS = {"accounts", "workspaces", "audit"}
+OWN_MODELS = sorted(
+    (model for model in apps.get_models() if model._meta.app_label in OWN_APPS),
+    key=lambda model: model._meta.label,
+)
+
+
+def _admin_url(model: type[models.Model], page: str, *args: object) -> str:
+    from django.urls import reverse
+
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{page}", args=args)
+
+
+@pytest.fixture
+def rows(alpha, beta):  # type: ignore[no-untyped-def]
+    """A few rows of every model: users, workspaces and memberships from the teams, plus an
+    invitation and audit events."""
+    workspace_member_invite(
+        workspace=alpha.workspace, email="invitee@example.com", role=Role.MEMBER, acting_user=alpha.owner
+    )
+    audit_record(actor=alpha.owner, action="workspace.rename", target=alpha.workspace, workspace=alpha.workspace)
+
+
+@pytest.fixture
+def superuser_client(client, rows):  # type: ignore[no-untyped-def]
+    client.force_login(UserFactory(email="root@example.com", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_own_apps_have_models():
+    # Guards the parametrised tests below against silently running on nothing.
+    assert {model._meta.app_label for model in OWN_MODELS} == OWN_APPS
+
+
+@pytest.mark.parametrize("model", OWN_MODELS, ids=lambda model: model._meta.label)
+def test_model_is_registered_in_the_admin(model):
+    assert model in admin.site._registry
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", OWN_MODELS, ids=lambda model: model._meta.label)
+def test_changelist_lists_rows_for_a_superuser(superuser_client, model):
+    assert model._default_manager.exists()
+
+    response = superuser_client.get(_admin_url(model, "changelist"))
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count >= 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", OWN_MODELS, ids=lambda model: model._meta.label)
+def test_change_page_of_a_row_loads(superuser_client, model):
+    obj = model._default_manager.order_by("pk").first()
+
+    response = superuser_client.get(_admin_url(model, "change", obj.pk))
+
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", OWN_MODELS, ids=lambda model: model._meta.label)
+def test_add_page_loads_or_is_forbidden_when_adding_is_disabled(superuser_client, model, rf):
+    model_admin = admin.site._registry[model]
+    request = rf.get("/")
+    request.user = UserFactory.build(is_staff=True, is_superuser=True)
+
+    response = superuser_client.get(_admin_url(model, "add"))
+
+    assert response.status_code == (200 if model_admin.has_add_permission(request) else 403)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "model", [m for m in OWN_MODELS if admin.site._registry[m].search_fields], ids=lambda model: model._meta.label
+)
+def test_changelist_search_runs(superuser_client, model):
+    response = superuser_client.get(_admin_url(model, "changelist"), {"q": "alpha"})
+
+    assert response.status_code == 200

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.core.management import call_command
+from django.test import Client
+
+from apps.accounts.models import User
+from apps.core.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
+from apps.workspaces.models import Workspace
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed() -> list[str]:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue().splitlines()
+
+
+def _printed_password(lines: list[str], email: str) -> str:
+    for line in lines:
+        match = re.search(rf"{re.escape(email)} / (\S+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no password printed for {email}: {lines}")
+
+
+def test_creates_staff_superuser_and_demo_user_with_workspaces():
+    lines = _seed()
+
+    assert lines[0] == f"seed_demo: created {STAFF_EMAIL}, {DEMO_EMAIL}, {DEMO_TEAM}"
+    staff = User.objects.get(email=STAFF_EMAIL)
+    assert (staff.is_staff, staff.is_superuser, staff.is_active) == (True, True, True)
+    demo = User.objects.get(email=DEMO_EMAIL)
+    assert (demo.is_staff, demo.is_superuser) == (False, False)
+    demo_workspaces = sorted(Workspace.objects.for_user(demo).values_list("is_personal", "name"))
+    assert demo_workspaces == [(False, DEMO_TEAM), (True, "Demo User's workspace")]
+    assert Workspace.objects.for_user(staff).filter(is_personal=True).count() == 1
+
+
+def test_running_twice_changes_nothing():
+    _seed()
+    counts = (User.objects.count(), Workspace.objects.count(), EmailAddress.objects.count())
+
+    lines = _seed()
+
+    assert lines[0] == "seed_demo: demo data already present"
+    assert (User.objects.count(), Workspace.objects.count(), EmailAddress.objects.count()) == counts
+    assert User.objects.filter(is_staff=True, is_superuser=True).count() == 1
+    assert User.objects.filter(email=DEMO_EMAIL).count() == 1
+    assert Workspace.objects.filter(name=DEMO_TEAM).count() == 1
+
+
+def test_demo_user_is_verified_and_logs_in_with_the_printed_password():
+    lines = _seed()
+    password = _printed_password(lines, DEMO_EMAIL)
+
+    assert EmailAddress.objects.get(email=DEMO_EMAIL).verified
+    client = Client()
+    response = client.post("/accounts/login/", {"login": DEMO_EMAIL, "password": password})
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_staff_logs_into_the_admin_with_the_printed_password():
+    lines = _seed()
+    password = _printed_password(lines, STAFF_EMAIL)
+
+    client = Client()
+    assert client.login(email=STAFF_EMAIL, password=password)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_passwords_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DEMO_USER_PASSWORD", "from-the-env-42x")
+
+    lines = _seed()
+
+    assert _printed_password(lines, DEMO_EMAIL) == "from-the-env-42x"
+    assert User.objects.get(email=DEMO_EMAIL).check_password("from-the-env-42x")
+
+
+def test_recreates_the_demo_team_when_it_is_missing():
+    _seed()
+    Workspace.objects.filter(name=DEMO_TEAM).delete()
+
+    lines = _seed()
+
+    assert lines[0] == f"seed_demo: created {DEMO_TEAM}"
+    assert Workspace.objects.for_user(User.objects.get(email=DEMO_EMAIL)).filter(name=DEMO_TEAM).count() == 1
