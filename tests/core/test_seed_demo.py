@@ -93,3 +93,28 @@ def test_recreates_the_demo_team_when_it_is_missing():
 
     assert lines[0] == f"seed_demo: created {DEMO_TEAM}"
     assert Workspace.objects.for_user(User.objects.get(email=DEMO_EMAIL)).filter(name=DEMO_TEAM).count() == 1
+
+
+def test_development_uses_the_documented_demo_passwords(settings, monkeypatch):
+    settings.DEBUG = True
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("DEMO_USER_PASSWORD", raising=False)
+
+    lines = _seed()
+
+    assert _printed_password(lines, STAFF_EMAIL) == "admin-demo-pass"
+    assert User.objects.get(email=STAFF_EMAIL).check_password("admin-demo-pass")
+
+
+def test_outside_development_the_superuser_gets_a_random_password_printed_once(settings, monkeypatch):
+    settings.DEBUG = False
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("DEMO_USER_PASSWORD", raising=False)
+
+    first = _printed_password(_seed(), STAFF_EMAIL)
+    assert first != "admin-demo-pass"
+    assert User.objects.get(email=STAFF_EMAIL).check_password(first)
+
+    again = "\n".join(_seed())
+    assert first not in again
+    assert "password set when first created" in again

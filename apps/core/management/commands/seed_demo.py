@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -15,16 +17,28 @@ DEMO_EMAIL = "demo@aikeedo.local"
 DEMO_TEAM = "Demo Team"
 
 
+def _password(variable: str, development_default: str) -> tuple[str, bool]:
+    """The password from the environment; the documented default in development; otherwise a
+    random one (a deployment never gets a superuser with a published password)."""
+    value = os.environ.get(variable)
+    if value:
+        return value, True
+    if settings.DEBUG:
+        return development_default, True
+    return secrets.token_urlsafe(12), False
+
+
 class Command(BaseCommand):
     help = (
         "Create the demo data a fresh install needs: a staff superuser and a demo user with a "
         "verified email and workspaces. Run after `migrate`; safe to run again (changes nothing "
-        "that exists). Passwords come from DEMO_ADMIN_PASSWORD / DEMO_USER_PASSWORD."
+        "that exists). Passwords come from DEMO_ADMIN_PASSWORD / DEMO_USER_PASSWORD; unset, development "
+        "uses the documented demo passwords and other settings a random one, printed once."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        admin_password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin-demo-pass")
-        demo_password = os.environ.get("DEMO_USER_PASSWORD", "demo-user-pass")
+        admin_password, admin_known = _password("DEMO_ADMIN_PASSWORD", "admin-demo-pass")
+        demo_password, demo_known = _password("DEMO_USER_PASSWORD", "demo-user-pass")
         created = []
         with transaction.atomic():
             if not User.objects.filter(email=STAFF_EMAIL).exists():
@@ -48,5 +62,8 @@ class Command(BaseCommand):
                 created.append(DEMO_TEAM)
         summary = f"seed_demo: created {', '.join(created)}" if created else "seed_demo: demo data already present"
         self.stdout.write(summary)
-        self.stdout.write(f"  staff login: {STAFF_EMAIL} / {admin_password}  (admin at /admin/)")
-        self.stdout.write(f"  demo login:  {DEMO_EMAIL} / {demo_password}")
+        unchanged = "(password set when first created)"
+        shown_admin = admin_password if admin_known or STAFF_EMAIL in created else unchanged
+        shown_demo = demo_password if demo_known or DEMO_EMAIL in created else unchanged
+        self.stdout.write(f"  staff login: {STAFF_EMAIL} / {shown_admin}  (admin at /admin/)")
+        self.stdout.write(f"  demo login:  {DEMO_EMAIL} / {shown_demo}")
