@@ -21,6 +21,7 @@ def invitation_send_email(*, invitation: Invitation, token: str) -> None:
         "accept_url": invitation_url(token),
         "site_name": config.SITE_NAME,
     }
-    subject = render_to_string("workspaces/email/invitation_subject.txt", ctx).strip()
+    # One line: a newline in a name would make send_mail refuse the header.
+    subject = " ".join(render_to_string("workspaces/email/invitation_subject.txt", ctx).split())
     body = render_to_string("workspaces/email/invitation_message.txt", ctx)
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])

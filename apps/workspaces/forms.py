@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
-from apps.workspaces.roles import Role
+from apps.workspaces.roles import ROLE_RANK, Role
 
 
 class WorkspaceForm(forms.Form):
@@ -16,6 +18,12 @@ class DeleteWorkspaceForm(forms.Form):
 class InviteForm(forms.Form):
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args: Any, acting_role: str = Role.OWNER, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer only the roles this user may grant; the service refuses the others with a reason.
+        rank = ROLE_RANK[acting_role]
+        self.fields["role"].widget.choices = [(v, label) for v, label in Role.choices if ROLE_RANK[v] <= rank]
 
 
 class RoleForm(forms.Form):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from constance import config
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -25,6 +26,14 @@ from apps.workspaces.roles import ROLE_RANK, Perm, Role
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
+
+
+def _clean_name(name: str) -> str:
+    # One line: the name goes into email subjects, where a newline is a header injection.
+    name = " ".join(name.split())[:100].strip()
+    if not name:
+        raise WorkspaceError("Give the workspace a name.")
+    return name
 
 
 def _unique_slug(name: str) -> str:
@@ -56,7 +65,13 @@ def _owner_count(workspace: Workspace) -> int:
 def _lock_workspace(workspace: Workspace) -> Workspace:
     # Serialises membership changes of one workspace: two admins demoting the last two
     # owners, or two accepts racing for the last seat, must not both pass their checks.
+    # Every service takes this lock before any invitation or membership lock (fixed order).
     return Workspace.objects.select_for_update().get(pk=workspace.pk)
+
+
+def _lock_user(user: User) -> None:
+    # Serialises one user's workspace creations: two at once must not both pass the limit.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
 
 
 # ---------------------------------------------------------------------------- workspaces
@@ -64,10 +79,9 @@ def _lock_workspace(workspace: Workspace) -> Workspace:
 
 @transaction.atomic
 def workspace_create(*, user: User, name: str, is_personal: bool = False) -> Workspace:
-    name = name.strip()
-    if not name:
-        raise WorkspaceError("Give the workspace a name.")
+    name = _clean_name(name)
     if not is_personal:
+        _lock_user(user)
         owned = Membership.objects.active().filter(user=user, role=Role.OWNER).count()
         limit = config.MAX_WORKSPACES_PER_USER
         if owned >= limit:
@@ -75,9 +89,7 @@ def workspace_create(*, user: User, name: str, is_personal: bool = False) -> Wor
                 f"You already own {owned} workspaces, the most your plan allows ({limit}). "
                 "Delete one or ask to raise the limit."
             )
-    workspace = Workspace.objects.create(
-        name=name[:100], slug=_unique_slug(name), is_personal=is_personal, created_by=user
-    )
+    workspace = Workspace.objects.create(name=name, slug=_unique_slug(name), is_personal=is_personal, created_by=user)
     Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
     audit_record(
         actor=user, action="workspace.create", target=workspace, workspace=workspace, metadata={"personal": is_personal}
@@ -92,11 +104,9 @@ def workspace_create_personal(*, user: User) -> Workspace:
 @transaction.atomic
 def workspace_rename(*, workspace: Workspace, name: str, acting_user: User) -> Workspace:
     require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
-    name = name.strip()
-    if not name:
-        raise WorkspaceError("Give the workspace a name.")
+    name = _clean_name(name)
     old = workspace.name
-    workspace.name = name[:100]
+    workspace.name = name
     workspace.save(update_fields=["name"])
     audit_record(
         actor=acting_user,
@@ -109,6 +119,9 @@ def workspace_rename(*, workspace: Workspace, name: str, acting_user: User) -> W
 
 
 def _workspace_soft_delete(workspace: Workspace) -> None:
+    # Caller holds the workspace lock, taken before the invitation and membership rows like
+    # every membership change: otherwise an accept holding the workspace lock while waiting
+    # for an invitation row this deletion already updated would deadlock.
     now = timezone.now()
     Invitation.objects.filter(workspace=workspace).pending().update(revoked_at=now)
     Membership.objects.filter(workspace=workspace).delete()
@@ -118,6 +131,7 @@ def _workspace_soft_delete(workspace: Workspace) -> None:
 
 @transaction.atomic
 def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: str) -> None:
+    _lock_workspace(workspace)
     require_perm(workspace=workspace, user=acting_user, perm=Perm.DELETE)
     if confirm_name.strip() != workspace.name:
         raise WorkspaceError("Type the workspace name exactly to confirm deletion.")
@@ -128,6 +142,7 @@ def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: s
 def workspace_delete_by_system(*, workspace: Workspace, actor: User | None, reason: str) -> None:
     """Delete without a role check, for account deletion and staff tooling."""
     with transaction.atomic():
+        _lock_workspace(workspace)
         audit_record(
             actor=actor, action="workspace.delete", target=workspace, workspace=workspace, metadata={"reason": reason}
         )
@@ -171,10 +186,10 @@ def workspace_member_invite(
     *, workspace: Workspace, email: str, role: str, acting_user: User
 ) -> tuple[Invitation, str]:
     """Invite `email`; returns the invitation and the raw token (emailed, never stored)."""
+    _lock_workspace(workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     _check_can_grant(acting, role)
     email = email.strip().lower()
-    _lock_workspace(workspace)
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
         raise WorkspaceError(f"{email} is already a member of this workspace.")
     existing = Invitation.objects.filter(workspace=workspace, email__iexact=email).pending().first()
@@ -211,10 +226,14 @@ def workspace_member_invite(
 
 @transaction.atomic
 def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) -> tuple[Invitation, str]:
-    require_perm(workspace=invitation.workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
+    workspace = _lock_workspace(invitation.workspace)
+    require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.accepted_at or invitation.revoked_at:
         raise InvitationInvalid("This invitation was already accepted or revoked.")
+    if not invitation.is_open:
+        # An expired invitation holds no seat; resending it takes one again.
+        _member_limit_check(workspace)
     token, token_hash, expires_at = _new_token()
     invitation.token_hash = token_hash
     invitation.expires_at = expires_at
@@ -234,6 +253,7 @@ def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) ->
 
 @transaction.atomic
 def workspace_invitation_revoke(*, invitation: Invitation, acting_user: User) -> Invitation:
+    _lock_workspace(invitation.workspace)
     require_perm(workspace=invitation.workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.accepted_at or invitation.revoked_at:
@@ -256,7 +276,7 @@ def invitation_by_token(token: str) -> Invitation | None:
     return Invitation.objects.select_related("workspace", "invited_by").filter(token_hash=hash_token(token)).first()
 
 
-def _user_has_verified_email(user: User, email: str) -> bool:
+def user_has_verified_email(user: User, email: str) -> bool:
     from allauth.account.models import EmailAddress
 
     return EmailAddress.objects.filter(user=user, email__iexact=email, verified=True).exists()
@@ -277,7 +297,7 @@ def workspace_invitation_accept(*, token: str, user: User) -> Membership:
         raise InvitationInvalid("This invitation was already used.")
     if invitation.expires_at <= timezone.now():
         raise InvitationInvalid("This invitation has expired. Ask for a new one.")
-    if not _user_has_verified_email(user, invitation.email):
+    if not user_has_verified_email(user, invitation.email):
         raise InvitationInvalid(
             f"This invitation was sent to {invitation.email}. Sign in with that address (verified) to accept it."
         )

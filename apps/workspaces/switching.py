@@ -3,6 +3,8 @@ nearest list page (an object of the old workspace would be a 404 in the new one)
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -14,14 +16,15 @@ def register_fallback(url_name: str, fallback: str) -> None:
     FALLBACKS[url_name] = fallback
 
 
-def switch_target(next_url: str | None, *, allowed_hosts: set[str]) -> str:
+def switch_target(next_url: str | None, *, allowed_hosts: set[str], require_https: bool = False) -> str:
     default = reverse("dashboard")
-    if not next_url or not url_has_allowed_host_and_scheme(next_url, allowed_hosts=allowed_hosts):
+    if not next_url or not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts=allowed_hosts, require_https=require_https
+    ):
         return default
-    path = next_url.split("?", 1)[0]
     try:
-        match = resolve(path)
-    except Resolver404:
+        match = resolve(urlsplit(next_url).path)
+    except (Resolver404, ValueError):
         return default
     if not match.kwargs:
         return next_url

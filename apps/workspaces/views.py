@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import re
+from typing import Any
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -17,6 +21,8 @@ from apps.workspaces.models import Invitation, Membership, Workspace
 from apps.workspaces.roles import Perm, Role
 from apps.workspaces.scoping import get_for_workspace_or_404
 from apps.workspaces.switching import switch_target
+
+_ID_RE = re.compile(r"[0-9]{1,18}")
 
 
 def _fail(request: HttpRequest, exc: WorkspaceError, template: str, context: dict) -> HttpResponse:
@@ -56,13 +62,18 @@ def workspace_create(request: AuthedRequest) -> HttpResponse:
 @require_POST
 def workspace_switch(request: AuthedRequest) -> HttpResponse:
     workspace_id = request.POST.get("workspace", "")
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
     workspace = (
-        Workspace.objects.for_user(request.user).filter(pk=workspace_id if workspace_id.isdigit() else 0).first()
+        Workspace.objects.for_user(request.user).filter(pk=int(workspace_id)).first()
+        if _ID_RE.fullmatch(workspace_id)
+        else None
     )
     if workspace is None:
         return render(request, "errors/404.html", status=404)
     request.session[SESSION_KEY] = workspace.pk
-    target = switch_target(request.POST.get("next"), allowed_hosts={request.get_host()})
+    target = switch_target(
+        request.POST.get("next"), allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
     return redirect(target)
 
 
@@ -115,9 +126,11 @@ def _members_context(request: WorkspaceRequest, invite_form: InviteForm | None =
         .pending()
         .select_related("invited_by")
         .order_by("-created_at"),
-        "invite_form": invite_form or InviteForm(),
+        "invite_form": invite_form or InviteForm(acting_role=request.membership.role),
         "role_choices": Role.choices,
         "can_manage": request.membership.has_perm(Perm.MANAGE_MEMBERS),
+        # Only owners may change or remove an owner, or make someone owner.
+        "is_owner": request.membership.role == Role.OWNER,
     }
 
 
@@ -129,7 +142,7 @@ def members(request: WorkspaceRequest) -> HttpResponse:
 @workspace_required(Perm.MANAGE_MEMBERS)
 @require_POST
 def member_invite(request: WorkspaceRequest) -> HttpResponse:
-    form = InviteForm(request.POST)
+    form = InviteForm(request.POST, acting_role=request.membership.role)
     if not form.is_valid():
         return render(request, "workspaces/members.html", _members_context(request, form), status=400)
     try:
@@ -224,7 +237,7 @@ def workspace_leave(request: WorkspaceRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     invitation = services.invitation_by_token(token)
-    context = {"invitation": invitation, "token": token}
+    context: dict[str, Any] = {"invitation": invitation, "token": token}
     if invitation is None:
         return render(
             request, "workspaces/invitation.html", {"error": "This invitation link is not valid."}, status=404
@@ -235,7 +248,9 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             Invitation.Status.REVOKED: "This invitation was revoked. Ask for a new one.",
             Invitation.Status.ACCEPTED: "This invitation was already used.",
         }
-        reason = reasons.get(invitation.status, "This workspace no longer exists.")
+        # Deleting a workspace revokes its invitations; say why rather than "revoked".
+        deleted = invitation.workspace.is_deleted
+        reason = "This workspace no longer exists." if deleted else reasons[invitation.status]
         return render(request, "workspaces/invitation.html", {**context, "error": reason}, status=410)
     if not request.user.is_authenticated:
         # Whoever opened the emailed link controls that inbox: signing up with the same
@@ -243,9 +258,9 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         from allauth.account.adapter import get_adapter
 
         get_adapter(request).stash_verified_email(request, invitation.email)
-        here = reverse("workspaces:invitation_accept", args=[token])
-        context["login_url"] = f"{reverse('account_login')}?next={here}"
-        context["signup_url"] = f"{reverse('account_signup')}?next={here}"
+        query = urlencode({"next": reverse("workspaces:invitation_accept", args=[token])})
+        context["login_url"] = f"{reverse('account_login')}?{query}"
+        context["signup_url"] = f"{reverse('account_signup')}?{query}"
         return render(request, "workspaces/invitation.html", context)
     if request.method == "POST":
         try:
@@ -257,4 +272,6 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         request.session[SESSION_KEY] = membership.workspace_id
         messages.success(request, f"Welcome to “{membership.workspace.name}”.")
         return redirect("dashboard")
+    # Say before the click when the signed-in account cannot accept it.
+    context["email_matches"] = services.user_has_verified_email(request.user, invitation.email)  # type: ignore[arg-type]
     return render(request, "workspaces/invitation.html", context)
