@@ -267,7 +267,7 @@ CONSTANCE_CONFIG = {
     "SITE_TAGLINE": ("All your AI tools in one workspace.", "Short line on the home page.", str),
     "SUPPORT_EMAIL": ("support@aikeedo.local", "Address shown to users for help.", str),
     "DEFAULT_THEME": ("auto", "Theme for visitors and users who did not choose one.", "theme_select"),
-    "MAX_WORKSPACES_PER_USER": (5, "How many workspaces one user may own (plan limits override later).", int),
+    "MAX_WORKSPACES_PER_USER": (5, "How many workspaces one user may own, the personal one included.", int),
     "MAX_MEMBERS_PER_WORKSPACE": (10, "Members plus pending invitations allowed in one workspace.", int),
     "INVITATION_TTL_DAYS": (7, "Days an invitation link stays valid.", int),
     "PASSWORD_MIN_LENGTH": (10, "Minimum password length.", int),
