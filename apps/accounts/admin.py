@@ -12,7 +12,10 @@ from django.shortcuts import render
 from apps.accounts.models import User
 from apps.accounts.services import (
     AccountError,
+    user_delete,
+    user_email_set,
     user_email_verify,
+    user_on_staff_create,
     user_password_reset_send,
     user_suspend,
     user_unsuspend,
@@ -50,7 +53,9 @@ class UserAdmin(BaseUserAdmin):
     list_display = ["email", "display_name", "is_active", "suspended_at", "is_staff", "date_joined", "last_login"]
     list_filter = ["is_staff", "is_superuser", "is_active", ("suspended_at", admin.EmptyFieldListFilter), "date_joined"]
     search_fields = ["email", "display_name", "emailaddress__email"]
-    readonly_fields = ["last_login", "date_joined", "suspended_at", "suspension_reason"]
+    # is_active follows suspension: it changes only through the suspend/unsuspend actions,
+    # which end sessions and write the audit row.
+    readonly_fields = ["is_active", "last_login", "date_joined", "suspended_at", "suspension_reason"]
     inlines = [MembershipInline]
     actions = ["suspend", "unsuspend", "verify_email", "send_password_reset"]
     show_full_result_count = False
@@ -63,11 +68,31 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[User], search_term: str
-    ) -> tuple[QuerySet[User], bool]:
-        qs, _ = super().get_search_results(request, queryset, search_term)
-        return qs.distinct(), False
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list[type[admin.options.InlineModelAdmin]]:
+        # A user being added has no memberships yet; sign-up side effects create the first.
+        return list(self.inlines) if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            user_on_staff_create(user=obj, acting_user=_staff(request))
+            return
+        if "email" in form.changed_data:
+            # The address is also the allauth login address: the service replaces both.
+            new_email = obj.email
+            obj.email = form.initial["email"]
+            super().save_model(request, obj, form, change)
+            user_email_set(user=obj, email=new_email, acting_user=_staff(request))
+            return
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        # Through the service: solely owned workspaces go too and the audit trail is anonymised.
+        user_delete(user=obj, acting_user=_staff(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            user_delete(user=user, acting_user=_staff(request))
 
     @admin.action(description="Suspend selected users")
     def suspend(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
@@ -90,7 +115,7 @@ class UserAdmin(BaseUserAdmin):
             "admin/accounts/suspend.html",
             {
                 **self.admin_site.each_context(request),
-                "users": queryset,
+                "users": list(queryset),
                 "form": form,
                 "title": "Suspend users",
                 "opts": self.model._meta,

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import uuid
 import zoneinfo
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.db import transaction
 
 from apps.accounts.models import Theme, User
 from apps.accounts.validators import validate_avatar
@@ -37,11 +39,15 @@ class ProfileForm(forms.ModelForm):
         self.fields["avatar"].widget = forms.ClearableFileInput(
             attrs={"accept": "image/png,image/jpeg,image/webp,image/gif"}
         )
+        self._stored_avatar = self.instance.avatar.name if self.instance.avatar else ""
 
     def clean_avatar(self) -> Any:
         avatar = self.cleaned_data.get("avatar")
         if avatar and hasattr(avatar, "content_type"):  # a new upload, not the stored file
-            validate_avatar(avatar)
+            extension = validate_avatar(avatar)
+            # A random name with the extension of the content: the uploaded name may say more
+            # about the person than they meant to share, and it is served from a public URL.
+            avatar.name = f"{uuid.uuid4().hex}.{extension}"
         return avatar
 
     def save(self, commit: bool = True) -> User:
@@ -57,7 +63,15 @@ class ProfileForm(forms.ModelForm):
         user.preferences = prefs
         if commit:
             user.save()
+            self._delete_replaced_avatar(user)
         return user
+
+    def _delete_replaced_avatar(self, user: User) -> None:
+        old = self._stored_avatar
+        if old and old != (user.avatar.name or ""):
+            storage = user.avatar.storage
+            # After commit: a rolled-back save must still find its file.
+            transaction.on_commit(lambda: storage.delete(old))
 
 
 class DeleteAccountForm(forms.Form):

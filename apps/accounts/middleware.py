@@ -17,14 +17,18 @@ class UserPreferencesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
+        tz: zoneinfo.ZoneInfo | None = None
         if user is not None and user.is_authenticated:
             if user.locale in self.languages:
+                # LocaleMiddleware (outside this one) reads the active language for the
+                # Content-Language header and activates afresh on the next request.
                 translation.activate(user.locale)
                 request.LANGUAGE_CODE = user.locale  # type: ignore[attr-defined]
             try:
-                timezone.activate(zoneinfo.ZoneInfo(user.timezone))
+                tz = zoneinfo.ZoneInfo(user.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                timezone.deactivate()
-        else:
-            timezone.deactivate()
-        return self.get_response(request)
+                tz = None
+        # The time zone is thread state: reset it afterwards so it does not leak into whatever
+        # the thread runs next (another request's startup code, a task, a test).
+        with timezone.override(tz):
+            return self.get_response(request)

@@ -39,10 +39,12 @@ class ConfigurablePasswordValidator:
 
 
 AVATAR_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+AVATAR_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
 
-def validate_avatar(upload: Any) -> None:
-    """Check the upload by content (Pillow), not by its name, and against the size limit."""
+def validate_avatar(upload: Any) -> str:
+    """Check the upload by content (Pillow), not by its name, and against the size limit.
+    Returns the file extension that matches the content."""
     from constance import config
     from PIL import Image, UnidentifiedImageError
 
@@ -64,3 +66,4 @@ def validate_avatar(upload: Any) -> None:
         upload.seek(0)
     if fmt not in AVATAR_CONTENT_TYPES:
         raise ValidationError("Upload a PNG, JPEG, WebP or GIF image.", code="avatar_type")
+    return AVATAR_EXTENSIONS[fmt]

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.forms import DeleteAccountForm, ProfileForm
+from apps.accounts.models import User
 from apps.accounts.services import user_delete, user_export_data
 from apps.core.http import AuthedRequest
 
@@ -19,14 +20,16 @@ from apps.core.http import AuthedRequest
 @require_http_methods(["GET", "POST"])
 def profile(request: AuthedRequest) -> HttpResponse:
     if request.method == "POST":
-        form = ProfileForm(request.POST, request.FILES, instance=request.user)
+        # A copy, not request.user: validating a ModelForm writes the input onto its
+        # instance, and a refused form must not show up as the signed-in user's data.
+        form = ProfileForm(request.POST, request.FILES, instance=User.objects.get(pk=request.user.pk))
         if form.is_valid():
             form.save()
             messages.success(request, "Profile saved.")
             return redirect("accounts:profile")
         messages.error(request, "Please correct the errors below.")
-    else:
-        form = ProfileForm(instance=request.user)
+        return render(request, "accounts/profile.html", {"form": form}, status=400)
+    form = ProfileForm(instance=request.user)
     return render(request, "accounts/profile.html", {"form": form})
 
 
