@@ -20,7 +20,10 @@ from apps.accounts.services import (
     user_suspend,
     user_unsuspend,
 )
+from apps.audit.services import audit_record
 from apps.workspaces.models import Membership
+
+ACCESS_FIELDS = {"is_staff", "is_superuser", "groups", "user_permissions"}
 
 
 def _staff(request: HttpRequest) -> User:
@@ -85,6 +88,28 @@ class UserAdmin(BaseUserAdmin):
             user_email_set(user=obj, email=new_email, acting_user=_staff(request))
             return
         super().save_model(request, obj, form, change)
+        access = sorted(set(form.changed_data) & ACCESS_FIELDS)
+        if access:
+            audit_record(
+                actor=_staff(request),
+                action="user.access_change",
+                target=obj,
+                metadata={field: str(form.cleaned_data.get(field)) for field in access},
+            )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not _staff(request).is_superuser:
+            # Only superusers grant staff, superuser or permissions: staff cannot raise themselves.
+            fields += sorted(ACCESS_FIELDS)
+        return fields
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            target = User.objects.filter(pk=id).first()
+            audit_record(actor=_staff(request), action="user.password_set_by_staff", target=target)
+        return response
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         # Through the service: solely owned workspaces go too and the audit trail is anonymised.

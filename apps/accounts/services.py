@@ -161,9 +161,9 @@ def user_delete(*, user: User, acting_user: User) -> None:
     sessions) is removed."""
     from allauth.account.models import EmailAddress
 
-    from apps.workspaces.models import Membership, Workspace
+    from apps.workspaces.models import Membership
     from apps.workspaces.roles import Role
-    from apps.workspaces.services import workspace_delete_by_system
+    from apps.workspaces.services import workspace_delete_by_system, workspace_lock
 
     owned_ids = list(
         Membership.objects.active()
@@ -175,7 +175,7 @@ def user_delete(*, user: User, acting_user: User) -> None:
         # Two co-owners deleting their accounts at once would each see the other as the
         # remaining owner and leave the workspace with none; the lock (taken in pk order, the
         # same lock membership changes take) makes the second one see the first one gone.
-        workspace = Workspace.objects.select_for_update().get(pk=workspace_id)
+        workspace = workspace_lock(workspace_id)
         other_owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER).exclude(user=user)
         if not other_owners.exists():
             workspace_delete_by_system(workspace=workspace, actor=acting_user, reason="owner account deleted")

@@ -62,11 +62,12 @@ def _owner_count(workspace: Workspace) -> int:
     return Membership.objects.filter(workspace=workspace, role=Role.OWNER).count()
 
 
-def _lock_workspace(workspace: Workspace) -> Workspace:
+def workspace_lock(workspace: Workspace | int) -> Workspace:
     # Serialises membership changes of one workspace: two admins demoting the last two
     # owners, or two accepts racing for the last seat, must not both pass their checks.
     # Every service takes this lock before any invitation or membership lock (fixed order).
-    return Workspace.objects.select_for_update().get(pk=workspace.pk)
+    pk = workspace if isinstance(workspace, int) else workspace.pk
+    return Workspace.objects.select_for_update().get(pk=pk)
 
 
 def _lock_user(user: User) -> None:
@@ -131,7 +132,7 @@ def _workspace_soft_delete(workspace: Workspace) -> None:
 
 @transaction.atomic
 def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: str) -> None:
-    _lock_workspace(workspace)
+    workspace_lock(workspace)
     require_perm(workspace=workspace, user=acting_user, perm=Perm.DELETE)
     if confirm_name.strip() != workspace.name:
         raise WorkspaceError("Type the workspace name exactly to confirm deletion.")
@@ -142,7 +143,7 @@ def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: s
 def workspace_delete_by_system(*, workspace: Workspace, actor: User | None, reason: str) -> None:
     """Delete without a role check, for account deletion and staff tooling."""
     with transaction.atomic():
-        _lock_workspace(workspace)
+        workspace_lock(workspace)
         audit_record(
             actor=actor, action="workspace.delete", target=workspace, workspace=workspace, metadata={"reason": reason}
         )
@@ -186,7 +187,7 @@ def workspace_member_invite(
     *, workspace: Workspace, email: str, role: str, acting_user: User
 ) -> tuple[Invitation, str]:
     """Invite `email`; returns the invitation and the raw token (emailed, never stored)."""
-    _lock_workspace(workspace)
+    workspace_lock(workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     _check_can_grant(acting, role)
     email = email.strip().lower()
@@ -226,7 +227,7 @@ def workspace_member_invite(
 
 @transaction.atomic
 def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) -> tuple[Invitation, str]:
-    workspace = _lock_workspace(invitation.workspace)
+    workspace = workspace_lock(invitation.workspace)
     require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.accepted_at or invitation.revoked_at:
@@ -253,7 +254,7 @@ def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) ->
 
 @transaction.atomic
 def workspace_invitation_revoke(*, invitation: Invitation, acting_user: User) -> Invitation:
-    _lock_workspace(invitation.workspace)
+    workspace_lock(invitation.workspace)
     require_perm(workspace=invitation.workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.accepted_at or invitation.revoked_at:
@@ -287,7 +288,7 @@ def workspace_invitation_accept(*, token: str, user: User) -> Membership:
     found = invitation_by_token(token)
     if found is None:
         raise InvitationInvalid("This invitation link is not valid.")
-    workspace = _lock_workspace(found.workspace)
+    workspace = workspace_lock(found.workspace)
     invitation = Invitation.objects.select_for_update().get(pk=found.pk)
     if workspace.deleted_at:
         raise InvitationInvalid("This workspace no longer exists.")
@@ -330,7 +331,7 @@ def _check_can_manage(acting: Membership, target: Membership) -> None:
 
 @transaction.atomic
 def workspace_member_role_change(*, membership: Membership, role: str, acting_user: User) -> Membership:
-    workspace = _lock_workspace(membership.workspace)
+    workspace = workspace_lock(membership.workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _check_can_manage(acting, membership)
@@ -354,7 +355,7 @@ def workspace_member_role_change(*, membership: Membership, role: str, acting_us
 
 @transaction.atomic
 def workspace_member_remove(*, membership: Membership, acting_user: User) -> None:
-    workspace = _lock_workspace(membership.workspace)
+    workspace = workspace_lock(membership.workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _check_can_manage(acting, membership)
@@ -372,7 +373,7 @@ def workspace_member_remove(*, membership: Membership, acting_user: User) -> Non
 
 @transaction.atomic
 def workspace_member_leave(*, workspace: Workspace, user: User) -> None:
-    workspace = _lock_workspace(workspace)
+    workspace = workspace_lock(workspace)
     membership = Membership.objects.select_for_update().filter(workspace=workspace, user=user).first()
     if membership is None:
         raise WorkspacePermissionDenied("You are not a member of this workspace.")

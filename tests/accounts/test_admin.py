@@ -289,3 +289,74 @@ def test_admin_bulk_delete_goes_through_account_deletion(staff_client: Client, s
     assert alpha.workspace.deleted_at is not None
     assert {r.target_id for r in audit_rows("user.delete")} == {str(i) for i in ids}
     assert not audit_rows("user.delete", actor_label__in=["alpha-owner@example.com", "alpha-member@example.com"])
+
+
+def _change_post(client: Client, user: User, membership_pk: int, **fields: str) -> object:
+    return client.post(
+        f"{CHANGELIST}{user.pk}/change/",
+        {
+            "email": user.email,
+            "display_name": user.display_name,
+            "locale": user.locale,
+            "timezone": user.timezone,
+            "preferences": "{}",
+            "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+            "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "1",
+            "memberships-0-id": str(membership_pk),
+            "memberships-0-user": str(user.pk),
+            **fields,
+        },
+    )
+
+
+def test_superuser_granting_staff_writes_an_access_change_row(staff_client: Client, staff: User, alpha: Team) -> None:
+    user = alpha.member
+
+    response = _change_post(staff_client, user, alpha.member_membership.pk, is_staff="on")
+
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    user.refresh_from_db()
+    assert user.is_staff
+    [row] = audit_rows("user.access_change")
+    assert row.actor == staff
+    assert row.target_id == str(user.pk)
+    assert row.metadata == {"is_staff": "True"}
+
+
+def test_staff_without_superuser_cannot_grant_superuser(alpha: Team) -> None:
+    from django.contrib.auth.models import Permission
+
+    clerk = UserFactory(email="clerk@example.com", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    client = Client()
+    client.force_login(clerk)
+    target = alpha.member
+
+    response = _change_post(client, target, alpha.member_membership.pk, is_superuser="on", is_staff="on")
+
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    target.refresh_from_db()
+    clerk.refresh_from_db()
+    assert (target.is_superuser, target.is_staff) == (False, False)
+    response = _change_post(client, clerk, 0, is_superuser="on")
+    clerk.refresh_from_db()
+    assert not clerk.is_superuser
+    assert audit_rows("user.access_change") == []
+
+
+def test_admin_password_change_is_audited(staff_client: Client, staff: User, alpha: Team) -> None:
+    user = alpha.member
+
+    response = staff_client.post(
+        f"{CHANGELIST}{user.pk}/password/",
+        {"password1": "a-new-long-password-42", "password2": "a-new-long-password-42", "usable_password": "true"},
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("a-new-long-password-42")
+    [row] = audit_rows("user.password_set_by_staff")
+    assert row.actor == staff
+    assert row.target_id == str(user.pk)
