@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("account/", include("apps.accounts.urls")),
     path("workspaces/", include("apps.workspaces.urls")),
+    path("credits/", include("apps.credits.urls")),
 ]
 
 if settings.DEBUG:

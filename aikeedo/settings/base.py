@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.workspaces",
+    "apps.credits",
 ]
 
 MIDDLEWARE = [
@@ -90,6 +91,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.branding",
                 "apps.workspaces.context_processors.workspaces",
+                "apps.credits.context_processors.credits",
             ],
         },
     },
@@ -144,6 +146,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "credits-sweep-stale-reservations": {"task": "apps.credits.tasks.sweep_stale_reservations", "schedule": 60.0},
+    "credits-expire-grants": {"task": "apps.credits.tasks.expire_grants", "schedule": 300.0},
+}
 
 # ---------------------------------------------------------------------------- auth
 AUTH_USER_MODEL = "accounts.User"
@@ -276,10 +282,23 @@ CONSTANCE_CONFIG = {
     "PASSWORD_REQUIRE_SYMBOL": (False, "Passwords must contain a non-alphanumeric character.", bool),
     "AVATAR_MAX_KB": (1024, "Largest avatar upload in KiB.", int),
     "SIGNUP_OPEN": (True, "Allow new people to sign up.", bool),
+    "TRIAL_CREDITS": ("50", "Credits granted to each new personal workspace (0 for none).", str),
+    "TRIAL_DAYS": (14, "Days before trial credits expire (0: never).", int),
+    "LOW_BALANCE_THRESHOLDS": (
+        "100, 10",
+        "Comma-separated credit levels that trigger a low-balance alert for new workspaces.",
+        str,
+    ),
+    "RESERVATION_MAX_AGE_MINUTES": (
+        30,
+        "Holds older than this are ended by the sweeper (delivered part settled, rest released).",
+        int,
+    ),
 }
 CONSTANCE_CONFIG_FIELDSETS = {
     "Branding": ("SITE_NAME", "SITE_LOGO_URL", "SITE_TAGLINE", "SUPPORT_EMAIL", "DEFAULT_THEME"),
     "Workspaces": ("MAX_WORKSPACES_PER_USER", "MAX_MEMBERS_PER_WORKSPACE", "INVITATION_TTL_DAYS"),
+    "Credits": ("TRIAL_CREDITS", "TRIAL_DAYS", "LOW_BALANCE_THRESHOLDS", "RESERVATION_MAX_AGE_MINUTES"),
     "Security": (
         "SIGNUP_OPEN",
         "PASSWORD_MIN_LENGTH",

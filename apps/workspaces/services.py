@@ -95,6 +95,14 @@ def workspace_create(*, user: User, name: str, is_personal: bool = False) -> Wor
     audit_record(
         actor=user, action="workspace.create", target=workspace, workspace=workspace, metadata={"personal": is_personal}
     )
+    from apps.credits.services import credits_account_open, credits_grant_trial
+
+    # Trial credits go to each person's first (personal) workspace only, so creating more
+    # workspaces cannot mint more trials.
+    if is_personal:
+        credits_grant_trial(workspace=workspace)
+    else:
+        credits_account_open(workspace=workspace)
     return workspace
 
 

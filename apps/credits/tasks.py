@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_low_balance_alert(account_id: int, threshold_units: int) -> None:
+    from apps.credits.notifications import low_balance_notify
+
+    low_balance_notify(account_id=account_id, threshold_units=threshold_units)
+
+
+@shared_task
+def sweep_stale_reservations() -> dict[str, int]:
+    from constance import config
+
+    from apps.credits.services import credits_sweep
+
+    return credits_sweep(older_than=timedelta(minutes=int(config.RESERVATION_MAX_AGE_MINUTES)))
+
+
+@shared_task
+def expire_grants() -> int:
+    from apps.credits.services import credits_expire
+
+    return credits_expire()
