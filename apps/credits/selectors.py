@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncDay
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from apps.credits.models import CreditAccount, CreditGrant, Reservation
+from apps.credits.models import CreditAccount, CreditGrant, Reservation, Service, Source
 
 if TYPE_CHECKING:
     from apps.workspaces.models import Workspace
@@ -44,6 +45,19 @@ def _lapsed_units(account: CreditAccount, now: datetime) -> int:
     return int(total)
 
 
+def _active_grants(account: CreditAccount, now: datetime) -> QuerySet[CreditGrant]:
+    # Consumption order: soonest-expiring first, never-expiring last.
+    return (
+        CreditGrant.objects.active(now)
+        .filter(account=account)
+        .order_by(F("expires_at").asc(nulls_last=True), "source_rank", "id")
+    )
+
+
+def _is_low(account: CreditAccount, available_units: int) -> bool:
+    return bool(account.alert_thresholds) and available_units < min(account.alert_thresholds)
+
+
 def credits_balance(*, workspace: Workspace, with_grants: bool = False) -> Balance:
     now = timezone.now()
     account = CreditAccount.objects.filter(workspace=workspace).first()
@@ -53,16 +67,113 @@ def credits_balance(*, workspace: Workspace, with_grants: bool = False) -> Balan
     available = account.available_units - lapsed
     grants: list[SourceBalance] = []
     if with_grants:
-        for grant in (
-            CreditGrant.objects.active(now)
-            .filter(account=account)
-            .order_by(F("expires_at").asc(nulls_last=True), "source_rank", "id")
-        ):
+        for grant in _active_grants(account, now):
             grants.append(
                 SourceBalance(grant.source, grant.get_source_display(), grant.available_units, grant.expires_at)
             )
-    low = bool(account.alert_thresholds) and available < min(account.alert_thresholds)
-    return Balance(available, account.held_units, account.balance_units - lapsed, low=low, grants=grants)
+    return Balance(
+        available, account.held_units, account.balance_units - lapsed, low=_is_low(account, available), grants=grants
+    )
+
+
+# ---------------------------------------------------------------------------- credits page
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """One active grant as the credits page shows it."""
+
+    pk: int
+    source: str
+    label: str
+    amount_units: int
+    available_units: int
+    held_units: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SourceTotal:
+    source: str
+    label: str
+    available_units: int
+    held_units: int
+    grants: int
+    next_expiry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreditsOverview:
+    balance: Balance
+    account: CreditAccount | None
+    grants: list[GrantRow]
+    sources: list[SourceTotal]
+    trial_expires_at: datetime | None
+    subscription_expires_at: datetime | None
+
+
+def _latest_expiry(grants: list[GrantRow], source: str) -> datetime | None:
+    dates = [g.expires_at for g in grants if g.source == source and g.expires_at is not None]
+    return max(dates) if dates else None
+
+
+def credits_overview(*, workspace: Workspace) -> CreditsOverview:
+    """Balance, every active grant in consumption order and the totals per source, from the
+    account row and one query for the grants (plus one when an expiry is due)."""
+    now = timezone.now()
+    account = CreditAccount.objects.filter(workspace=workspace).first()
+    if account is None:
+        return CreditsOverview(Balance(0, 0, 0, low=False), None, [], [], None, None)
+    lapsed = _lapsed_units(account, now)
+    available = account.available_units - lapsed
+    grants = [
+        GrantRow(
+            pk=g.pk,
+            source=g.source,
+            label=g.get_source_display(),
+            amount_units=g.amount_units,
+            available_units=g.available_units,
+            held_units=g.held_units,
+            expires_at=g.expires_at,
+            created_at=g.created_at,
+        )
+        for g in _active_grants(account, now)
+    ]
+    balance = Balance(
+        available,
+        account.held_units,
+        account.balance_units - lapsed,
+        low=_is_low(account, available),
+        grants=[SourceBalance(g.source, g.label, g.available_units, g.expires_at) for g in grants],
+    )
+    sources: list[SourceTotal] = []
+    for value, label in Source.choices:
+        of_source = [g for g in grants if g.source == value]
+        if not of_source:
+            continue
+        expiries = [g.expires_at for g in of_source if g.expires_at is not None]
+        sources.append(
+            SourceTotal(
+                source=value,
+                label=str(label),
+                available_units=sum(g.available_units for g in of_source),
+                held_units=sum(g.held_units for g in of_source),
+                grants=len(of_source),
+                next_expiry_at=min(expiries) if expiries else None,
+            )
+        )
+    return CreditsOverview(
+        balance=balance,
+        account=account,
+        grants=grants,
+        sources=sources,
+        trial_expires_at=_latest_expiry(grants, Source.TRIAL),
+        subscription_expires_at=_latest_expiry(grants, Source.SUBSCRIPTION),
+    )
+
+
+# ---------------------------------------------------------------------------- usage history
 
 
 @dataclass(frozen=True)
@@ -74,26 +185,34 @@ class UsageFilters:
     user_id: int | None = None
 
 
+def _local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 def usage_queryset(*, workspace: Workspace, filters: UsageFilters) -> QuerySet[Reservation]:
-    """Settled charges of the workspace, newest first, with the member preloaded."""
+    """Settled charges of the workspace, newest first, with the member and rate preloaded.
+    Dates are days in the current time zone, both ends included."""
     qs = Reservation.objects.for_workspace(workspace).filter(status=Reservation.Status.SETTLED)
+    # A range on the column itself (not `created_at__date`) so the (workspace, created_at)
+    # index serves it.
     if filters.start:
-        qs = qs.filter(created_at__date__gte=filters.start)
-    if filters.end:
-        qs = qs.filter(created_at__date__lte=filters.end)
+        qs = qs.filter(created_at__gte=_local_midnight(filters.start))
+    if filters.end and filters.end < date.max:
+        qs = qs.filter(created_at__lt=_local_midnight(filters.end + timedelta(days=1)))
     if filters.service:
         qs = qs.filter(service=filters.service)
     if filters.model:
         qs = qs.filter(model=filters.model)
     if filters.user_id:
         qs = qs.filter(user_id=filters.user_id)
-    return qs.select_related("user").order_by("-created_at", "-id")
+    return qs.select_related("user", "rate_card").order_by("-created_at", "-id")
 
 
 def usage_totals_by_day(qs: QuerySet[Reservation]) -> list[dict[str, Any]]:
+    """[{"day": date, "units": int, "calls": int}], oldest first; days in the current time zone."""
     return list(
         qs.order_by()
-        .annotate(day=TruncDay("created_at"))
+        .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(units=Sum("charged_units"), calls=Count("id"))
         .order_by("day")
@@ -101,11 +220,12 @@ def usage_totals_by_day(qs: QuerySet[Reservation]) -> list[dict[str, Any]]:
 
 
 def usage_totals_by_model(qs: QuerySet[Reservation]) -> list[dict[str, Any]]:
+    """[{"service", "model", "units", "calls"}], most credits first."""
     return list(
         qs.order_by()
         .values("service", "model")
         .annotate(units=Sum("charged_units"), calls=Count("id"))
-        .order_by("-units")
+        .order_by("-units", "service", "model")
     )
 
 
@@ -114,11 +234,47 @@ def usage_total_units(qs: QuerySet[Reservation]) -> int:
 
 
 def usage_filter_choices(*, workspace: Workspace) -> dict[str, list[Any]]:
-    base = Reservation.objects.for_workspace(workspace).filter(status=Reservation.Status.SETTLED).order_by()
-    return {
-        "models": sorted({m for m in base.values_list("model", flat=True).distinct() if m}),
-        "services": sorted({s for s in base.values_list("service", flat=True).distinct() if s}),
-    }
+    """The services and models this workspace has been charged for (one query)."""
+    pairs = (
+        Reservation.objects.for_workspace(workspace)
+        .filter(status=Reservation.Status.SETTLED)
+        .order_by()
+        .values_list("service", "model")
+        .distinct()
+    )
+    services: set[str] = set()
+    models: set[str] = set()
+    for service, model in pairs:
+        if service:
+            services.add(service)
+        if model:
+            models.add(model)
+    return {"models": sorted(models), "services": sorted(services)}
+
+
+def usage_member_choices(*, workspace: Workspace) -> list[tuple[int, str]]:
+    """(user id, label) of the workspace's current members, by name."""
+    from apps.workspaces.models import Membership
+
+    members = Membership.objects.for_workspace(workspace).select_related("user")
+    choices = [(m.user_id, f"{m.user.name} ({m.user.email})") for m in members]
+    return sorted(choices, key=lambda c: c[1].casefold())
+
+
+def service_label(value: str) -> str:
+    return str(dict(Service.choices).get(value, value))
+
+
+def usage_summary(usage: dict[str, Any], *, limit: int = 120) -> str:
+    """A one-line "input_tokens 1200 · output_tokens 300" for the usage list."""
+    if not isinstance(usage, dict):
+        return ""
+    parts = []
+    for key, value in usage.items():
+        shown = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
+        parts.append(f"{str(key).replace('_', ' ')} {shown}")
+    text = " · ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def has_held(workspace: Workspace) -> bool:

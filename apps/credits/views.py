@@ -1,15 +1,245 @@
+"""The credits pages: balance by source, usage history (filters, totals, chart, CSV export)
+and the workspace's credit settings. Reads go through selectors, writes through services."""
+
 from __future__ import annotations
 
-from django.http import HttpResponse
-from django.shortcuts import render
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.core.http import WorkspaceRequest
-from apps.credits.selectors import credits_balance
+from apps.credits.amounts import to_credits
+from apps.credits.charts import usage_chart
+from apps.credits.exceptions import CreditsError
+from apps.credits.forms import LimitsForm, TopUpForm, UsageFilterForm
+from apps.credits.models import CreditAccount, Reservation
+from apps.credits.selectors import (
+    credits_overview,
+    service_label,
+    usage_filter_choices,
+    usage_member_choices,
+    usage_queryset,
+    usage_summary,
+    usage_totals_by_day,
+    usage_totals_by_model,
+)
+from apps.credits.services import credits_account_open
+from apps.credits.settings_service import credits_settings_update
 from apps.workspaces.decorators import workspace_required
+from apps.workspaces.exceptions import WorkspacePermissionDenied
 from apps.workspaces.roles import Perm
+from apps.workspaces.scoping import get_for_workspace_or_404
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    charge: Reservation
+    summary: str
+
+
+def _filter_form(request: WorkspaceRequest) -> UsageFilterForm:
+    workspace = request.workspace
+    return UsageFilterForm(
+        request.GET,
+        models=usage_filter_choices(workspace=workspace)["models"],
+        members=usage_member_choices(workspace=workspace),
+    )
 
 
 @workspace_required(Perm.USE)
+@require_GET
 def overview(request: WorkspaceRequest) -> HttpResponse:
-    balance = credits_balance(workspace=request.workspace, with_grants=True)
-    return render(request, "credits/overview.html", {"balance": balance})
+    workspace = request.workspace
+    summary = credits_overview(workspace=workspace)
+    form = _filter_form(request)
+    context: dict[str, Any] = {
+        "overview": summary,
+        "balance": summary.balance,
+        # The header widget and low-balance banner read this; reuse the figures loaded here.
+        "credit_balance": summary.balance,
+        "form": form,
+        "can_manage_settings": request.membership.has_perm(Perm.MANAGE_SETTINGS),
+    }
+    if not form.is_valid():
+        context["filter_error"] = form.error_text()
+        return render(request, "credits/overview.html", context, status=400)
+    filters = form.filters()
+    qs = usage_queryset(workspace=workspace, filters=filters)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context.update(
+        page_obj=page,
+        rows=[UsageRow(charge, usage_summary(charge.usage)) for charge in page.object_list],
+        filtered=any(form.cleaned_data.get(name) for name in form.fields),
+    )
+    if page.paginator.count:
+        by_day = usage_totals_by_day(qs)
+        by_model = [{**row, "service_label": service_label(row["service"])} for row in usage_totals_by_model(qs)]
+        context.update(
+            by_day=by_day,
+            by_model=by_model,
+            total_units=sum(int(row["units"] or 0) for row in by_model),
+            chart=usage_chart(by_day, start=filters.start, end=filters.end),
+        )
+    return render(request, "credits/overview.html", context)
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def usage_detail(request: WorkspaceRequest, reservation_id: int) -> HttpResponse:
+    charge = get_for_workspace_or_404(
+        Reservation.objects.filter(status=Reservation.Status.SETTLED).select_related("user", "rate_card"),
+        request.workspace,
+        pk=reservation_id,
+    )
+    usage = [
+        (str(key), value if isinstance(value, (str, int, float, bool)) else json.dumps(value))
+        for key, value in (charge.usage or {}).items()
+    ]
+    return render(
+        request,
+        "credits/usage_detail.html",
+        {"charge": charge, "usage": usage, "service_label": service_label(charge.service)},
+    )
+
+
+# ---------------------------------------------------------------------------- CSV export
+
+CSV_HEADER = [
+    "id",
+    "created_at",
+    "settled_at",
+    "service",
+    "model",
+    "member_email",
+    "member_name",
+    "credits",
+    "shortfall_credits",
+    "rate_card_version",
+    "usage",
+]
+# A cell starting with one of these is run as a formula by spreadsheet programs; a leading
+# apostrophe makes it text (OWASP "CSV injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+class _Echo:
+    """A file-like object whose `write` hands the line back, so csv.writer feeds a generator."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# workspace_required is typed for HttpResponse; a streaming response is an HttpResponseBase.
+@workspace_required(Perm.USE)
+@require_GET
+def usage_export(request: WorkspaceRequest) -> HttpResponseBase:
+    form = _filter_form(request)
+    if not form.is_valid():
+        return HttpResponse(
+            f"Invalid filters: {form.error_text()}", status=400, content_type="text/plain; charset=utf-8"
+        )
+    qs = usage_queryset(workspace=request.workspace, filters=form.filters())
+    # The body is produced after the view returns, outside the middleware that activates the
+    # user's time zone: capture it now.
+    tz = timezone.get_current_timezone()
+    writer = csv.writer(_Echo())
+
+    def rows() -> Iterator[str]:
+        yield writer.writerow(CSV_HEADER)
+        for charge in qs.iterator(chunk_size=1000):
+            user = charge.user
+            yield writer.writerow(
+                [
+                    csv_cell(value)
+                    for value in (
+                        charge.pk,
+                        timezone.localtime(charge.created_at, tz).isoformat(),
+                        timezone.localtime(charge.finished_at, tz).isoformat() if charge.finished_at else "",
+                        charge.service,
+                        charge.model,
+                        user.email if user else "",
+                        user.name if user else "",
+                        to_credits(charge.charged_units),
+                        to_credits(charge.shortfall_units),
+                        charge.rate_card.version if charge.rate_card else "",
+                        json.dumps(charge.usage, sort_keys=True, ensure_ascii=False) if charge.usage else "",
+                    )
+                ]
+            )
+
+    filename = f"usage-{request.workspace.slug}-{timezone.localdate():%Y%m%d}.csv"
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def _settings_page(
+    request: WorkspaceRequest,
+    account: CreditAccount,
+    *,
+    limits_form: LimitsForm | None = None,
+    topup_form: TopUpForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "account": account,
+        "limits_form": limits_form or LimitsForm.for_account(account),
+        "topup_form": topup_form or TopUpForm.for_account(account),
+        "can_manage_billing": request.membership.has_perm(Perm.MANAGE_BILLING),
+    }
+    return render(request, "credits/settings.html", context, status=status)
+
+
+def _forbidden(request: WorkspaceRequest, reason: str) -> HttpResponse:
+    return render(request, "errors/403.html", {"reason": reason}, status=403)
+
+
+@workspace_required(Perm.MANAGE_SETTINGS)
+@require_http_methods(["GET", "POST"])
+def credit_settings(request: WorkspaceRequest) -> HttpResponse:
+    account = credits_account_open(workspace=request.workspace)
+    if request.method != "POST":
+        return _settings_page(request, account)
+    section = request.POST.get("section")
+    form: LimitsForm | TopUpForm
+    if section == "limits":
+        form = LimitsForm(request.POST)
+        forms_kw: dict[str, Any] = {"limits_form": form}
+    elif section == "topup":
+        if not request.membership.has_perm(Perm.MANAGE_BILLING):
+            return _forbidden(request, "Only owners can change automatic top-up.")
+        form = TopUpForm(request.POST)
+        forms_kw = {"topup_form": form}
+    else:
+        return HttpResponse("Unknown settings section.", status=400, content_type="text/plain; charset=utf-8")
+    if not form.is_valid():
+        return _settings_page(request, account, status=400, **forms_kw)
+    try:
+        credits_settings_update(account=account, acting_user=request.user, **form.service_fields())
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    except CreditsError as exc:
+        form.add_error(None, exc.message)
+        return _settings_page(request, account, status=400, **forms_kw)
+    messages.success(request, "Credit settings saved.")
+    return redirect("credits:settings")

@@ -1,0 +1,115 @@
+"""Workspace credit settings: spending caps, low-balance alerts and the auto top-up
+preference. Kept apart from `services.py` (the ledger) because nothing here moves credits."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from apps.audit.services import audit_record
+from apps.credits.exceptions import CreditsError
+from apps.credits.models import CreditAccount
+from apps.credits.services import account_lock
+from apps.workspaces.roles import Perm
+from apps.workspaces.services import require_perm
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+
+CAP_FIELDS = ("daily_cap_units", "monthly_cap_units", "member_daily_cap_units", "member_monthly_cap_units")
+LIMIT_FIELDS = (*CAP_FIELDS, "alert_thresholds")
+TOPUP_FIELDS = ("auto_topup_enabled", "auto_topup_threshold_units", "auto_topup_pack")
+MAX_THRESHOLDS = 10
+# A cap or threshold above this (10^14 credits) is a typo, and would not fit the columns' sums.
+MAX_UNITS = 10**18
+PACK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _positive_units(name: str, value: Any, *, optional: bool) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CreditsError(f"{name}: give a whole number of units.")
+    if value <= 0:
+        raise CreditsError(f"{name}: the amount must be greater than zero.")
+    if value > MAX_UNITS:
+        raise CreditsError(f"{name}: the amount is too large.")
+    return value
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for name in CAP_FIELDS:
+        if name in fields:
+            clean[name] = _positive_units(name, fields[name], optional=True)
+    if "alert_thresholds" in fields:
+        values = fields["alert_thresholds"]
+        if not isinstance(values, (list, tuple)):
+            raise CreditsError("alert_thresholds: give a list of amounts.")
+        thresholds = sorted({_positive_units("alert_thresholds", v, optional=False) or 0 for v in values}, reverse=True)
+        if len(thresholds) > MAX_THRESHOLDS:
+            raise CreditsError(f"Give at most {MAX_THRESHOLDS} low-balance thresholds.")
+        clean["alert_thresholds"] = thresholds
+    if "auto_topup_enabled" in fields:
+        clean["auto_topup_enabled"] = bool(fields["auto_topup_enabled"])
+    if "auto_topup_threshold_units" in fields:
+        clean["auto_topup_threshold_units"] = _positive_units(
+            "auto_topup_threshold_units", fields["auto_topup_threshold_units"], optional=True
+        )
+    if "auto_topup_pack" in fields:
+        pack = str(fields["auto_topup_pack"] or "").strip()
+        if pack and not PACK_RE.fullmatch(pack):
+            raise CreditsError("The top-up pack may use letters, digits, dots, dashes and underscores only.")
+        clean["auto_topup_pack"] = pack
+    return clean
+
+
+@transaction.atomic(durable=True)
+def credits_settings_update(*, account: CreditAccount, acting_user: User, **fields: Any) -> CreditAccount:
+    """Change the workspace's caps and alert thresholds (needs manage_settings) and/or its auto
+    top-up preference (needs manage_billing). Only the fields given change; an audit row
+    records each change from → to. Raises CreditsError (invalid value) or
+    WorkspacePermissionDenied."""
+    unknown = set(fields) - set(LIMIT_FIELDS) - set(TOPUP_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown credit settings: {', '.join(sorted(unknown))}")
+    workspace = account.workspace
+    if any(name in fields for name in LIMIT_FIELDS):
+        require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
+    if any(name in fields for name in TOPUP_FIELDS):
+        require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_BILLING)
+    clean = _clean(fields)
+    # Under the account lock: a reservation checking caps, or a low-balance alert reading the
+    # thresholds, sees the old settings or the new ones, never half of each.
+    locked = account_lock(workspace)
+    enabled = clean.get("auto_topup_enabled", locked.auto_topup_enabled)
+    threshold = clean.get("auto_topup_threshold_units", locked.auto_topup_threshold_units)
+    pack = clean.get("auto_topup_pack", locked.auto_topup_pack)
+    if enabled and (threshold is None or not pack):
+        raise CreditsError("Automatic top-up needs a threshold and a credit pack.")
+    changes = {
+        name: {"from": getattr(locked, name), "to": value}
+        for name, value in clean.items()
+        if getattr(locked, name) != value
+    }
+    if not changes:
+        return locked
+    for name, value in clean.items():
+        setattr(locked, name, value)
+    update_fields = [*changes, "updated_at"]
+    if "alert_thresholds" in changes:
+        # The thresholds the balance is already below count as notified: changing them is not
+        # news; the next crossing caused by spending alerts.
+        locked.alert_level = sum(1 for t in locked.alert_thresholds if locked.available_units < t)
+        update_fields.append("alert_level")
+    locked.save(update_fields=update_fields)
+    audit_record(
+        actor=acting_user,
+        action="credits.settings_update",
+        target=locked,
+        workspace=workspace,
+        metadata={"changes": changes},
+    )
+    return locked
