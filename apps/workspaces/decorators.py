@@ -12,7 +12,9 @@ from django.shortcuts import redirect, render
 from apps.workspaces.roles import Perm
 
 
-def workspace_required(perm: str = Perm.USE) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+def workspace_required(
+    perm: str = Perm.USE,
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """Signed-in user with a current workspace whose role grants `perm`; 403 page otherwise."""
 
     def decorator(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

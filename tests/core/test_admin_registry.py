@@ -12,7 +12,7 @@ from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_member_invite
 from tests.factories import UserFactory
 
-OWN_APPS = {"accounts", "workspaces", "audit"}
+OWN_APPS = {"accounts", "workspaces", "audit", "credits"}
 OWN_MODELS = sorted(
     (model for model in apps.get_models() if model._meta.app_label in OWN_APPS),
     key=lambda model: model._meta.label,
@@ -28,11 +28,20 @@ def _admin_url(model: type[models.Model], page: str, *args: object) -> str:
 @pytest.fixture
 def rows(alpha, beta):  # type: ignore[no-untyped-def]
     """A few rows of every model: users, workspaces and memberships from the teams, plus an
-    invitation and audit events."""
+    invitation, audit events and credits rows."""
     workspace_member_invite(
         workspace=alpha.workspace, email="invitee@example.com", role=Role.MEMBER, acting_user=alpha.owner
     )
     audit_record(actor=alpha.owner, action="workspace.rename", target=alpha.workspace, workspace=alpha.workspace)
+    # Credits rows through the real services: account, grant, ledger entries, a settled
+    # reservation and the default rate cards.
+    from apps.credits.rates import rate_cards_seed_defaults
+    from apps.credits.services import credits_grant, credits_reserve, credits_settle
+
+    credits_grant(workspace=alpha.workspace, amount="10", source="bonus", idempotency_key="registry-grant")
+    hold = credits_reserve(workspace=alpha.workspace, amount="2", idempotency_key="registry-hold")
+    credits_settle(reservation=hold, actual="1")
+    rate_cards_seed_defaults()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from apps.accounts.models import User
 from apps.accounts.services import user_create
+from apps.credits.rates import rate_cards_seed_defaults
 from apps.workspaces.models import Workspace
 
 STAFF_EMAIL = "admin@aikeedo.local"
@@ -30,10 +31,11 @@ def _password(variable: str, development_default: str) -> tuple[str, bool]:
 
 class Command(BaseCommand):
     help = (
-        "Create the demo data a fresh install needs: a staff superuser and a demo user with a "
-        "verified email and workspaces. Run after `migrate`; safe to run again (changes nothing "
-        "that exists). Passwords come from DEMO_ADMIN_PASSWORD / DEMO_USER_PASSWORD; unset, development "
-        "uses the documented demo passwords and other settings a random one, printed once."
+        "Create the demo data a fresh install needs: a staff superuser, a demo user with a "
+        "verified email and workspaces, and default prices for the built-in models. Run after "
+        "`migrate`; safe to run again (changes nothing that exists). Passwords come from "
+        "DEMO_ADMIN_PASSWORD / DEMO_USER_PASSWORD; unset, development uses the documented demo "
+        "passwords and other settings a random one, printed once."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -60,6 +62,8 @@ class Command(BaseCommand):
 
                 workspace_create(user=demo, name=DEMO_TEAM)
                 created.append(DEMO_TEAM)
+            # Only models without prices get the defaults: prices set in the admin stay.
+            rate_cards = rate_cards_seed_defaults()
         summary = f"seed_demo: created {', '.join(created)}" if created else "seed_demo: demo data already present"
         self.stdout.write(summary)
         unchanged = "(password set when first created)"
@@ -67,3 +71,5 @@ class Command(BaseCommand):
         shown_demo = demo_password if demo_known or DEMO_EMAIL in created else unchanged
         self.stdout.write(f"  staff login: {STAFF_EMAIL} / {shown_admin}  (admin at /admin/)")
         self.stdout.write(f"  demo login:  {DEMO_EMAIL} / {shown_demo}")
+        if rate_cards:
+            self.stdout.write(f"  rate cards:  default prices published for {len(rate_cards)} model(s)")
