@@ -7,6 +7,7 @@ and local media. See `.env.example` for every variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -14,6 +15,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
+# litellm would fetch its model cost map from the internet on import; use the bundled copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # A local `.env` is optional and never committed; real deployments use the environment.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -51,6 +54,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.workspaces",
     "apps.credits",
+    "apps.generation",
 ]
 
 MIDDLEWARE = [
@@ -247,6 +251,9 @@ CSRF_COOKIE_HTTPONLY = False  # HTMX reads the token from the page, not the cook
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Key for provider credentials stored in the admin (derived from SECRET_KEY when empty).
+FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 
 # ---------------------------------------------------------------------------- DRF
 REST_FRAMEWORK = {

@@ -331,6 +331,9 @@ DEFAULT_RATE_CARDS: list[dict[str, Any]] = [
         "cached_input_per_1k": "0.03",
         "output_per_1k": "1.5",
     },
+    {"service": Service.TEXT, "model": "gemini-2.0-flash", "input_per_1k": "0.01", "output_per_1k": "0.04"},
+    {"service": Service.TEXT, "model": "mistral-small", "input_per_1k": "0.02", "output_per_1k": "0.06"},
+    {"service": Service.TEXT, "model": "llama3.1", "input_per_1k": "0.005", "output_per_1k": "0.005"},
 ]
 
 

@@ -12,7 +12,7 @@ from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_member_invite
 from tests.factories import UserFactory
 
-OWN_APPS = {"accounts", "workspaces", "audit", "credits"}
+OWN_APPS = {"accounts", "workspaces", "audit", "credits", "generation"}
 OWN_MODELS = sorted(
     (model for model in apps.get_models() if model._meta.app_label in OWN_APPS),
     key=lambda model: model._meta.label,
@@ -42,6 +42,10 @@ def rows(alpha, beta):  # type: ignore[no-untyped-def]
     hold = credits_reserve(workspace=alpha.workspace, amount="2", idempotency_key="registry-hold")
     credits_settle(reservation=hold, actual="1")
     rate_cards_seed_defaults()
+    # The usage log has no writer yet besides the generation pipeline; one row for the pages.
+    from apps.generation.models import Generation
+
+    Generation.objects.create(workspace=alpha.workspace, user=alpha.owner, model_label="mock-chat", outcome="ok")
 
 
 @pytest.fixture

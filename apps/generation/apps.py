@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GenerationConfig(AppConfig):
+    name = "apps.generation"
+    label = "generation"
+    verbose_name = "AI generation"

@@ -1,0 +1,184 @@
+"""The model catalog (providers, models, fallback chains) and the usage log of generations."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.generation import crypto
+from apps.generation.providers.base import ModelTarget, ProviderConfig, ProviderKind
+from apps.workspaces.scoping import WorkspaceOwnedModel, WorkspaceScopedQuerySet
+
+# Where a provider's key comes from when none is stored in the admin.
+ENV_KEYS = {
+    ProviderKind.OPENAI: "OPENAI_API_KEY",
+    ProviderKind.ANTHROPIC: "ANTHROPIC_API_KEY",
+    ProviderKind.GEMINI: "GEMINI_API_KEY",
+    ProviderKind.MISTRAL: "MISTRAL_API_KEY",
+}
+ENV_BASE_URLS = {ProviderKind.OLLAMA: "OLLAMA_BASE_URL"}
+
+
+class Provider(models.Model):
+    """Credentials and options for one AI provider account."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(blank=True, help_text="For Ollama and OpenAI-compatible endpoints, or a proxy.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_hint = models.CharField(max_length=16, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    timeout_seconds = models.PositiveIntegerField(default=60)
+    options = models.JSONField(
+        default=dict, blank=True, help_text='Mock provider: {"latency_ms": 20, "fail": "before:429" | "after:5"}.'
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value)
+        self.api_key_hint = crypto.mask(value)
+
+    @property
+    def api_key(self) -> str:
+        stored = crypto.decrypt(self.api_key_encrypted)
+        return stored or os.environ.get(ENV_KEYS.get(self.kind, ""), "")
+
+    @property
+    def resolved_base_url(self) -> str:
+        return self.base_url or os.environ.get(ENV_BASE_URLS.get(self.kind, ""), "")
+
+    @property
+    def is_configured(self) -> bool:
+        if self.kind == ProviderKind.MOCK:
+            return True
+        if self.kind in (ProviderKind.OLLAMA, ProviderKind.OPENAI_COMPATIBLE):
+            return bool(self.resolved_base_url)
+        return bool(self.api_key)
+
+    def config(self) -> ProviderConfig:
+        return ProviderConfig(
+            kind=self.kind,
+            api_key=self.api_key,
+            base_url=self.resolved_base_url,
+            timeout=float(self.timeout_seconds),
+            options=dict(self.options or {}),
+        )
+
+
+class AIModelQuerySet(models.QuerySet["AIModel"]):
+    def available(self) -> AIModelQuerySet:
+        return self.filter(enabled=True, provider__enabled=True)
+
+
+class AIModel(models.Model):
+    """A model as users see it; calls go to `provider` / `upstream_model`, then down the
+    fallback chain."""
+
+    model_id = models.SlugField(max_length=100, unique=True, help_text="Shown to users and used in the API.")
+    display_name = models.CharField(max_length=100)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    upstream_model = models.CharField(max_length=200)
+    supports_chat = models.BooleanField(default=True)
+    supports_vision = models.BooleanField(default=False)
+    supports_tools = models.BooleanField(default=False)
+    supports_embeddings = models.BooleanField(default=False)
+    context_window = models.PositiveIntegerField(default=8192)
+    max_output_tokens = models.PositiveIntegerField(default=4096)
+    enabled = models.BooleanField(default=True)
+    plans = models.JSONField(
+        default=list, blank=True, help_text="Plan codes allowed to use this model; empty means every plan."
+    )
+    position = models.PositiveIntegerField(default=100, help_text="Order in model pickers.")
+    fallbacks = models.ManyToManyField(  # type: ignore[var-annotated]
+        "self", through="ModelFallback", symmetrical=False, related_name="+", blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AIModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "display_name"]
+        verbose_name = "AI model"
+
+    def __str__(self) -> str:
+        return self.model_id
+
+    def target(self) -> ModelTarget:
+        return ModelTarget(provider=self.provider.config(), upstream_model=self.upstream_model, label=self.model_id)
+
+    def allowed_for_plan(self, plan_code: str | None) -> bool:
+        return not self.plans or (plan_code is not None and plan_code in self.plans)
+
+
+class ModelFallback(models.Model):
+    """One step of a model's ordered fallback chain."""
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="fallback_links")
+    fallback = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["model", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "fallback"], name="generation_fallback_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(model=models.F("fallback")), name="generation_fallback_not_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.fallback} (#{self.position})"
+
+
+class Generation(WorkspaceOwnedModel):
+    """One generation attempt chain as billed: the usage log."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        STOPPED = "stopped", "Stopped by user"
+        CLIENT_GONE = "client_gone", "Client disconnected"
+        ERROR = "error", "Error"
+        REFUSED = "refused", "Refused before the call"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_label = models.CharField(max_length=100)
+    provider_kind = models.CharField(max_length=32, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    usage_reported = models.BooleanField(default=True)
+    provider_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    credits_charged_units = models.BigIntegerField(default=0)
+    reservation = models.ForeignKey(
+        "credits.Reservation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    total_ms = models.PositiveIntegerField(null=True, blank=True)
+    cached = models.BooleanField(default=False)
+    attempts = models.JSONField(default=list, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="generation_ws_created")]
+
+    def __str__(self) -> str:
+        return f"{self.model_label} {self.outcome} ({self.created_at:%Y-%m-%d %H:%M})"

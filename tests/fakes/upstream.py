@@ -1,0 +1,321 @@
+"""A local fake AI provider that speaks OpenAI's and Anthropic's HTTP wire formats, so litellm
+and the provider SDKs run their real code against it.
+
+Behaviour is driven per request through the model name, e.g.
+`fake-fast`, `fake-fail-before:500`, `fake-fail-before:429`, `fake-fail-after:3`,
+`fake-slow:0.05` (seconds per token), `fake-hang` (never answers: client time-out), or
+through `FakeUpstream.script` for a test's next calls. Every request is recorded.
+
+Run in a background thread with its own event loop on 127.0.0.1 and an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+def reply_words(prompt: str) -> list[str]:
+    """Deterministic reply derived from the prompt."""
+    words = prompt.split() or ["hello"]
+    return ["Echo:", *words[:50]]
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content or "")
+    return ""
+
+
+def _prompt_tokens(messages: list[dict[str, Any]], system: str = "") -> int:
+    text = (
+        system
+        + " "
+        + " ".join(
+            str(m.get("content")) if not isinstance(m.get("content"), list) else json.dumps(m.get("content"))
+            for m in messages
+        )
+    )
+    return max(1, len(text.split()))
+
+
+@dataclass
+class Behaviour:
+    fail_before: int | None = None  # HTTP status to answer with before any token
+    fail_after: int | None = None  # tokens sent before the stream breaks
+    delay: float = 0.0  # seconds per token
+    hang: bool = False
+    include_usage: bool = True
+
+
+def _behaviour(model: str) -> Behaviour:
+    b = Behaviour()
+    for part in model.split("+"):
+        name, _, arg = part.partition(":")
+        if name.endswith("fail-before"):
+            b.fail_before = int(arg or 500)
+        elif name.endswith("fail-after"):
+            b.fail_after = int(arg or 1)
+        elif name.endswith("slow"):
+            b.delay = float(arg or 0.01)
+        elif name.endswith("hang"):
+            b.hang = True
+        elif name.endswith("no-usage"):
+            b.include_usage = False
+    return b
+
+
+@dataclass
+class FakeUpstream:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[Behaviour] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runner: web.AppRunner | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(target=self._run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port)
+        self._loop.run_until_complete(site.start())
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _next(self, model: str) -> Behaviour:
+        return self.script.pop(0) if self.script else _behaviour(model)
+
+    # ------------------------------------------------------------------ OpenAI
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-fast", "object": "model"}]})
+
+    async def _openai_embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [((len(str(t)) + k) % 7) / 7 for k in range(8)]}
+            for i, t in enumerate(items)
+        ]
+        tokens = sum(len(str(t).split()) for t in items)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        model = str(body.get("model", ""))
+        behaviour = self._next(model)
+        if behaviour.hang:
+            await asyncio.sleep(3600)
+        if behaviour.fail_before:
+            return web.json_response(
+                {"error": {"message": f"fake failure {behaviour.fail_before}", "type": "server_error", "code": None}},
+                status=behaviour.fail_before,
+            )
+        messages = body.get("messages", [])
+        words = reply_words(_last_user_text(messages))
+        prompt_tokens = _prompt_tokens(messages)
+        created = int(time.time())
+        cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        if not body.get("stream"):
+            text = " ".join(words)
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": len(words),
+                        "total_tokens": prompt_tokens + len(words),
+                    },
+                }
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+            payload: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
+            }
+            if usage is not None:
+                payload["usage"] = usage
+            return f"data: {json.dumps(payload)}\n\n".encode()
+
+        await response.write(chunk({"role": "assistant", "content": ""}))
+        for i, word in enumerate(words):
+            if behaviour.fail_after is not None and i >= behaviour.fail_after:
+                # Break the connection mid-stream, as a crashed upstream would.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+            await response.write(chunk({"content": word if i == 0 else " " + word}))
+        await response.write(chunk({}, finish="stop"))
+        include = (body.get("stream_options") or {}).get("include_usage")
+        if include and behaviour.include_usage:
+            await response.write(
+                chunk(
+                    {},
+                    usage={
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": len(words),
+                        "total_tokens": prompt_tokens + len(words),
+                    },
+                )
+            )
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------------ Anthropic
+    async def _anthropic_messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        model = str(body.get("model", ""))
+        behaviour = self._next(model)
+        if behaviour.hang:
+            await asyncio.sleep(3600)
+        if behaviour.fail_before:
+            return web.json_response(
+                {"type": "error", "error": {"type": "api_error", "message": f"fake failure {behaviour.fail_before}"}},
+                status=behaviour.fail_before,
+            )
+        messages = body.get("messages", [])
+        system = body.get("system") or ""
+        if isinstance(system, list):
+            system = " ".join(part.get("text", "") for part in system if isinstance(part, dict))
+        words = reply_words(_last_user_text(messages))
+        input_tokens = _prompt_tokens(messages, str(system))
+        mid = f"msg_{uuid.uuid4().hex[:12]}"
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": " ".join(words)}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": len(words)},
+                }
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+
+        async def event(name: str, data: dict[str, Any]) -> None:
+            await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+        await event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                },
+            },
+        )
+        await event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        for i, word in enumerate(words):
+            if behaviour.fail_after is not None and i >= behaviour.fail_after:
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+            await event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word if i == 0 else " " + word},
+                },
+            )
+        await event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(words)},
+            },
+        )
+        await event("message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+
+async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:  # pragma: no cover - helper for callers
+    for item in items:
+        yield item
