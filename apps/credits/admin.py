@@ -31,8 +31,8 @@ from apps.credits.amounts import AmountError, format_credits, to_credits, to_uni
 from apps.credits.exceptions import CreditsError
 from apps.credits.models import CreditAccount, CreditGrant, LedgerEntry, RateCard, Reservation, Source
 from apps.credits.rates import NON_FIELD, PRICE_FIELDS, rate_card_errors, rate_card_publish
-from apps.credits.services import account_lock, credits_adjust, credits_grant, credits_release
-from apps.credits.settings_service import MAX_THRESHOLDS, PACK_RE
+from apps.credits.services import credits_adjust, credits_grant, credits_release
+from apps.credits.settings_service import MAX_THRESHOLDS, PACK_RE, credits_settings_update
 from apps.workspaces.models import Workspace
 
 CREDITS_FIELD_OPTIONS: dict[str, Any] = {"max_digits": 14, "decimal_places": 4}
@@ -176,32 +176,12 @@ class CreditAccountForm(forms.ModelForm):
 
 
 def _account_configure(*, account: CreditAccount, acting_user: User, values: dict[str, Any]) -> list[str]:
-    """Store an account's settings for staff, without touching its balances, and audit the
-    change like `credits_settings_update` (which the workspace's own settings page uses, and
-    which requires membership of the workspace). Returns the names of the fields that changed.
-
-    Not `account.save()`: that would write back the balance the form loaded, undoing every
-    charge made since the page was opened."""
-    with transaction.atomic():
-        # The alert level depends on the available balance: read both under the account lock.
-        locked = account_lock(account.workspace_id)
-        changed = {name: value for name, value in values.items() if getattr(locked, name) != value}
-        if not changed:
-            return []
-        before = {name: getattr(locked, name) for name in changed}
-        if "alert_thresholds" in changed:
-            # Levels the balance is already below count as notified: a new level is not news.
-            changed["alert_level"] = sum(1 for t in changed["alert_thresholds"] if locked.available_units < t)
-        CreditAccount.objects.filter(pk=locked.pk).update(**changed, updated_at=timezone.now())
-        names = sorted(set(changed) - {"alert_level"})
-        audit_record(
-            actor=acting_user,
-            action="credits.settings_update",
-            target=locked,
-            workspace=locked.workspace,
-            metadata={"changes": {name: {"from": before[name], "to": changed[name]} for name in names}, "via": "admin"},
-        )
-    return names
+    """Store an account's settings for staff through the same service as the workspace's own
+    settings page (never `account.save()`, which would write back the balance the form loaded).
+    Returns the names of the fields that changed."""
+    before = {name: getattr(account, name) for name in values}
+    locked = credits_settings_update(account=account, acting_user=acting_user, as_staff=True, **values)
+    return sorted(name for name in values if getattr(locked, name) != before[name])
 
 
 class AdjustForm(forms.Form):

@@ -66,19 +66,23 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-@transaction.atomic(durable=True)
-def credits_settings_update(*, account: CreditAccount, acting_user: User, **fields: Any) -> CreditAccount:
+@transaction.atomic
+def credits_settings_update(
+    *, account: CreditAccount, acting_user: User, as_staff: bool = False, **fields: Any
+) -> CreditAccount:
     """Change the workspace's caps and alert thresholds (needs manage_settings) and/or its auto
     top-up preference (needs manage_billing). Only the fields given change; an audit row
     records each change from → to. Raises CreditsError (invalid value) or
-    WorkspacePermissionDenied."""
+    WorkspacePermissionDenied. `as_staff` is the back office: staff need no membership."""
     unknown = set(fields) - set(LIMIT_FIELDS) - set(TOPUP_FIELDS)
     if unknown:
         raise TypeError(f"Unknown credit settings: {', '.join(sorted(unknown))}")
     workspace = account.workspace
-    if any(name in fields for name in LIMIT_FIELDS):
+    if as_staff and not acting_user.is_staff:
+        raise CreditsError("Only staff can change another workspace's settings.")
+    if not as_staff and any(name in fields for name in LIMIT_FIELDS):
         require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
-    if any(name in fields for name in TOPUP_FIELDS):
+    if not as_staff and any(name in fields for name in TOPUP_FIELDS):
         require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_BILLING)
     clean = _clean(fields)
     # Under the account lock: a reservation checking caps, or a low-balance alert reading the
@@ -110,6 +114,6 @@ def credits_settings_update(*, account: CreditAccount, acting_user: User, **fiel
         action="credits.settings_update",
         target=locked,
         workspace=workspace,
-        metadata={"changes": changes},
+        metadata={"changes": changes, **({"via": "admin"} if as_staff else {})},
     )
     return locked
