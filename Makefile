@@ -56,8 +56,11 @@ worker: $(STAMP)
 	@test -n "$$REDIS_URL" || { echo "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker."; exit 1; }
 	$(BIN)/celery -A aikeedo worker --beat --loglevel=INFO --concurrency=2
 
+# The credits ledger benchmark needs PostgreSQL (DATABASE_URL, else a local aikeedo_bench
+# database it creates); without one it prints a SKIP line and succeeds.
 bench: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider -q
+	$(BIN)/python bench/credits_ledger.py
 
 clean:
 	rm -rf $(VENV) staticfiles .test-media .pytest_cache .mypy_cache .ruff_cache

@@ -7,10 +7,14 @@ costs computed from rates are rounded *up* to the next unit, so a charge is neve
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
-SCALE = 10_000
+SCALE_DIGITS = 4
+SCALE = 10**SCALE_DIGITS
 PLACES = Decimal("0.0001")
+# Amounts are stored in signed 64-bit columns.
+MAX_UNITS = 2**63 - 1
+MAX_CREDITS = Decimal(MAX_UNITS).scaleb(-SCALE_DIGITS)
 
 
 class AmountError(ValueError):
@@ -25,17 +29,53 @@ def to_units(credits: Decimal | int | str) -> int:
         value = Decimal(credits)
     except (InvalidOperation, TypeError, ValueError) as exc:
         raise AmountError(f"Not a number: {credits!r}") from exc
-    if not value.is_finite():
-        raise AmountError("Credit amounts must be finite.")
-    units = value * SCALE
-    if units != units.to_integral_value():
+    units = _scaled(value, round_up=False)
+    if units is None:
         raise AmountError(f"{credits} has more than 4 decimal places.")
-    return int(units)
+    return units
 
 
 def cost_to_units(credits: Decimal) -> int:
-    """A computed cost (rate times quantity) rounded up to the next unit."""
-    return int((credits * SCALE).to_integral_value(rounding=ROUND_CEILING))
+    """A computed cost (rate times quantity) rounded up to the next unit. A cost is never
+    negative: a negative one would mint credits when charged."""
+    if isinstance(credits, (bool, float)):
+        raise AmountError("Costs must be Decimal or int, never float.")
+    value = Decimal(credits)
+    if value.is_finite() and value < 0:
+        raise AmountError(f"A cost cannot be negative: {credits}")
+    units = _scaled(value, round_up=True)
+    assert units is not None
+    return units
+
+
+def _scaled(value: Decimal, *, round_up: bool) -> int | None:
+    """`value` in units, computed from its digits: Decimal arithmetic in the default context
+    keeps 28 digits and would round "1.00000000000000000000000000001" to a whole number of
+    units. None when it is not a whole number of units (and not rounding up)."""
+    if not value.is_finite():
+        raise AmountError("Credit amounts must be finite.")
+    if value.copy_abs() > MAX_CREDITS:  # exact; checked first, so the powers of ten below stay small
+        raise AmountError("Credit amount is too large.")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    coefficient = int("".join(map(str, digits)))
+    shift = exponent + SCALE_DIGITS
+    if coefficient == 0:
+        return 0
+    if shift >= 0:
+        units = coefficient * 10**shift
+    elif -shift > len(digits):  # a non-zero amount below one unit
+        units, rest = 0, 1
+    else:
+        units, rest = divmod(coefficient, 10**-shift)
+    if shift < 0 and rest:
+        if not round_up:
+            return None
+        units += 1
+    units = -units if sign else units
+    if abs(units) > MAX_UNITS:
+        raise AmountError("Credit amount is too large.")
+    return units
 
 
 def to_credits(units: int) -> Decimal:
