@@ -205,7 +205,8 @@ class _Writes:
         if written and self.alert_threshold is not None:
             # Only a change that was written (and commits) sends the alert.
             account_id, threshold = self.account.pk, self.alert_threshold
-            transaction.on_commit(lambda: _notify_low_balance(account_id, threshold))
+            # robust: a mail failure must not turn a committed charge into an error for the caller.
+            transaction.on_commit(lambda: _notify_low_balance(account_id, threshold), robust=True)
         return written
 
     def _flush_orm(self) -> bool:

@@ -795,3 +795,22 @@ def test_reconcile_counts_a_stray_entry(ws):
     assert (drift.grant_id, drift.field, drift.stored, drift.expected) == (None, "balance_units", 10 * U, 11 * U)
     # Restore the invariant the autouse check expects.
     LedgerEntry.objects.filter(idempotency_key="stray").delete()
+
+
+class _RefusingMailBackend:
+    """An SMTP server that refuses every message (the network edge)."""
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    def send_messages(self, messages):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError("smtp down")
+
+
+def test_a_failing_mail_server_does_not_fail_the_charge(alerted, settings):
+    team, spend = alerted
+    settings.EMAIL_BACKEND = f"{__name__}._RefusingMailBackend"
+    spend(60)  # crosses 100: the alert cannot be sent, the charge still stands
+    account = CreditAccount.objects.get(workspace=team.workspace)
+    assert account.balance_units == 90 * U
+    assert_ledger_consistent()
