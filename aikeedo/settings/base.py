@@ -296,6 +296,13 @@ CONSTANCE_CONFIG = {
         "Comma-separated credit levels that trigger a low-balance alert for new workspaces.",
         str,
     ),
+    "BREAKER_FAILURE_THRESHOLD": (
+        5,
+        "Retryable provider failures (429, 5xx, time-outs) within the window that open a model's circuit.",
+        int,
+    ),
+    "BREAKER_WINDOW_SECONDS": (60, "Window in which provider failures are counted.", int),
+    "BREAKER_COOLDOWN_SECONDS": (30, "Seconds an open circuit waits before letting one probe through.", int),
     "RESERVATION_MAX_AGE_MINUTES": (
         30,
         "Holds older than this are ended by the sweeper (delivered part settled, rest released).",
@@ -306,6 +313,7 @@ CONSTANCE_CONFIG_FIELDSETS = {
     "Branding": ("SITE_NAME", "SITE_LOGO_URL", "SITE_TAGLINE", "SUPPORT_EMAIL", "DEFAULT_THEME"),
     "Workspaces": ("MAX_WORKSPACES_PER_USER", "MAX_MEMBERS_PER_WORKSPACE", "INVITATION_TTL_DAYS"),
     "Credits": ("TRIAL_CREDITS", "TRIAL_DAYS", "LOW_BALANCE_THRESHOLDS", "RESERVATION_MAX_AGE_MINUTES"),
+    "AI providers": ("BREAKER_FAILURE_THRESHOLD", "BREAKER_WINDOW_SECONDS", "BREAKER_COOLDOWN_SECONDS"),
     "Security": (
         "SIGNUP_OPEN",
         "PASSWORD_MIN_LENGTH",
@@ -329,5 +337,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # litellm logs every call at INFO through its own handler as well as ours.
+        "LiteLLM": {"level": "WARNING"},
+        "LiteLLM Router": {"level": "WARNING"},
+        "LiteLLM Proxy": {"level": "WARNING"},
     },
 }

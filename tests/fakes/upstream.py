@@ -1,10 +1,14 @@
-"""A local fake AI provider that speaks OpenAI's and Anthropic's HTTP wire formats, so litellm
-and the provider SDKs run their real code against it.
+"""A local fake AI provider that speaks the HTTP wire formats of OpenAI (`/v1/chat/completions`,
+also at `/chat/completions`), Anthropic (`/v1/messages`), Gemini
+(`/v1beta/models/<model>:streamGenerateContent`) and Ollama (`/api/chat`), so litellm and the
+provider SDKs run their real code against it.
 
 Behaviour is driven per request through the model name, e.g.
 `fake-fast`, `fake-fail-before:500`, `fake-fail-before:429`, `fake-fail-after:3`,
-`fake-slow:0.05` (seconds per token), `fake-hang` (never answers: client time-out), or
-through `FakeUpstream.script` for a test's next calls. Every request is recorded.
+`fake-slow:0.05` (seconds per token), `fake-hang` (never answers: client time-out),
+`fake-no-usage` (no usage in the stream), `fake-cached:5` (5 prompt tokens reported as read from
+the provider's prompt cache); parts combine with "+" (`fake-slow:0.01+fail-after:3`); or through
+`FakeUpstream.script` for a test's next calls. Every request is recorded.
 
 Run in a background thread with its own event loop on 127.0.0.1 and an ephemeral port.
 """
@@ -32,22 +36,19 @@ def reply_words(prompt: str) -> list[str]:
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-            return str(content or "")
+            return _text(message.get("content"))
     return ""
 
 
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
 def _prompt_tokens(messages: list[dict[str, Any]], system: str = "") -> int:
-    text = (
-        system
-        + " "
-        + " ".join(
-            str(m.get("content")) if not isinstance(m.get("content"), list) else json.dumps(m.get("content"))
-            for m in messages
-        )
-    )
+    """Words of the prompt, whether content is a string or a list of parts."""
+    text = " ".join([system, *(_text(m.get("content")) for m in messages)])
     return max(1, len(text.split()))
 
 
@@ -58,6 +59,7 @@ class Behaviour:
     delay: float = 0.0  # seconds per token
     hang: bool = False
     include_usage: bool = True
+    cached_tokens: int = 0  # prompt tokens reported as served from the prompt cache
 
 
 def _behaviour(model: str) -> Behaviour:
@@ -74,6 +76,8 @@ def _behaviour(model: str) -> Behaviour:
             b.hang = True
         elif name.endswith("no-usage"):
             b.include_usage = False
+        elif name.endswith("cached"):
+            b.cached_tokens = int(arg or 1)
     return b
 
 
@@ -82,11 +86,14 @@ class FakeUpstream:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Paths of streams the client closed before the end (a write to its connection failed).
+    disconnects: list[str] = field(default_factory=list)
     script: list[Behaviour] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
+    _stopping: bool = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeUpstream:
@@ -97,6 +104,7 @@ class FakeUpstream:
         return self
 
     def stop(self) -> None:
+        self._stopping = True  # releases handlers parked by `fake-hang`, so cleanup can finish
         if self._loop is not None and self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -110,23 +118,47 @@ class FakeUpstream:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        app = web.Application()
+
+        @web.middleware
+        async def record_disconnects(request: web.Request, handler: Any) -> web.StreamResponse:
+            try:
+                response: web.StreamResponse = await handler(request)
+            except ConnectionResetError:
+                self.disconnects.append(request.path)
+                raise asyncio.CancelledError from None  # aiohttp drops the connection quietly
+            return response
+
+        app = web.Application(middlewares=[record_disconnects])
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1beta/models/{call}", self._gemini_generate)
+        app.router.add_post("/api/chat", self._ollama_chat)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port)
         self._loop.run_until_complete(site.start())
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the ephemeral port picked for port=0
         self._ready.set()
         self._loop.run_forever()
 
     def _next(self, model: str) -> Behaviour:
         return self.script.pop(0) if self.script else _behaviour(model)
+
+    async def _hang(self, request: web.Request) -> None:
+        """Never answer. Ends, without a response, when the client gives up or `stop()` is called
+        (aiohttp does not cancel handlers of closed connections by itself)."""
+        while not self._stopping and request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.02)
+        raise asyncio.CancelledError  # aiohttp drops the connection quietly
+
+    @staticmethod
+    def _break(request: web.Request) -> None:
+        """Break the connection mid-stream, as a crashed upstream would."""
+        if request.transport is not None:
+            request.transport.close()
 
     # ------------------------------------------------------------------ OpenAI
     async def _models(self, request: web.Request) -> web.Response:
@@ -157,7 +189,7 @@ class FakeUpstream:
         model = str(body.get("model", ""))
         behaviour = self._next(model)
         if behaviour.hang:
-            await asyncio.sleep(3600)
+            await self._hang(request)
         if behaviour.fail_before:
             return web.json_response(
                 {"error": {"message": f"fake failure {behaviour.fail_before}", "type": "server_error", "code": None}},
@@ -189,7 +221,7 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> bytes:
             payload: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -204,9 +236,7 @@ class FakeUpstream:
         await response.write(chunk({"role": "assistant", "content": ""}))
         for i, word in enumerate(words):
             if behaviour.fail_after is not None and i >= behaviour.fail_after:
-                # Break the connection mid-stream, as a crashed upstream would.
-                if request.transport is not None:
-                    request.transport.close()
+                self._break(request)
                 return response
             if behaviour.delay:
                 await asyncio.sleep(behaviour.delay)
@@ -214,16 +244,14 @@ class FakeUpstream:
         await response.write(chunk({}, finish="stop"))
         include = (body.get("stream_options") or {}).get("include_usage")
         if include and behaviour.include_usage:
-            await response.write(
-                chunk(
-                    {},
-                    usage={
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": len(words),
-                        "total_tokens": prompt_tokens + len(words),
-                    },
-                )
-            )
+            usage: dict[str, Any] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(words),
+                "total_tokens": prompt_tokens + len(words),
+            }
+            if behaviour.cached_tokens:
+                usage["prompt_tokens_details"] = {"cached_tokens": behaviour.cached_tokens}
+            await response.write(chunk({}, usage=usage))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -235,7 +263,7 @@ class FakeUpstream:
         model = str(body.get("model", ""))
         behaviour = self._next(model)
         if behaviour.hang:
-            await asyncio.sleep(3600)
+            await self._hang(request)
         if behaviour.fail_before:
             return web.json_response(
                 {"type": "error", "error": {"type": "api_error", "message": f"fake failure {behaviour.fail_before}"}},
@@ -279,7 +307,12 @@ class FakeUpstream:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    "usage": {
+                        "input_tokens": max(0, input_tokens - behaviour.cached_tokens),
+                        "cache_read_input_tokens": behaviour.cached_tokens,
+                        "cache_creation_input_tokens": 0,
+                        "output_tokens": 1,
+                    },
                 },
             },
         )
@@ -289,8 +322,7 @@ class FakeUpstream:
         )
         for i, word in enumerate(words):
             if behaviour.fail_after is not None and i >= behaviour.fail_after:
-                if request.transport is not None:
-                    request.transport.close()
+                self._break(request)
                 return response
             if behaviour.delay:
                 await asyncio.sleep(behaviour.delay)
@@ -312,6 +344,100 @@ class FakeUpstream:
             },
         )
         await event("message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------------ Gemini
+    async def _gemini_generate(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["call"].rpartition(":")
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        behaviour = self._next(model)
+        if behaviour.hang:
+            await self._hang(request)
+        if behaviour.fail_before:
+            return web.json_response(
+                {"error": {"code": behaviour.fail_before, "message": f"fake failure {behaviour.fail_before}"}},
+                status=behaviour.fail_before,
+            )
+        contents = body.get("contents", [])
+        user_text = ""
+        for content in reversed(contents):
+            if content.get("role") == "user":
+                user_text = " ".join(str(part.get("text", "")) for part in content.get("parts", []))
+                break
+        words = reply_words(user_text)
+        prompt_tokens = max(1, len(json.dumps(contents).split()))
+
+        def payload(text: str, count: int, finish: str | None = None) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            data: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
+            if behaviour.include_usage:
+                data["usageMetadata"] = {
+                    "promptTokenCount": prompt_tokens,
+                    "candidatesTokenCount": count,
+                    "totalTokenCount": prompt_tokens + count,
+                    **({"cachedContentTokenCount": behaviour.cached_tokens} if behaviour.cached_tokens else {}),
+                }
+            return data
+
+        if method != "streamGenerateContent":
+            return web.json_response(payload(" ".join(words), len(words), "STOP"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, word in enumerate(words):
+            if behaviour.fail_after is not None and i >= behaviour.fail_after:
+                self._break(request)
+                return response
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+            last = i == len(words) - 1
+            data = payload(word if i == 0 else " " + word, i + 1, "STOP" if last else None)
+            await response.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------------ Ollama
+    async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        model = str(body.get("model", ""))
+        behaviour = self._next(model)
+        if behaviour.hang:
+            await self._hang(request)
+        if behaviour.fail_before:
+            return web.json_response({"error": f"fake failure {behaviour.fail_before}"}, status=behaviour.fail_before)
+        messages = body.get("messages", [])
+        words = reply_words(_last_user_text(messages))
+        created_at = "2026-01-01T00:00:00.000000Z"
+
+        def line(content: str, done: bool = False) -> bytes:
+            data: dict[str, Any] = {
+                "model": model,
+                "created_at": created_at,
+                "message": {"role": "assistant", "content": content},
+                "done": done,
+            }
+            if done:
+                data["done_reason"] = "stop"
+                if behaviour.include_usage:
+                    data.update({"prompt_eval_count": _prompt_tokens(messages), "eval_count": len(words)})
+            return (json.dumps(data) + "\n").encode()
+
+        if body.get("stream") is False:
+            return web.Response(body=line(" ".join(words), done=True), content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for i, word in enumerate(words):
+            if behaviour.fail_after is not None and i >= behaviour.fail_after:
+                self._break(request)
+                return response
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+            await response.write(line(word if i == 0 else " " + word))
+        await response.write(line("", done=True))
         await response.write_eof()
         return response
 

@@ -91,6 +91,11 @@ class StreamEnd:
 StreamEvent = TextDelta | StreamEnd
 
 
+def is_retryable_status(status: int) -> bool:
+    """Statuses another attempt may fix: time-out, conflict, too early, rate limit, server errors."""
+    return status in (408, 409, 425, 429) or status >= 500
+
+
 class ProviderError(Exception):
     """A provider call failed. `retryable` errors (429, 5xx, time-outs, connection errors) count
     against the circuit breaker and allow failover; configuration errors (other 4xx) do not."""

@@ -1,0 +1,339 @@
+"""litellm-backed providers: OpenAI, Anthropic, Gemini, Mistral, Ollama, any OpenAI-compatible API.
+
+litellm speaks the wire protocols; this module maps our `ModelTarget` to litellm's arguments,
+turns its stream into `TextDelta`s and one `StreamEnd`, and its exceptions into `ProviderError`.
+
+Base URLs (`ProviderConfig.base_url`) are passed to litellm as `api_base`, unchanged except for a
+trailing slash:
+
+- OpenAI, OpenAI-compatible, Mistral: the API root *including* the version, e.g.
+  `https://api.openai.com/v1`, `http://vllm:8000/v1`; litellm appends `/chat/completions`
+  (as the OpenAI SDK does). Mistral's adapter adds a missing `/v1` itself.
+- Anthropic: the host root, e.g. `https://api.anthropic.com`; litellm appends `/v1/messages`.
+- Gemini: the API root with its version, e.g. `https://generativelanguage.googleapis.com/v1beta`;
+  litellm appends `/models/<model>:streamGenerateContent`.
+- Ollama: the server root, e.g. `http://localhost:11434`; litellm appends `/api/chat`.
+
+An empty base URL means the provider's public endpoint (Ollama: litellm's localhost default);
+OpenAI-compatible endpoints require one.
+
+litellm's own retries are off (`num_retries=0`): the router does failover across the chain, and a
+retry inside one attempt would hide failures from the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Generator
+from decimal import Decimal
+from typing import Any
+
+from apps.generation.providers.base import (
+    ChatRequest,
+    ModelTarget,
+    ProviderError,
+    ProviderKind,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    is_retryable_status,
+)
+from apps.generation.tokens import count_message_tokens, count_tokens, load_litellm
+
+# Our provider kind -> litellm's provider prefix. `ollama_chat` (Ollama's /api/chat) keeps the
+# roles of a conversation; `ollama` would flatten it into one prompt for /api/generate.
+LITELLM_PREFIX = {
+    ProviderKind.OPENAI: "openai",
+    ProviderKind.OPENAI_COMPATIBLE: "openai",
+    ProviderKind.ANTHROPIC: "anthropic",
+    ProviderKind.GEMINI: "gemini",
+    ProviderKind.MISTRAL: "mistral",
+    ProviderKind.OLLAMA: "ollama_chat",
+}
+
+# Provider names for litellm's cost map lookup. OpenAI-compatible endpoints serve anything at any
+# price, so they have no known cost.
+_COST_PROVIDER = {
+    ProviderKind.OPENAI: "openai",
+    ProviderKind.ANTHROPIC: "anthropic",
+    ProviderKind.GEMINI: "gemini",
+    ProviderKind.MISTRAL: "mistral",
+    ProviderKind.OLLAMA: "ollama",
+}
+
+_MAX_ERROR_TEXT = 500
+
+
+def litellm_model(target: ModelTarget) -> str:
+    try:
+        prefix = LITELLM_PREFIX[target.provider.kind]
+    except KeyError:
+        raise ProviderError(f"unknown provider kind {target.provider.kind!r}", retryable=False) from None
+    return f"{prefix}/{target.upstream_model}"
+
+
+def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, Any]:
+    """The keyword arguments of `litellm.completion` / `acompletion` for one streaming attempt."""
+    provider = target.provider
+    base_url = provider.base_url.rstrip("/")
+    if provider.kind == ProviderKind.OPENAI_COMPATIBLE and not base_url:
+        raise ProviderError("an OpenAI-compatible provider needs a base URL", retryable=False)
+    kwargs: dict[str, Any] = {
+        "model": litellm_model(target),
+        "messages": request.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "num_retries": 0,
+        "timeout": provider.timeout,
+        # Parameters a model does not accept (e.g. temperature on reasoning models) are dropped
+        # instead of failing the request.
+        "drop_params": True,
+    }
+    if provider.api_key:
+        kwargs["api_key"] = provider.api_key
+    elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
+        # Self-hosted servers often need no key, but the OpenAI client refuses to start without
+        # one — and would otherwise send OPENAI_API_KEY from our environment to a third party.
+        kwargs["api_key"] = "none"
+    if base_url:
+        kwargs["api_base"] = base_url
+    for name in ("temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice", "response_format"):
+        value = getattr(request, name)
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, TimeoutError, asyncio.TimeoutError]
+    with contextlib.suppress(ImportError):
+        import httpx
+
+        errors.append(httpx.TransportError)
+    with contextlib.suppress(ImportError):
+        import aiohttp
+
+        errors.append(aiohttp.ClientError)
+    return tuple(errors)
+
+
+def to_provider_error(exc: Exception) -> ProviderError:
+    """Classify an exception from litellm (or the transport under it) for failover and breakers.
+
+    Retryable: rate limits, time-outs, connection failures, 5xx, and a stream broken mid-way
+    (litellm's MidStreamFallbackError is a ServiceUnavailableError). Not retryable: the other
+    4xx — bad key, unknown model, bad request — which another attempt at the same upstream will
+    not fix, and anything unrecognised (more likely our bug than the upstream's health).
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    litellm = load_litellm()
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_TEXT]
+    if isinstance(
+        exc,
+        litellm.RateLimitError
+        | litellm.Timeout
+        | litellm.APIConnectionError
+        | litellm.InternalServerError
+        | litellm.ServiceUnavailableError
+        | litellm.BadGatewayError,
+    ):
+        return ProviderError(message, status_code=status, retryable=True)
+    if isinstance(
+        exc,
+        litellm.AuthenticationError
+        | litellm.PermissionDeniedError
+        | litellm.NotFoundError
+        | litellm.BadRequestError
+        | litellm.UnprocessableEntityError,
+    ):
+        return ProviderError(message, status_code=status, retryable=False)
+    if status is not None:
+        return ProviderError(message, status_code=status, retryable=is_retryable_status(status))
+    if isinstance(exc, _transport_errors()):
+        return ProviderError(message, retryable=True)
+    return ProviderError(message, retryable=False)
+
+
+# ------------------------------------------------------------------------------------- streaming
+
+
+class _StreamState:
+    """What one attempt has delivered so far, to build the closing `StreamEnd`."""
+
+    def __init__(self, target: ModelTarget, request: ChatRequest) -> None:
+        self.target = target
+        self.request = request
+        self.text: list[str] = []
+        self.usage: Any = None
+        self.finish_reason: str | None = None
+
+    def take(self, chunk: Any) -> TextDelta | None:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = usage
+        choices = getattr(chunk, "choices", None) or []
+        if not choices:
+            return None
+        choice = choices[0]
+        if getattr(choice, "finish_reason", None):
+            self.finish_reason = choice.finish_reason
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None)
+        if not content:
+            return None
+        self.text.append(content)
+        return TextDelta(content)
+
+    def end(self, response: Any) -> StreamEnd:
+        if self.usage is not None and _provider_reported_usage(response):
+            details = getattr(self.usage, "prompt_tokens_details", None)
+            usage = Usage(
+                input_tokens=int(self.usage.prompt_tokens or 0),
+                output_tokens=int(self.usage.completion_tokens or 0),
+                cached_input_tokens=int(getattr(details, "cached_tokens", None) or 0),
+            )
+        else:
+            model = self.target.upstream_model
+            usage = Usage(
+                input_tokens=count_message_tokens(model, self.request.messages),
+                output_tokens=count_tokens(model, "".join(self.text)),
+                reported=False,
+            )
+        return StreamEnd(usage=usage, finish_reason=self.finish_reason)
+
+
+def _provider_reported_usage(response: Any) -> bool:
+    """Whether the upstream itself sent usage numbers.
+
+    With `include_usage`, litellm always ends the stream with a usage chunk — counted with its
+    tokenizer when the upstream sent none. Its stream wrapper keeps the chunks it received; a
+    usage among them came from the upstream. If a future litellm drops that attribute, the final
+    usage is trusted as reported.
+    """
+    chunks = getattr(response, "chunks", None)
+    if chunks is None:
+        return True
+    return any(getattr(chunk, "usage", None) is not None for chunk in chunks)
+
+
+def _close(response: Any) -> None:
+    """Release the upstream connection of an abandoned stream (stop button, client gone)."""
+    stream = getattr(response, "completion_stream", None)
+    close = getattr(stream, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
+def _timed_out(timeout: float) -> ProviderError:
+    return ProviderError(f"Timeout: no data from the upstream for {timeout:g} s", status_code=408, retryable=True)
+
+
+def stream_chat(target: ModelTarget, request: ChatRequest) -> Generator[StreamEvent, None, None]:
+    kwargs = completion_kwargs(target, request)
+    litellm = load_litellm()
+    client = None
+    if target.provider.kind == ProviderKind.GEMINI:
+        # litellm's Gemini streaming ignores `timeout` unless it comes with the HTTP client.
+        import httpx
+        from litellm.llms.custom_httpx.http_handler import HTTPHandler
+
+        client = HTTPHandler(timeout=httpx.Timeout(target.provider.timeout))
+        kwargs["client"] = client
+    state = _StreamState(target, request)
+    try:
+        try:
+            response = litellm.completion(**kwargs)
+        except Exception as exc:
+            raise to_provider_error(exc) from exc
+        try:
+            while True:
+                try:
+                    chunk = next(response)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise to_provider_error(exc) from exc
+                delta = state.take(chunk)
+                if delta is not None:
+                    yield delta
+        finally:
+            _close(response)
+    finally:
+        if client is not None:
+            client.close()
+    yield state.end(response)
+
+
+async def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    kwargs = completion_kwargs(target, request)
+    # The first call imports litellm (seconds): keep it off the event loop.
+    litellm = await asyncio.to_thread(load_litellm)
+    state = _StreamState(target, request)
+    # Our own deadline on every wait for the upstream, on top of litellm's `timeout`, which not
+    # every adapter applies to streams (Gemini's does not).
+    timeout = target.provider.timeout
+    try:
+        async with asyncio.timeout(timeout):
+            response = await litellm.acompletion(**kwargs)
+    except TimeoutError as exc:
+        raise _timed_out(timeout) from exc
+    except Exception as exc:
+        raise to_provider_error(exc) from exc
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    chunk = await response.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError as exc:
+                raise _timed_out(timeout) from exc
+            except Exception as exc:
+                raise to_provider_error(exc) from exc
+            delta = state.take(chunk)
+            if delta is not None:
+                yield delta
+    finally:
+        aclose = getattr(response, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+    # Counting, when the upstream reported no usage, may load a tokenizer: off the loop too.
+    yield await asyncio.to_thread(state.end, response)
+
+
+# ------------------------------------------------------------------------------------------ cost
+
+
+def provider_cost(model: str, usage: Usage, *, kind: str | None = None) -> Decimal | None:
+    """What the upstream charges for `usage` of `model`, from litellm's bundled cost map.
+
+    `kind` selects the provider's price list (without it litellm guesses from the model name).
+    None when the price is unknown (unmapped model, OpenAI-compatible endpoint); the mock is free.
+    """
+    if kind == ProviderKind.MOCK:
+        return Decimal(0)
+    if kind == ProviderKind.OPENAI_COMPATIBLE:
+        return None
+    litellm = load_litellm()
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model,
+            custom_llm_provider=_COST_PROVIDER.get(kind) if kind else None,
+            prompt_tokens=usage.input_tokens,
+            completion_tokens=usage.output_tokens,
+            cache_read_input_tokens=usage.cached_input_tokens,
+        )
+    except Exception:
+        return None
+    # Floats never touch stored amounts: go through their shortest decimal representation.
+    return Decimal(str(prompt_cost)) + Decimal(str(completion_cost))

@@ -1,0 +1,137 @@
+"""The built-in `mock` provider: offline, deterministic, the default when nothing is configured.
+
+It streams a reply derived from the last user message ("Echo: <its words>"), word by word, and
+can be told through `ProviderConfig.options` to be slow or to fail, for tests and demos:
+
+- `latency_ms`: delay before each token (default 0);
+- `reply`: a fixed reply instead of the echo;
+- `fail`: `"before:429"`, `"before:500"`, any `"before:<status>"`, `"before:timeout"` (error
+  before the first token) or `"after:N"` (the stream breaks after N tokens).
+
+Each word is one output token in the usage it reports; input tokens are counted with the
+upstream model's tokenizer (`tokens.count_message_tokens`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from apps.generation.providers.base import (
+    ChatRequest,
+    ModelTarget,
+    ProviderError,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    is_retryable_status,
+)
+from apps.generation.tokens import count_message_tokens
+
+MAX_ECHO_WORDS = 50
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+            return str(content or "")
+    return ""
+
+
+def reply_words(request: ChatRequest, options: dict[str, Any]) -> list[str]:
+    """The deterministic reply: the configured `reply`, or an echo of the last user message."""
+    fixed = options.get("reply")
+    words = str(fixed).split() if fixed else ["Echo:", *_last_user_text(request.messages).split()[:MAX_ECHO_WORDS]]
+    return words or ["Echo:"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    words: list[str]
+    delay: float  # seconds before each token
+    fail_after: int | None
+    max_tokens: int | None
+
+
+def _plan(target: ModelTarget, request: ChatRequest) -> _Plan:
+    options = target.provider.options
+    fail = str(options.get("fail") or "")
+    when, _, arg = fail.partition(":")
+    if when == "before":
+        if arg == "timeout":
+            raise ProviderError("mock: upstream timed out", status_code=None, retryable=True)
+        status = int(arg or 500)
+        raise ProviderError(
+            f"mock: upstream answered {status}", status_code=status, retryable=is_retryable_status(status)
+        )
+    fail_after = int(arg or 0) if when == "after" else None
+    return _Plan(
+        words=reply_words(request, options),
+        delay=float(options.get("latency_ms") or 0) / 1000,
+        fail_after=fail_after,
+        max_tokens=request.max_tokens,
+    )
+
+
+def _broken(emitted: int) -> ProviderError:
+    return ProviderError(f"mock: stream broke after {emitted} tokens", status_code=None, retryable=True)
+
+
+def _end(target: ModelTarget, request: ChatRequest, emitted: int, finish_reason: str) -> StreamEnd:
+    usage = Usage(
+        input_tokens=count_message_tokens(target.upstream_model, request.messages),
+        output_tokens=emitted,
+    )
+    return StreamEnd(usage=usage, finish_reason=finish_reason)
+
+
+async def _aend(target: ModelTarget, request: ChatRequest, emitted: int, finish_reason: str) -> StreamEnd:
+    # Off the event loop: the first count imports litellm (seconds).
+    return await asyncio.to_thread(_end, target, request, emitted, finish_reason)
+
+
+def stream_chat(
+    target: ModelTarget, request: ChatRequest, *, sleep: Callable[[float], None] = time.sleep
+) -> Generator[StreamEvent, None, None]:
+    plan = _plan(target, request)
+    emitted = 0
+    for word in plan.words:
+        if plan.max_tokens is not None and emitted >= plan.max_tokens:
+            yield _end(target, request, emitted, "length")
+            return
+        if plan.fail_after is not None and emitted >= plan.fail_after:
+            raise _broken(emitted)
+        if plan.delay:
+            sleep(plan.delay)
+        yield TextDelta(word if emitted == 0 else " " + word)
+        emitted += 1
+    yield _end(target, request, emitted, "stop")
+
+
+async def astream_chat(
+    target: ModelTarget,
+    request: ChatRequest,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncGenerator[StreamEvent, None]:
+    plan = _plan(target, request)
+    emitted = 0
+    for word in plan.words:
+        if plan.max_tokens is not None and emitted >= plan.max_tokens:
+            yield await _aend(target, request, emitted, "length")
+            return
+        if plan.fail_after is not None and emitted >= plan.fail_after:
+            raise _broken(emitted)
+        # Always yield to the event loop, even without latency, so a mock stream never starves
+        # other tasks.
+        await sleep(plan.delay)
+        yield TextDelta(word if emitted == 0 else " " + word)
+        emitted += 1
+    yield await _aend(target, request, emitted, "stop")
