@@ -46,6 +46,10 @@ def rows(alpha, beta):  # type: ignore[no-untyped-def]
     from apps.generation.models import Generation
 
     Generation.objects.create(workspace=alpha.workspace, user=alpha.owner, model_label="mock-chat", outcome="ok")
+    from apps.generation.models import Conversation, Message
+
+    conversation = Conversation.objects.create(workspace=alpha.workspace, user=alpha.owner, title="Hello")
+    Message.objects.create(workspace=alpha.workspace, conversation=conversation, role="user", content="Hi")
 
 
 @pytest.fixture
