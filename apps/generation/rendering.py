@@ -1,0 +1,64 @@
+"""Model output (Markdown) to safe HTML: Markdown with fenced code highlighted by Pygments,
+then sanitised with nh3 (an allow-list: no scripts, no event handlers, no javascript: URLs)."""
+
+from __future__ import annotations
+
+import nh3
+
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "hr",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "span",
+    "div",
+    "del",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "span": {"class"},
+    "div": {"class"},
+    "code": {"class"},
+    "th": {"align"},
+    "td": {"align"},
+}
+
+
+def render_markdown(text: str) -> str:
+    import markdown
+
+    html = markdown.markdown(
+        text,
+        extensions=["fenced_code", "codehilite", "tables", "sane_lists"],
+        extension_configs={"codehilite": {"guess_lang": False, "css_class": "codehilite"}},
+        output_format="html",
+    )
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
