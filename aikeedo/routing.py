@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.urls import path
 
 from apps.core.consumers import NotificationsConsumer
+from apps.generation.consumers import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/notifications/", NotificationsConsumer.as_asgi()),
+    path("ws/chat/<int:conversation_id>/", ChatConsumer.as_asgi()),
 ]

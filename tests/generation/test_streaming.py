@@ -1,0 +1,319 @@
+"""Chat turns (`apps.generation.streaming`) on the mock provider and the real credits ledger."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from apps.accounts.models import User
+from apps.credits.amounts import to_credits
+from apps.credits.models import CreditAccount, Reservation
+from apps.credits.rates import credits_quote, rate_cards_seed_defaults
+from apps.credits.services import credits_grant
+from apps.generation import streaming
+from apps.generation.models import AIModel, Conversation, Generation, Message
+from apps.generation.streaming import ChatStreamError, chat_edit_resend, chat_regenerate, chat_send
+from apps.generation.tokens import count_message_tokens, count_tokens
+from apps.workspaces.models import Workspace
+from tests.credits.helpers import assert_ledger_consistent
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+
+FUNDS = 10_000_000
+
+
+@pytest.fixture
+def workspace(db: Any) -> Workspace:
+    rate_cards_seed_defaults()
+    return WorkspaceFactory(name="Chat")
+
+
+@pytest.fixture
+def user(workspace: Workspace) -> User:
+    user = UserFactory()
+    MembershipFactory(workspace=workspace, user=user)
+    return user
+
+
+@pytest.fixture
+def model(db: Any) -> AIModel:
+    model = AIModel.objects.select_related("provider").get(model_id="mock-chat")
+    model.provider.options = {"latency_ms": 0}
+    model.provider.save()
+    return model
+
+
+@pytest.fixture
+def conversation(workspace: Workspace, user: User, model: AIModel) -> Conversation:
+    return Conversation.objects.create(workspace=workspace, user=user, model=model, system_prompt="Be brief.")
+
+
+@pytest.fixture(autouse=True)
+def _ledger_stays_consistent(db: Any) -> Iterator[None]:
+    yield
+    assert_ledger_consistent()
+
+
+def fund(workspace: Workspace, units: int = FUNDS) -> None:
+    credits_grant(workspace=workspace, amount=to_credits(units), source="purchased", idempotency_key="fund")
+
+
+def balance(workspace: Workspace) -> int:
+    return CreditAccount.objects.get(workspace=workspace).balance_units
+
+
+def set_options(model: AIModel, **options: Any) -> None:
+    model.provider.options = {"latency_ms": 0, **options}
+    model.provider.save()
+
+
+def units_for(messages: list[dict[str, Any]], output_tokens: int) -> int:
+    input_tokens = count_message_tokens("mock-chat", messages)
+    quote = credits_quote(service="text", model="mock-chat", input_tokens=input_tokens, output_tokens=output_tokens)
+    return quote.units
+
+
+def test_send_persists_both_messages_with_usage_and_charge(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace)
+    seen: list[str] = []
+    answer = chat_send(conversation=conversation, user=user, content="one two three", on_delta=seen.append)
+
+    question, reply = Message.objects.filter(conversation=conversation).order_by("id")
+    assert (question.role, question.content, question.status) == ("user", "one two three", "complete")
+    assert reply.pk == answer.pk
+    assert (reply.role, reply.status, reply.content, reply.model_label) == (
+        "assistant",
+        "complete",
+        "Echo: one two three",
+        "mock-chat",
+    )
+    assert "".join(seen) == reply.content
+    assert len(seen) == 4
+    sent = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one two three"}]
+    assert reply.input_tokens == count_message_tokens("mock-chat", sent)
+    assert reply.output_tokens == 4
+    assert reply.credits_units == units_for(sent, 4) > 0
+    assert FUNDS - balance(workspace) == reply.credits_units
+    assert reply.generation is not None
+    assert reply.generation.outcome == Generation.Outcome.OK
+    assert Reservation.objects.get().idempotency_key.endswith(f"chat:{reply.pk}")
+    conversation.refresh_from_db()
+    assert conversation.updated_at >= reply.created_at
+
+
+def test_auto_title_from_first_message_only(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    chat_send(conversation=conversation, user=user, content="please explain how a rainbow forms in the sky today")
+    conversation.refresh_from_db()
+    assert conversation.title == "please explain how a rainbow forms in the…"
+    assert conversation.title_generated
+    chat_send(conversation=conversation, user=user, content="and the moon")
+    conversation.refresh_from_db()
+    assert conversation.title == "please explain how a rainbow forms in the…"
+
+
+def test_history_is_sent_to_the_model(
+    workspace: Workspace, user: User, conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fund(workspace)
+    chat_send(conversation=conversation, user=user, content="first question")
+    calls: list[list[dict[str, Any]]] = []
+    real = streaming.generation_chat_stream
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append(kwargs["messages"])
+        assert kwargs["idempotency_key"].startswith("chat:")
+        return real(**kwargs)
+
+    monkeypatch.setattr(streaming, "generation_chat_stream", spy)
+    chat_send(conversation=conversation, user=user, content="second question")
+    assert calls == [
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "Echo: first question"},
+            {"role": "user", "content": "second question"},
+        ]
+    ]
+
+
+def test_default_model_when_conversation_has_none(workspace: Workspace, user: User, model: AIModel) -> None:
+    fund(workspace)
+    conversation = Conversation.objects.create(workspace=workspace, user=user)
+    reply = chat_send(conversation=conversation, user=user, content="hi")
+    assert (reply.status, reply.model_label) == ("complete", "mock-chat")
+
+
+def test_stop_after_k_deltas_charges_k_tokens(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def on_delta(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 3:
+            stop.set()
+
+    reply = chat_send(
+        conversation=conversation, user=user, content="one two three four five six", stop_event=stop, on_delta=on_delta
+    )
+    assert (reply.status, reply.content) == ("stopped", "Echo: one two")
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("stopped", "Echo: one two")
+    assert len(seen) == 3
+    assert reply.output_tokens == count_tokens("mock-chat", "Echo: one two")
+    sent = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one two three four five six"}]
+    assert reply.credits_units == units_for(sent, count_tokens("mock-chat", "Echo: one two")) > 0
+    assert FUNDS - balance(workspace) == reply.credits_units
+    assert Generation.objects.get().outcome == Generation.Outcome.STOPPED
+
+
+def test_client_gone_ends_as_client_gone(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    seen: list[str] = []
+    reply = chat_send(
+        conversation=conversation,
+        user=user,
+        content="one two three four",
+        on_delta=seen.append,
+        client_gone=lambda: len(seen) >= 2,
+    )
+    assert (reply.status, reply.content) == ("stopped", "Echo: one")
+    assert Generation.objects.get().outcome == Generation.Outcome.CLIENT_GONE
+    assert FUNDS - balance(workspace) == reply.credits_units > 0
+
+
+def test_insufficient_credits_marks_error_and_charges_nothing(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace, units=1)
+    reply = chat_send(conversation=conversation, user=user, content="hello")
+    reply.refresh_from_db()
+    assert reply.status == "error"
+    assert reply.content == ""
+    assert "Not enough credits" in reply.error
+    assert reply.credits_units == 0
+    assert balance(workspace) == 1
+    assert not Reservation.objects.exists()
+    assert reply.generation is not None
+    assert reply.generation.outcome == Generation.Outcome.REFUSED
+    # The question stays; the failed answer is not sent as history next time.
+    assert Message.objects.filter(conversation=conversation, role="user").count() == 1
+
+
+def test_disabled_model_is_refused(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    model.enabled = False
+    model.save()
+    reply = chat_send(conversation=conversation, user=user, content="hello")
+    assert reply.status == "error"
+    assert "not available" in reply.error
+    assert balance(workspace) == FUNDS
+
+
+def test_provider_down_before_first_token_shows_generic_message(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    set_options(model, fail="before:503")
+    reply = chat_send(conversation=conversation, user=user, content="hello")
+    assert reply.status == "error"
+    assert reply.error == streaming.PROVIDERS_DOWN_MESSAGE
+    assert "503" not in reply.error
+    assert balance(workspace) == FUNDS
+
+
+def test_provider_error_mid_stream_keeps_and_charges_delivered_part(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    set_options(model, fail="after:3")
+    reply = chat_send(conversation=conversation, user=user, content="one two three four five")
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("error", "Echo: one two")
+    assert reply.error == streaming.MID_STREAM_MESSAGE
+    assert "broke" not in reply.error
+    assert reply.output_tokens == count_tokens("mock-chat", "Echo: one two")
+    assert FUNDS - balance(workspace) == reply.credits_units > 0
+    assert Generation.objects.get().outcome == Generation.Outcome.ERROR
+
+
+def test_long_answer_is_persisted_while_streaming(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fund(workspace)
+    set_options(model, reply=" ".join(f"w{i}" for i in range(90)))
+    monkeypatch.setattr(streaming, "PERSIST_EVERY_SECONDS", 3600)
+    snapshots: list[str] = []
+
+    def on_delta(text: str) -> None:
+        row = Message.objects.filter(conversation=conversation, role="assistant").get()
+        snapshots.append(row.content)
+
+    reply = chat_send(conversation=conversation, user=user, content="go", on_delta=on_delta)
+    assert reply.status == "complete"
+    assert snapshots[0] == ""
+    assert snapshots[39] == ""
+    assert snapshots[40].split() == [f"w{i}" for i in range(40)]  # saved every 40 deltas, not per token
+    assert len(set(snapshots)) == 3
+
+
+def test_regenerate_replaces_the_last_answer(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    chat_send(conversation=conversation, user=user, content="first")
+    old = chat_send(conversation=conversation, user=user, content="second")
+    new = chat_regenerate(conversation=conversation, user=user)
+    assert not Message.objects.filter(pk=old.pk).exists()
+    assert [(m.role, m.content) for m in Message.objects.filter(conversation=conversation)] == [
+        ("user", "first"),
+        ("assistant", "Echo: first"),
+        ("user", "second"),
+        ("assistant", "Echo: second"),
+    ]
+    assert new.status == "complete"
+    assert Generation.objects.filter(outcome="ok").count() == 3
+
+
+def test_regenerate_without_messages_is_refused(user: User, conversation: Conversation) -> None:
+    with pytest.raises(ChatStreamError):
+        chat_regenerate(conversation=conversation, user=user)
+
+
+def test_edit_resend_drops_later_turns(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    chat_send(conversation=conversation, user=user, content="first")
+    chat_send(conversation=conversation, user=user, content="second")
+    first = Message.objects.filter(conversation=conversation, role="user").order_by("id")[0]
+    reply = chat_edit_resend(conversation=conversation, user=user, message_id=first.pk, content="changed mind")
+    assert [(m.role, m.content) for m in Message.objects.filter(conversation=conversation)] == [
+        ("user", "changed mind"),
+        ("assistant", "Echo: changed mind"),
+    ]
+    assert reply.status == "complete"
+
+
+def test_edit_resend_refuses_assistant_or_foreign_messages(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace)
+    answer = chat_send(conversation=conversation, user=user, content="first")
+    other = Conversation.objects.create(workspace=workspace, user=user)
+    foreign = Message.objects.create(workspace=workspace, conversation=other, role="user", content="x")
+    for message_id in (answer.pk, foreign.pk):
+        with pytest.raises(ChatStreamError):
+            chat_edit_resend(conversation=conversation, user=user, message_id=message_id, content="y")
+
+
+@pytest.mark.parametrize("content", ["", "   ", "x" * (streaming.MAX_CONTENT_CHARS + 1)])
+def test_invalid_content_is_refused(user: User, conversation: Conversation, content: str) -> None:
+    with pytest.raises(ChatStreamError):
+        chat_send(conversation=conversation, user=user, content=content)
+    assert not Message.objects.exists()
