@@ -17,6 +17,7 @@ urlpatterns = [
     path("account/", include("apps.accounts.urls")),
     path("workspaces/", include("apps.workspaces.urls")),
     path("credits/", include("apps.credits.urls")),
+    path("chat/", include("apps.generation.urls")),
 ]
 
 if settings.DEBUG:

@@ -1,0 +1,135 @@
+"""Forms of the chat pages: they turn query strings and posted text into typed values with
+clear messages; the rules (ranges, model availability) live in `apps.generation.chat`."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+
+from apps.generation.models import AIModel
+from apps.generation.selectors import ConversationFilters
+
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2999, 12, 31)
+
+
+class ErrorTextMixin:
+    errors: Any
+    fields: Any
+
+    def error_text(self) -> str:
+        """Every error on one line, for the 400 answers."""
+        messages: list[str] = []
+        for name, errors in self.errors.items():
+            label = "" if name == "__all__" else f"{self.fields[name].label or name.title()}: "
+            messages.extend(f"{label}{error}" for error in errors)
+        return " ".join(messages)
+
+
+class ConversationFilterForm(ErrorTextMixin, forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    start = forms.DateField(
+        required=False,
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
+    )
+    end = forms.DateField(
+        required=False,
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
+    )
+    model = forms.ChoiceField(required=False, error_messages={"invalid_choice": "Unknown model “%(value)s”."})
+
+    def __init__(self, data: Any = None, *, models: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        field: Any = self.fields["model"]
+        field.choices = [("", "All models"), *models]
+
+    def _clean_day(self, name: str) -> date | None:
+        value: date | None = self.cleaned_data.get(name)
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise forms.ValidationError(f"Pick a date between {EARLIEST.isoformat()} and {LATEST.isoformat()}.")
+        return value
+
+    def clean_start(self) -> date | None:
+        return self._clean_day("start")
+
+    def clean_end(self) -> date | None:
+        return self._clean_day("end")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end and start > end:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+    def filters(self) -> ConversationFilters:
+        data = self.cleaned_data
+        return ConversationFilters(
+            q=(data.get("q") or "").strip(),
+            start=data.get("start"),
+            end=data.get("end"),
+            model=data.get("model") or "",
+        )
+
+
+class _ModelChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.display_name)
+
+
+def _model_field(models: list[AIModel], label: str = "Model") -> _ModelChoiceField:
+    return _ModelChoiceField(
+        queryset=AIModel.objects.filter(pk__in=[m.pk for m in models]),
+        to_field_name="model_id",
+        label=label,
+        empty_label=None,
+        error_messages={"invalid_choice": "That model is not available."},
+    )
+
+
+class NewConversationForm(ErrorTextMixin, forms.Form):
+    system_prompt = forms.CharField(
+        required=False, label="System prompt (optional)", widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, data: Any = None, *, models: list[AIModel], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.fields = {"model": _model_field(models), **self.fields}
+
+
+class RenameForm(ErrorTextMixin, forms.Form):
+    title = forms.CharField(required=False, max_length=200, label="Title")
+
+
+class ModelSwitchForm(ErrorTextMixin, forms.Form):
+    def __init__(self, data: Any = None, *, models: list[AIModel], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.fields["model"] = _model_field(models)
+
+
+class SettingsForm(ErrorTextMixin, forms.Form):
+    system_prompt = forms.CharField(required=False, label="System prompt", widget=forms.Textarea(attrs={"rows": 3}))
+    temperature = forms.DecimalField(
+        required=False,
+        label="Temperature (0 to 2)",
+        max_digits=3,
+        decimal_places=2,
+        min_value=Decimal("0"),
+        max_value=Decimal("2"),
+        widget=forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"}),
+        error_messages={
+            "min_value": "Temperature must be between 0 and 2.",
+            "max_value": "Temperature must be between 0 and 2.",
+            "max_digits": "Temperature must be between 0 and 2.",
+            "max_whole_digits": "Temperature must be between 0 and 2.",
+            "max_decimal_places": "Use at most 2 decimal places.",
+        },
+    )
+    max_tokens = forms.IntegerField(required=False, label="Max tokens", min_value=1, max_value=10_000_000)
