@@ -23,3 +23,16 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+def _warm_up_providers() -> None:
+    # litellm takes seconds to import; pay it in the background when the server starts rather
+    # than on the first chat message (management commands never import this module).
+    from apps.generation.tokens import load_litellm
+
+    load_litellm()
+
+
+import threading  # noqa: E402
+
+threading.Thread(target=_warm_up_providers, name="warm-up-providers", daemon=True).start()

@@ -179,6 +179,14 @@
             var note = frame.status === "stopped" ? "stopped" : frame.status === "error" ? "error" : "";
             if (frame.credits) note += (note ? " · " : "") + frame.credits + " credits";
             if (badge) badge.textContent = note;
+            if (frame.status === "error" && frame.error) {
+              // Refusals (no credits, cap reached, model disabled) and provider failures.
+              var problem = el.querySelector(".chat-error") || document.createElement("p");
+              problem.className = "chat-error";
+              problem.setAttribute("role", "alert");
+              problem.textContent = frame.error;
+              if (!problem.parentNode) body.parentNode.insertBefore(problem, body.nextSibling);
+            }
           }
           current = null;
           setBusy(false);

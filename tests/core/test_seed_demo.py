@@ -87,7 +87,9 @@ def test_passwords_come_from_the_environment(monkeypatch):
 
 def test_recreates_the_demo_team_when_it_is_missing():
     _seed()
-    Workspace.objects.filter(name=DEMO_TEAM).delete()
+    from apps.workspaces.services import workspace_delete_by_system
+
+    workspace_delete_by_system(workspace=Workspace.objects.get(name=DEMO_TEAM), actor=None, reason="test")
 
     lines = _seed()
 
@@ -118,3 +120,13 @@ def test_outside_development_the_superuser_gets_a_random_password_printed_once(s
     again = "\n".join(_seed())
     assert first not in again
     assert "password set when first created" in again
+
+
+def test_demo_workspaces_get_demo_credits_once():
+    from apps.credits.selectors import credits_balance
+
+    _seed()
+    _seed()
+    demo = User.objects.get(email=DEMO_EMAIL)
+    team = Workspace.objects.for_user(demo).get(name=DEMO_TEAM)
+    assert credits_balance(workspace=team).available_units == 500 * 10_000

@@ -16,6 +16,7 @@ from apps.workspaces.models import Workspace
 STAFF_EMAIL = "admin@aikeedo.local"
 DEMO_EMAIL = "demo@aikeedo.local"
 DEMO_TEAM = "Demo Team"
+DEMO_CREDITS = "500"
 
 
 def _password(variable: str, development_default: str) -> tuple[str, bool]:
@@ -64,6 +65,17 @@ class Command(BaseCommand):
                 created.append(DEMO_TEAM)
             # Only models without prices get the defaults: prices set in the admin stay.
             rate_cards = rate_cards_seed_defaults()
+            # Demo credits so the demo user can chat right away (the key makes it once only).
+            from apps.credits.services import credits_grant
+
+            for workspace in Workspace.objects.for_user(demo):
+                credits_grant(
+                    workspace=workspace,
+                    amount=DEMO_CREDITS,
+                    source="bonus",
+                    idempotency_key=f"seed-demo:{workspace.pk}",
+                    reason="Demo credits",
+                )
         summary = f"seed_demo: created {', '.join(created)}" if created else "seed_demo: demo data already present"
         self.stdout.write(summary)
         unchanged = "(password set when first created)"
