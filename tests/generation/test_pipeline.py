@@ -327,6 +327,12 @@ def test_litellm_happy_path_through_fake_upstream(workspace: Workspace, upstream
 def test_concurrent_generations_never_overdraw(rates: None) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL row locks")
+    # A transactional test before this one may have flushed the catalog the migrations seeded.
+    from apps.generation.catalog import catalog_seed_defaults
+    from apps.generation.models import ModelFallback, Provider
+
+    catalog_seed_defaults(Provider, AIModel, ModelFallback)
+    rate_cards_seed_defaults()
     workspace = WorkspaceFactory(name="Race")
     model = AIModel.objects.select_related("provider").get(model_id="mock-chat")
     model.provider.options = {"latency_ms": 20}
