@@ -4,19 +4,17 @@ clear messages; the rules themselves live in the selectors and services."""
 from __future__ import annotations
 
 import re
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 
+from apps.core.forms import FilterFormMixin
 from apps.credits.amounts import to_credits, to_units
 from apps.credits.models import CreditAccount, Service
 from apps.credits.selectors import UsageFilters
 
 # Far enough either side for any real usage, and no overflow turning a day into a datetime.
-EARLIEST = date(2000, 1, 1)
-LATEST = date(2999, 12, 31)
 MAX_THRESHOLDS = 10
 # Plain decimal text only: Decimal() would also take "1_000", "1e3" or " NaN".
 AMOUNT_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,4})?")
@@ -29,7 +27,7 @@ def credits_text(units: int | None) -> str:
     return format(to_credits(units).normalize(), "f")
 
 
-class UsageFilterForm(forms.Form):
+class UsageFilterForm(FilterFormMixin, forms.Form):
     start = forms.DateField(
         required=False,
         label="From",
@@ -71,25 +69,6 @@ class UsageFilterForm(forms.Form):
         fields["model"].choices = [("", "All models")] + [(m, m) for m in models]
         fields["member"].choices = [("", "All members")] + [(str(pk), label) for pk, label in members]
 
-    def _clean_day(self, name: str) -> date | None:
-        value: date | None = self.cleaned_data.get(name)
-        if value is not None and not EARLIEST <= value <= LATEST:
-            raise forms.ValidationError(f"Pick a date between {EARLIEST.isoformat()} and {LATEST.isoformat()}.")
-        return value
-
-    def clean_start(self) -> date | None:
-        return self._clean_day("start")
-
-    def clean_end(self) -> date | None:
-        return self._clean_day("end")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("start"), data.get("end")
-        if start and end and start > end:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
-
     def filters(self) -> UsageFilters:
         data = self.cleaned_data
         return UsageFilters(
@@ -99,14 +78,6 @@ class UsageFilterForm(forms.Form):
             model=data.get("model") or "",
             user_id=data.get("member"),
         )
-
-    def error_text(self) -> str:
-        """Every error on one line, for the 400 answers."""
-        messages: list[str] = []
-        for name, errors in self.errors.items():
-            label = "" if name == "__all__" else f"{self.fields[name].label or name.title()}: "
-            messages.extend(f"{label}{error}" for error in errors)
-        return " ".join(messages)
 
 
 def _units_or_none(value: Decimal | None) -> int | None:

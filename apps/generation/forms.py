@@ -3,33 +3,17 @@ clear messages; the rules (ranges, model availability) live in `apps.generation.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 
+from apps.core.forms import ErrorTextMixin, FilterFormMixin
 from apps.generation.models import AIModel
 from apps.generation.selectors import ConversationFilters
 
-EARLIEST = date(2000, 1, 1)
-LATEST = date(2999, 12, 31)
 
-
-class ErrorTextMixin:
-    errors: Any
-    fields: Any
-
-    def error_text(self) -> str:
-        """Every error on one line, for the 400 answers."""
-        messages: list[str] = []
-        for name, errors in self.errors.items():
-            label = "" if name == "__all__" else f"{self.fields[name].label or name.title()}: "
-            messages.extend(f"{label}{error}" for error in errors)
-        return " ".join(messages)
-
-
-class ConversationFilterForm(ErrorTextMixin, forms.Form):
+class ConversationFilterForm(FilterFormMixin, forms.Form):
     q = forms.CharField(required=False, max_length=200, label="Search")
     start = forms.DateField(
         required=False,
@@ -49,25 +33,6 @@ class ConversationFilterForm(ErrorTextMixin, forms.Form):
         super().__init__(data, **kwargs)
         field: Any = self.fields["model"]
         field.choices = [("", "All models"), *models]
-
-    def _clean_day(self, name: str) -> date | None:
-        value: date | None = self.cleaned_data.get(name)
-        if value is not None and not EARLIEST <= value <= LATEST:
-            raise forms.ValidationError(f"Pick a date between {EARLIEST.isoformat()} and {LATEST.isoformat()}.")
-        return value
-
-    def clean_start(self) -> date | None:
-        return self._clean_day("start")
-
-    def clean_end(self) -> date | None:
-        return self._clean_day("end")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("start"), data.get("end")
-        if start and end and start > end:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
 
     def filters(self) -> ConversationFilters:
         data = self.cleaned_data

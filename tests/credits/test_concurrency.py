@@ -3,10 +3,8 @@ own connections, released together by a barrier."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -15,6 +13,7 @@ from django.utils import timezone
 from apps.credits import services
 from apps.credits.exceptions import InsufficientCredits
 from apps.credits.models import CreditAccount, CreditGrant, LedgerEntry, Reservation, Source
+from tests.concurrency import run_together
 from tests.credits.helpers import assert_ledger_consistent
 from tests.factories import WorkspaceFactory
 
@@ -27,30 +26,6 @@ pytestmark = [
 ]
 
 U = 10_000
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    """Runs each call in its own thread and connection, all released at once; returns each
-    call's result or the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def work(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 def test_fifty_concurrent_calls_of_ten_credits_against_three_hundred_exactly_thirty_succeed():

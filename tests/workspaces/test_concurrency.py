@@ -3,8 +3,6 @@ connections, released together by a barrier. PostgreSQL only."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from apps.workspaces import services
 from apps.workspaces.exceptions import WorkspaceError, WorkspaceLimitReached
 from apps.workspaces.models import Invitation, Membership, Workspace
 from apps.workspaces.roles import Role
+from tests.concurrency import run_together
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = [
@@ -26,30 +25,6 @@ pytestmark = [
 ]
 
 ROUNDS = 5
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    """Runs each call in its own thread and connection, all released at once; returns each
-    call's result or the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def work(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 def _failures(results: list[Any]) -> list[Exception]:
