@@ -49,3 +49,20 @@ class FilterFormMixin(ErrorTextMixin):
         if start and end and start > end:
             raise forms.ValidationError("The start date is after the end date.")
         return data
+
+
+class DateRangeFilterForm(FilterFormMixin, forms.Form):
+    """Base of the list pages' filter forms: optional From/To dates."""
+
+    start = forms.DateField(
+        required=False,
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
+    )
+    end = forms.DateField(
+        required=False,
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
+    )

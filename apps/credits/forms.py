@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 
-from apps.core.forms import FilterFormMixin
+from apps.core.forms import DateRangeFilterForm
 from apps.credits.amounts import to_credits, to_units
 from apps.credits.models import CreditAccount, Service
 from apps.credits.selectors import UsageFilters
@@ -27,19 +27,7 @@ def credits_text(units: int | None) -> str:
     return format(to_credits(units).normalize(), "f")
 
 
-class UsageFilterForm(FilterFormMixin, forms.Form):
-    start = forms.DateField(
-        required=False,
-        label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        required=False,
-        label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
-    )
+class UsageFilterForm(DateRangeFilterForm):
     service = forms.ChoiceField(
         required=False,
         error_messages={"invalid_choice": "Unknown service “%(value)s”."},

@@ -8,25 +8,14 @@ from typing import Any
 
 from django import forms
 
-from apps.core.forms import ErrorTextMixin, FilterFormMixin
+from apps.core.forms import DateRangeFilterForm, ErrorTextMixin
 from apps.generation.models import AIModel
 from apps.generation.selectors import ConversationFilters
 
 
-class ConversationFilterForm(FilterFormMixin, forms.Form):
+class ConversationFilterForm(DateRangeFilterForm):
+    field_order = ["q", "start", "end", "model"]
     q = forms.CharField(required=False, max_length=200, label="Search")
-    start = forms.DateField(
-        required=False,
-        label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        required=False,
-        label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
-    )
     model = forms.ChoiceField(required=False, error_messages={"invalid_choice": "Unknown model “%(value)s”."})
 
     def __init__(self, data: Any = None, *, models: list[tuple[str, str]], **kwargs: Any) -> None:
