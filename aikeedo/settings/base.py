@@ -153,6 +153,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "credits-sweep-stale-reservations": {"task": "apps.credits.tasks.sweep_stale_reservations", "schedule": 60.0},
     "credits-expire-grants": {"task": "apps.credits.tasks.expire_grants", "schedule": 300.0},
+    "generation-sweep-interrupted": {"task": "apps.generation.tasks.sweep_interrupted", "schedule": 60.0},
 }
 
 # ---------------------------------------------------------------------------- auth
@@ -303,6 +304,18 @@ CONSTANCE_CONFIG = {
     ),
     "BREAKER_WINDOW_SECONDS": (60, "Window in which provider failures are counted.", int),
     "BREAKER_COOLDOWN_SECONDS": (30, "Seconds an open circuit waits before letting one probe through.", int),
+    "RESPONSE_CACHE_TTL_SECONDS": (3600, "How long a cached chat answer is served again (0: never cache).", int),
+    "RESPONSE_CACHE_RATE_PERCENT": (
+        0,
+        "A response-cache hit costs this percent of the same answer from the provider (0: free).",
+        int,
+    ),
+    "TITLE_MODEL": (
+        "",
+        "Model id that writes conversation titles from the first exchange (empty: the conversation's model).",
+        str,
+    ),
+    "TITLE_CHARGED": (False, "Charge the workspace for the title generation.", bool),
     "RESERVATION_MAX_AGE_MINUTES": (
         30,
         "Holds older than this are ended by the sweeper (delivered part settled, rest released).",
@@ -314,6 +327,7 @@ CONSTANCE_CONFIG_FIELDSETS = {
     "Workspaces": ("MAX_WORKSPACES_PER_USER", "MAX_MEMBERS_PER_WORKSPACE", "INVITATION_TTL_DAYS"),
     "Credits": ("TRIAL_CREDITS", "TRIAL_DAYS", "LOW_BALANCE_THRESHOLDS", "RESERVATION_MAX_AGE_MINUTES"),
     "AI providers": ("BREAKER_FAILURE_THRESHOLD", "BREAKER_WINDOW_SECONDS", "BREAKER_COOLDOWN_SECONDS"),
+    "Chat": ("RESPONSE_CACHE_TTL_SECONDS", "RESPONSE_CACHE_RATE_PERCENT", "TITLE_MODEL", "TITLE_CHARGED"),
     "Security": (
         "SIGNUP_OPEN",
         "PASSWORD_MIN_LENGTH",

@@ -1,11 +1,12 @@
 """The chat socket (`/ws/chat/<conversation id>/`): authenticate, authorise the conversation's
-workspace, relay. The turn itself (`apps.generation.streaming`) runs in a worker thread; its
-deltas come back to this event loop with `call_soon_threadsafe` into a queue that the turn's
-task sends from, one frame per chunk (never through the channel layer).
+workspace, relay. The turn runs as a task on this connection's event loop
+(`streaming.achat_answer`): deltas are sent as they arrive, one frame per chunk (never through
+the channel layer), and database steps go through the shared sync thread, so one process
+carries many concurrent streams without a thread or a connection each.
 
 Client frames: `send` {content}, `stop`, `regenerate`, `edit` {message_id, content}.
 Server frames: `ready`, `started` {message_id, user_message_id}, `delta` {text}, `done`
-{message_id, status, html, usage, credits, error}, `error` {message}.
+{message_id, status, html, usage, credits, error}, `title` {title}, `error` {message}.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.db import connection
 
 from apps.accounts.models import User
 from apps.credits.amounts import to_credits
 from apps.generation import streaming
-from apps.generation.models import Conversation, Message
+from apps.generation.models import Conversation, Generation, Message
 from apps.generation.rendering import render_markdown
 
 logger = logging.getLogger(__name__)
@@ -51,8 +50,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_id: int
     user: User
     task: asyncio.Task[None] | None = None
-    stop_event: threading.Event
-    gone: threading.Event
+    title_task: asyncio.Task[None] | None = None
+    turn: streaming.Turn | None = None
+    gone: bool = False
+    stop_outcome: str | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -64,20 +65,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4404)
             return
         self.user = user
-        self.gone = threading.Event()
-        self.stop_event = threading.Event()
         await self.accept()
         await self.send_json({"type": "ready", "conversation": self.conversation_id})
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "gone"):
-            return
-        # The worker sees this at its next delta and ends the generation as client_gone: only
-        # what was delivered is charged.
-        self.gone.set()
-        if self.task is not None and not self.task.done():
+        self.gone = True
+        if self.title_task is not None and not self.title_task.done():
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.task), DISCONNECT_GRACE_SECONDS)
+                await asyncio.wait_for(asyncio.shield(self.title_task), DISCONNECT_GRACE_SECONDS)
+        if self.task is None or self.task.done():
+            return
+        # End the answer as client_gone: only what was delivered is charged.
+        self._stop(Generation.Outcome.CLIENT_GONE)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.task), DISCONNECT_GRACE_SECONDS)
+
+    def _stop(self, outcome: str) -> None:
+        """Stop the running turn: before it started, while it waits for the first token, or
+        mid-stream. Once the answer is being finished, there is nothing left to stop."""
+        self.stop_outcome = self.stop_outcome or outcome
+        turn = self.turn
+        if turn is None:
+            return  # still preparing: _run applies stop_outcome when the turn exists
+        turn.request_stop(outcome)
+        if turn.streaming and self.task is not None:
+            self.task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if not text_data:
@@ -91,21 +103,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "stop":
-            self.stop_event.set()
+            if self.task is not None and not self.task.done():
+                self._stop(Generation.Outcome.STOPPED)
             return
         if kind not in ("send", "regenerate", "edit"):
             return await self._error("Unknown frame.")
         if self.task is not None and not self.task.done():
             return await self._error("An answer is already being generated.")
-        turn: Callable[..., Message]
+        prepare: Callable[..., streaming.Turn]
         if kind == "send":
             text = content.get("content")
             error = self._content_error(text)
             if error:
                 return await self._error(error)
-            turn = partial(streaming.chat_send, content=text)
+            prepare = partial(streaming.chat_send_prepare, content=text)
         elif kind == "regenerate":
-            turn = streaming.chat_regenerate
+            prepare = streaming.chat_regenerate_prepare
         else:
             text, message_id = content.get("content"), content.get("message_id")
             error = self._content_error(text)
@@ -113,9 +126,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 error = "message_id must be an integer."
             if error:
                 return await self._error(error)
-            turn = partial(streaming.chat_edit_resend, message_id=message_id, content=text)
-        self.stop_event = threading.Event()
-        self.task = asyncio.create_task(self._run(turn))
+            prepare = partial(streaming.chat_edit_prepare, message_id=message_id, content=text)
+        self.turn, self.stop_outcome = None, None
+        self.task = asyncio.create_task(self._run(prepare))
 
     @staticmethod
     def _content_error(text: Any) -> str:
@@ -125,46 +138,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return f"The message is too long (at most {streaming.MAX_CONTENT_CHARS:,} characters)."
         return ""
 
-    async def _run(self, turn: Callable[..., Message]) -> None:
-        """Run one turn in a worker thread and send its frames in order."""
-        loop = asyncio.get_running_loop()
-        frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    def _prepare(self, prepare: Callable[..., streaming.Turn]) -> streaming.Turn:
+        conversation = _conversation_for(self.user, self.conversation_id)
+        if conversation is None:  # removed from the workspace, or the conversation deleted
+            raise streaming.ChatStreamError("This conversation is no longer available.")
+        return prepare(conversation=conversation, user=self.user)
 
-        def put(frame: dict[str, Any]) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(frames.put_nowait, frame)
-
-        def on_start(user_message: Message, assistant: Message) -> None:
-            put({"type": "started", "message_id": assistant.pk, "user_message_id": user_message.pk})
-
-        def work() -> Message:
-            try:
-                conversation = _conversation_for(self.user, self.conversation_id)
-                if conversation is None:  # removed from the workspace, or the conversation deleted
-                    raise streaming.ChatStreamError("This conversation is no longer available.")
-                return turn(
-                    conversation=conversation,
-                    user=self.user,
-                    stop_event=self.stop_event,
-                    on_delta=lambda text: put({"type": "delta", "text": text}),
-                    client_gone=self.gone.is_set,
-                    on_start=on_start,
-                )
-            finally:
-                # The connection was opened in this call's copied context, where the cleanup of
-                # database_sync_to_async does not see it: close it here or it leaks.
-                connection.close()
-
-        # Not thread-sensitive: a long stream must not hold the shared sync thread.
-        worker = asyncio.ensure_future(database_sync_to_async(work, thread_sensitive=False)())
-        # Scheduled after every frame the worker queued (same loop, FIFO).
-        worker.add_done_callback(lambda _: frames.put_nowait(None))
-        while (frame := await frames.get()) is not None:
-            await self._send(frame)
+    async def _run(self, prepare: Callable[..., streaming.Turn]) -> None:
+        """Prepare one turn, stream its answer, then its title; frames in order."""
         try:
-            message = worker.result()
+            turn = await database_sync_to_async(self._prepare)(prepare)
         except streaming.ChatStreamError as exc:
             await self._send({"type": "error", "message": exc.message})
             return
+        except Exception:
+            logger.exception("chat turn failed in conversation %s", self.conversation_id)
+            await self._send({"type": "error", "message": streaming.UNEXPECTED_MESSAGE})
+            return
+        self.turn = turn
+        if self.stop_outcome is not None:
+            turn.request_stop(self.stop_outcome)
+        await self._send({"type": "started", "message_id": turn.assistant.pk, "user_message_id": turn.user_message.pk})
+        try:
+            message = await streaming.achat_answer(turn, on_delta=self._delta)
         except Exception:
             logger.exception("chat turn failed in conversation %s", self.conversation_id)
             await self._send({"type": "error", "message": streaming.UNEXPECTED_MESSAGE})
@@ -180,9 +176,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "error": message.error,
             }
         )
+        if turn.first_exchange:
+            # Its own task: the next turn may start while the title is being written.
+            self.title_task = asyncio.create_task(self._title(turn, message))
+
+    async def _title(self, turn: streaming.Turn, message: Message) -> None:
+        try:
+            title = await streaming.achat_title(turn, message)
+        except Exception:  # a title is a nicety: never an error for the user
+            logger.exception("title failed in conversation %s", self.conversation_id)
+            return
+        if title:
+            await self._send({"type": "title", "title": title})
+
+    async def _delta(self, text: str) -> None:
+        await self._send({"type": "delta", "text": text})
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        if not self.gone.is_set():
+        if not self.gone:
             await self.send_json(frame)
 
     async def _error(self, message: str) -> None:

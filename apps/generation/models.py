@@ -144,11 +144,13 @@ class Generation(WorkspaceOwnedModel):
     """One generation attempt chain as billed: the usage log."""
 
     class Outcome(models.TextChoices):
+        PENDING = "pending", "In progress"
         OK = "ok", "OK"
         STOPPED = "stopped", "Stopped by user"
         CLIENT_GONE = "client_gone", "Client disconnected"
         ERROR = "error", "Error"
         REFUSED = "refused", "Refused before the call"
+        INTERRUPTED = "interrupted", "Interrupted (worker stopped)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -168,7 +170,7 @@ class Generation(WorkspaceOwnedModel):
     )
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     total_ms = models.PositiveIntegerField(null=True, blank=True)
-    cached = models.BooleanField(default=False)
+    cached = models.BooleanField(default=False, help_text="Served from the response cache.")
     attempts = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
     error = models.TextField(blank=True)
@@ -198,6 +200,8 @@ class Conversation(WorkspaceOwnedModel):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The turn lock: set while an answer is being generated (one turn at a time per conversation).
+    turn_started_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
 

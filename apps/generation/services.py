@@ -1,7 +1,13 @@
 """The charging pipeline: every chat generation is authorised, quoted, reserved, streamed through
-the model's fallback chain, then settled (or released) exactly once and logged.
+the model's fallback chain (or replayed from the response cache), then settled (or released)
+exactly once and logged.
 
-    authorise → quote → credits_reserve → stream (no transaction open) → settle | release → log
+    authorise → quote → credits_reserve → usage row (pending) → stream (no transaction open)
+    → settle | release → usage row (final)
+
+Two drivers share every step: `GenerationStream` (an iterator, for threads and sync views) and
+`AsyncGenerationStream` (an async iterator, for the WebSocket consumer and ASGI views: one event
+loop carries many streams, database steps go through the shared sync thread).
 
 How each ending is charged (the hold is always ended by the `finally` of one generator):
 
@@ -10,28 +16,39 @@ How each ending is charged (the hold is always ended by the `finally` of one gen
 - a provider error after the first token, the stop button, the client gone: settle the input
   tokens plus the output tokens delivered (never zero for a delivered answer);
 - nothing delivered (every provider failed before its first token, or the caller left before
-  it): release — nothing is charged;
+  it): release — nothing is charged, prompt tokens included;
 - the worker died: the reservation stays held with its last checkpoint (written every
-  `CHECKPOINT_EVERY` tokens) and `credits_sweep` settles that.
+  `CHECKPOINT_EVERY` tokens) and `credits_sweep` settles that; `generation_sweep` then closes the
+  pending usage row with what the sweep charged.
 
 Charges use the rate card the reservation was quoted with, even when a fallback model answered.
+A response-cache hit is charged `RESPONSE_CACHE_RATE_PERCENT` of the same usage (see
+`response_cache`). `charge=False` (free title generation, when configured) holds nothing and
+logs the usage at zero credits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.credits.exceptions import CreditsError
-from apps.credits.models import Reservation
+from apps.credits.models import RateCard, Reservation
 from apps.credits.rates import credits_quote
 from apps.credits.services import credits_checkpoint, credits_release, credits_reserve, credits_settle
+from apps.generation import response_cache
 from apps.generation.breaker import CircuitBreaker
 from apps.generation.models import AIModel, Generation
 from apps.generation.providers.base import (
@@ -39,10 +56,11 @@ from apps.generation.providers.base import (
     ModelTarget,
     ProviderError,
     StreamEnd,
+    StreamEvent,
     TextDelta,
     Usage,
 )
-from apps.generation.router import AllProvidersFailed, Attempt, stream_with_failover
+from apps.generation.router import AllProvidersFailed, Attempt, astream_with_failover, stream_with_failover
 from apps.generation.tokens import count_message_tokens, count_tokens
 from apps.workspaces.models import Workspace
 
@@ -50,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "text"
 CHECKPOINT_EVERY = 20  # text deltas between two checkpoints of the delivered cost
+
+_T = TypeVar("_T")
 
 
 class GenerationRefused(Exception):
@@ -71,6 +91,7 @@ class GenerationEnd:
     usage: Usage
     credits_units: int
     error: str = ""
+    cached: bool = False
 
 
 GenerationEvent = TextDelta | GenerationEnd
@@ -127,14 +148,28 @@ def _provider_cost(target: ModelTarget, usage: Usage) -> Decimal | None:
         return None
 
 
-class GenerationStream(Iterator[GenerationEvent]):
-    """One chat generation as an iterator of `TextDelta`s ending with a `GenerationEnd`.
+def _cache_settings() -> tuple[int, int]:
+    """(TTL seconds, price percent) from the admin."""
+    from constance import config
 
-    Nothing happens until the first `next()`; refusals (`GenerationRefused`, `CreditsError`
-    such as `InsufficientCredits`) and `AllProvidersFailed` are raised from it, after the usage
-    row is written and the hold released. Close it to stop early:
-    `close(outcome=Generation.Outcome.CLIENT_GONE)` when the client went away, `close()` for
-    the stop button; the delivered part is charged either way."""
+    return int(config.RESPONSE_CACHE_TTL_SECONDS), int(config.RESPONSE_CACHE_RATE_PERCENT)
+
+
+async def db_step(step: Callable[..., _T], *args: Any) -> _T:
+    """Run a database step in the shared sync thread. A cancellation (stop button, client gone)
+    does not interrupt the step: it runs to its end and the cancellation lands after it, so the
+    stream's state (the reservation, the usage row) is always known when the stream ends."""
+    call = asyncio.ensure_future(database_sync_to_async(step)(*args))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await call
+        raise
+
+
+class _GenerationSteps:
+    """State and database steps of one generation, shared by the sync and async drivers."""
 
     def __init__(
         self,
@@ -143,12 +178,16 @@ class GenerationStream(Iterator[GenerationEvent]):
         user: User | None,
         model: AIModel,
         messages: list[dict[str, Any]],
-        max_tokens: int | None,
-        temperature: float | None,
         idempotency_key: str,
-        plan_code: str | None,
-        breaker: CircuitBreaker | None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        plan_code: str | None = None,
+        breaker: CircuitBreaker | None = None,
+        cache: bool | None = None,
+        charge: bool = True,
     ) -> None:
+        """`cache`: use the response cache (None: as the workspace chose); `charge=False`:
+        hold and charge nothing (the usage is still logged)."""
         self.workspace = workspace
         self.user = user
         self.model = model
@@ -158,23 +197,275 @@ class GenerationStream(Iterator[GenerationEvent]):
         self.idempotency_key = idempotency_key
         self.plan_code = plan_code
         self.breaker = breaker
+        self.cache = cache
+        self.charge = charge
         self.close_outcome: str = Generation.Outcome.STOPPED
         self.generation: Generation | None = None
         self.reservation: Reservation | None = None
-        self._events = self._run()
+        self.hit: response_cache.CachedAnswer | None = None
+        self.started = time.monotonic()
+        self.request = ChatRequest(messages=messages, temperature=temperature)
+        self.input_tokens = 0
+        self.rate_card: RateCard | None = None
+        self.cache_key: str | None = None
+        self.cache_ttl = 0
+        self.cache_percent = 0
+        self.chain: list[ModelTarget] = []
+        self.attempts: list[Attempt] = []
+        self.delivered: list[str] = []
+        self.first_token_ms: int | None = None
+        self.end: StreamEnd | None = None
 
-    # ------------------------------------------------------------------------ iterator
+    # ------------------------------------------------------------------------ steps
+
+    def _log(self, **fields: Any) -> Generation:
+        """Write the usage row: create it (pending, or refused), or complete the pending one."""
+        if self.generation is None:
+            self.generation = Generation.objects.create(
+                workspace=self.workspace,
+                user=self.user if self.user is not None and self.user.pk else None,
+                model=self.model,
+                model_label=self.model.model_id,
+                **fields,
+            )
+        else:
+            for name, value in fields.items():
+                setattr(self.generation, name, value)
+            self.generation.save(update_fields=list(fields))
+        return self.generation
+
+    def _use_cache(self) -> bool:
+        wanted = self.workspace.response_cache if self.cache is None else self.cache
+        return bool(wanted) and response_cache.cacheable(self.request)
+
+    def _prepare(self) -> None:
+        """Authorise, quote, look up the cache, reserve, write the pending usage row. Refusals
+        are logged, then raised (`GenerationRefused`, `CreditsError`)."""
+        model = self.model
+        try:
+            _authorise(model, self.plan_code)
+            max_output = min(self.max_tokens or model.max_output_tokens, model.max_output_tokens)
+            self.request.max_tokens = max_output
+            self.input_tokens = count_message_tokens(model.upstream_model, self.messages)
+            if self._use_cache():
+                self.cache_ttl, self.cache_percent = _cache_settings()
+                self.cache_key = response_cache.cache_key(
+                    workspace_id=self.workspace.pk,
+                    model_id=model.model_id,
+                    upstream_model=model.upstream_model,
+                    request=self.request,
+                )
+                self.hit = response_cache.cache_get(self.cache_key)
+            if self.hit is not None:
+                usage = self.hit.usage
+                quote = credits_quote(
+                    service=SERVICE,
+                    model=model.model_id,
+                    input_tokens=usage.input_tokens - min(usage.cached_input_tokens, usage.input_tokens),
+                    output_tokens=usage.output_tokens,
+                    cached_input_tokens=min(usage.cached_input_tokens, usage.input_tokens),
+                )
+                units = response_cache.cache_price(quote.units, self.cache_percent)
+            else:
+                quote = credits_quote(
+                    service=SERVICE, model=model.model_id, input_tokens=self.input_tokens, output_tokens=max_output
+                )
+                units = quote.units
+            self.rate_card = quote.rate_card
+            if self.charge and units > 0:
+                reservation = credits_reserve(
+                    workspace=self.workspace,
+                    units=units,
+                    idempotency_key=self.idempotency_key,
+                    user=self.user,
+                    service=SERVICE,
+                    model=model.model_id,
+                    rate_card=quote.rate_card,
+                )
+                if reservation.status != Reservation.Status.HELD:
+                    raise GenerationRefused("This request was already processed.")
+                self.reservation = reservation
+            if self.hit is None:
+                self.chain = generation_chain(model=model, plan_code=self.plan_code)
+                self.breaker = self.breaker or CircuitBreaker.from_config()
+        except (GenerationRefused, CreditsError) as exc:
+            self._log(
+                provider_kind=model.provider.kind,
+                upstream_model=model.upstream_model,
+                usage_reported=False,
+                outcome=Generation.Outcome.REFUSED,
+                error=exc.message,
+            )
+            raise
+        # Written before the call, so a worker that dies mid-stream still leaves a usage row
+        # (closed by `generation_sweep` with what the reservation sweep charged).
+        self._log(
+            provider_kind=model.provider.kind,
+            upstream_model=model.upstream_model,
+            usage_reported=False,
+            reservation=self.reservation,
+            cached=self.hit is not None,
+            outcome=Generation.Outcome.PENDING,
+        )
+
+    def _took(self, delta: TextDelta) -> bool:
+        """Record a delivered delta; True when a checkpoint is due."""
+        if self.first_token_ms is None:
+            self.first_token_ms = round((time.monotonic() - self.started) * 1000)
+        self.delivered.append(delta.text)
+        return self.reservation is not None and len(self.delivered) % CHECKPOINT_EVERY == 0
+
+    def _checkpoint(self) -> None:
+        """Record the cost delivered so far (one text delta taken as one token), for the sweeper."""
+        reservation = self.reservation
+        if reservation is None:
+            return
+        try:
+            units = credits_quote(
+                service=SERVICE,
+                model=reservation.model,
+                rate_card=reservation.rate_card,
+                input_tokens=self.input_tokens,
+                output_tokens=len(self.delivered),
+            ).units
+            if self.hit is not None:
+                units = response_cache.cache_price(units, self.cache_percent)
+            credits_checkpoint(reservation=reservation, delivered_units=units)
+        except Exception:  # a missed checkpoint only makes a crash cheaper for the user
+            logger.warning("checkpoint failed for reservation %s", reservation.pk, exc_info=True)
+
+    def _cached_events(self) -> list[StreamEvent]:
+        assert self.hit is not None
+        return [*(TextDelta(text) for text in self.hit.deltas), StreamEnd(usage=self.hit.usage, finish_reason="stop")]
+
+    def _usage(self, target: ModelTarget | None, delivered: str) -> Usage:
+        end = self.end
+        upstream = target.upstream_model if target is not None else self.model.upstream_model
+        if end is not None and end.usage is not None and end.usage.reported:
+            usage = end.usage
+            if delivered and usage.output_tokens == 0:  # never settle a delivered answer at zero
+                output = max(count_tokens(upstream, delivered), 1)
+                usage = Usage(usage.input_tokens, output, usage.cached_input_tokens, reported=False)
+            return usage
+        input_tokens = self.input_tokens
+        if self.hit is not None:
+            input_tokens = self.hit.usage.input_tokens
+        elif target is not None and target.upstream_model != self.model.upstream_model:
+            input_tokens = count_message_tokens(target.upstream_model, self.messages)
+        output = max(count_tokens(upstream, delivered), 1) if delivered else 0
+        return Usage(input_tokens=input_tokens, output_tokens=output, reported=False)
+
+    def _units(self, usage: Usage) -> int:
+        cached = min(usage.cached_input_tokens, usage.input_tokens)
+        units = credits_quote(
+            service=SERVICE,
+            model=self.model.model_id,
+            rate_card=self.reservation.rate_card if self.reservation is not None else self.rate_card,
+            input_tokens=usage.input_tokens - cached,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=cached,
+        ).units
+        if self.hit is not None:
+            units = response_cache.cache_price(units, self.cache_percent)
+        return units
+
+    def _finish(self, outcome: str, error: BaseException | None) -> GenerationEnd:
+        """Settle or release the hold (once), complete the usage row, fill the cache."""
+        if self.hit is not None:
+            target: ModelTarget | None = self.model.target()
+            attempt_rows = [{"model": self.hit.model, "outcome": "cached"}]
+        else:
+            used = next((a for a in reversed(self.attempts) if a.delivered or a.outcome == "ok"), None)
+            target = used.target if used is not None else None
+            attempt_rows = [_attempt_row(a) for a in self.attempts]
+        delivered = "".join(self.delivered)
+        answered = bool(delivered) or outcome == Generation.Outcome.OK
+        usage = self._usage(target, delivered) if answered else Usage(0, 0, reported=False)
+        units = 0
+        reservation = self.reservation
+        if reservation is not None:
+            try:
+                if answered:
+                    ended = credits_settle(
+                        reservation=reservation,
+                        actual_units=self._units(usage),
+                        usage={
+                            "input_tokens": usage.input_tokens,
+                            "output_tokens": usage.output_tokens,
+                            "cached_input_tokens": usage.cached_input_tokens,
+                            "reported": usage.reported,
+                            "outcome": outcome,
+                            "response_cache": self.hit is not None,
+                        },
+                        reason=f"generation {outcome}",
+                    )
+                else:
+                    ended = credits_release(reservation=reservation, reason=f"generation {outcome}: nothing delivered")
+                # The first ending stands (the sweeper may have got there first): log what it charged.
+                units = ended.charged_units
+            except Exception:
+                # The hold stays with its checkpoint; the sweeper ends it.
+                logger.exception("could not end reservation %s", reservation.pk)
+        error_text = ""
+        if error is not None:
+            error_text = error.message if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
+        if self.hit is not None:
+            cost: Decimal | None = Decimal(0)  # nothing was sent upstream
+        else:
+            cost = _provider_cost(target, usage) if target is not None and answered else None
+        generation = self._log(
+            provider_kind=target.provider.kind if target else self.model.provider.kind,
+            upstream_model=target.upstream_model if target else self.model.upstream_model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            usage_reported=usage.reported,
+            provider_cost=cost,
+            credits_charged_units=units,
+            time_to_first_token_ms=self.first_token_ms,
+            total_ms=round((time.monotonic() - self.started) * 1000),
+            cached=self.hit is not None,
+            attempts=attempt_rows,
+            outcome=outcome,
+            error=error_text,
+        )
+        if self.cache_key and self.hit is None and outcome == Generation.Outcome.OK and target is not None:
+            answer = response_cache.CachedAnswer(deltas=list(self.delivered), usage=usage, model=target.label)
+            response_cache.cache_put(self.cache_key, answer, ttl=self.cache_ttl)
+        return GenerationEnd(
+            generation_id=generation.pk,
+            outcome=outcome,
+            usage=usage,
+            credits_units=units,
+            error=error_text,
+            cached=self.hit is not None,
+        )
+
+
+class GenerationStream(_GenerationSteps, Iterator[GenerationEvent]):
+    """One chat generation as an iterator of `TextDelta`s ending with a `GenerationEnd`.
+
+    Nothing happens until the first `next()`; refusals (`GenerationRefused`, `CreditsError`
+    such as `InsufficientCredits`) and `AllProvidersFailed` are raised from it, after the usage
+    row is written and the hold released. Close it to stop early:
+    `close(outcome=Generation.Outcome.CLIENT_GONE)` when the client went away, `close()` for
+    the stop button; the delivered part is charged either way."""
+
+    _events: Generator[GenerationEvent, None, None] | None = None
 
     def __iter__(self) -> GenerationStream:
         return self
 
     def __next__(self) -> GenerationEvent:
+        if self._events is None:
+            self._events = self._run()
         return next(self._events)
 
     def close(self, outcome: str = Generation.Outcome.STOPPED) -> None:
         """Stop now and charge what was delivered; `outcome` is stopped or client_gone."""
         self.close_outcome = outcome
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
 
     def __enter__(self) -> GenerationStream:
         return self
@@ -184,77 +475,30 @@ class GenerationStream(Iterator[GenerationEvent]):
     ) -> None:
         self.close(self.close_outcome)
 
-    # ------------------------------------------------------------------------ pipeline
-
-    def _log(self, **fields: Any) -> Generation:
-        self.generation = Generation.objects.create(
-            workspace=self.workspace,
-            user=self.user if self.user is not None and self.user.pk else None,
-            model=self.model,
-            model_label=self.model.model_id,
-            **fields,
-        )
-        return self.generation
-
-    def _refuse(self, exc: Exception, message: str) -> None:
-        self._log(
-            provider_kind=self.model.provider.kind,
-            upstream_model=self.model.upstream_model,
-            usage_reported=False,
-            outcome=Generation.Outcome.REFUSED,
-            error=message,
-        )
-        raise exc
+    def _source(self) -> Generator[StreamEvent, None, None]:
+        if self.hit is not None:
+            yield from self._cached_events()
+            return
+        assert self.breaker is not None
+        yield from stream_with_failover(self.chain, self.request, breaker=self.breaker, on_attempt=self.attempts.append)
 
     def _run(self) -> Generator[GenerationEvent, None, None]:
-        started = time.monotonic()
-        model = self.model
-        try:
-            _authorise(model, self.plan_code)
-            max_output = min(self.max_tokens or model.max_output_tokens, model.max_output_tokens)
-            input_tokens = count_message_tokens(model.upstream_model, self.messages)
-            quote = credits_quote(
-                service=SERVICE, model=model.model_id, input_tokens=input_tokens, output_tokens=max_output
-            )
-            reservation = credits_reserve(
-                workspace=self.workspace,
-                units=quote.units,
-                idempotency_key=self.idempotency_key,
-                user=self.user,
-                service=SERVICE,
-                model=model.model_id,
-                rate_card=quote.rate_card,
-            )
-            if reservation.status != Reservation.Status.HELD:
-                raise GenerationRefused("This request was already processed.")
-            chain = generation_chain(model=model, plan_code=self.plan_code)
-            breaker = self.breaker or CircuitBreaker.from_config()
-        except (GenerationRefused, CreditsError) as exc:
-            self._refuse(exc, exc.message)
-            return  # unreachable: _refuse raises
-        self.reservation = reservation
-        request = ChatRequest(messages=self.messages, temperature=self.temperature, max_tokens=max_output)
-        attempts: list[Attempt] = []
-        delivered: list[str] = []
-        first_token_ms: int | None = None
-        end: StreamEnd | None = None
-        error: BaseException | None = None
+        self._prepare()
         outcome: str = Generation.Outcome.ERROR
+        error: BaseException | None = None
         # No transaction is open here (credits_reserve committed): the provider call must never
         # hold a lock or a connection in a transaction.
-        events = stream_with_failover(chain, request, breaker=breaker, on_attempt=attempts.append)
+        events = self._source()
         try:
             try:
                 for event in events:
                     if isinstance(event, TextDelta):
-                        if first_token_ms is None:
-                            first_token_ms = round((time.monotonic() - started) * 1000)
-                        delivered.append(event.text)
+                        due = self._took(event)
                         yield event
-                        if len(delivered) % CHECKPOINT_EVERY == 0:
-                            self._checkpoint(reservation, input_tokens, len(delivered))
+                        if due:
+                            self._checkpoint()
                     elif isinstance(event, StreamEnd):
-                        end = event
+                        self.end = event
             finally:
                 events.close()
             outcome = Generation.Outcome.OK
@@ -267,149 +511,114 @@ class GenerationStream(Iterator[GenerationEvent]):
             error = exc
             raise
         finally:
-            result = self._finish(
-                reservation,
-                attempts=attempts,
-                delivered="".join(delivered),
-                input_tokens=input_tokens,
-                end=end,
-                outcome=outcome,
-                error=error,
-                first_token_ms=first_token_ms,
-                total_ms=round((time.monotonic() - started) * 1000),
-            )
+            result = self._finish(outcome, error)
         if isinstance(error, AllProvidersFailed):
             raise error
         yield result
 
-    def _checkpoint(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
-        """Record the cost delivered so far (one text delta taken as one token), for the sweeper."""
+
+class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
+    """The asyncio twin of `GenerationStream`: `async for` it, `await aclose(outcome)` to stop.
+    A cancelled task that is iterating it ends it with `close_outcome` (set it first)."""
+
+    _events: AsyncGenerator[GenerationEvent, None] | None = None
+
+    def __aiter__(self) -> AsyncGenerationStream:
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        if self._events is None:
+            self._events = self._arun()
+        return await self._events.__anext__()
+
+    async def aclose(self, outcome: str = Generation.Outcome.STOPPED) -> None:
+        self.close_outcome = outcome
+        if self._events is not None:
+            await self._events.aclose()
+
+    async def _asource(self) -> AsyncGenerator[StreamEvent, None]:
+        if self.hit is not None:
+            for event in self._cached_events():
+                await asyncio.sleep(0)  # a long cached answer must not starve other streams
+                yield event
+            return
+        assert self.breaker is not None
+        events = astream_with_failover(self.chain, self.request, breaker=self.breaker, on_attempt=self.attempts.append)
         try:
-            units = credits_quote(
-                service=SERVICE,
-                model=reservation.model,
-                rate_card=reservation.rate_card,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-            ).units
-            credits_checkpoint(reservation=reservation, delivered_units=units)
-        except Exception:  # a missed checkpoint only makes a crash cheaper for the user
-            logger.warning("checkpoint failed for reservation %s", reservation.pk, exc_info=True)
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
 
-    def _usage(self, target: ModelTarget | None, delivered: str, input_tokens: int, end: StreamEnd | None) -> Usage:
-        if end is not None and end.usage is not None and end.usage.reported:
-            usage = end.usage
-            if delivered and usage.output_tokens == 0:  # never settle a delivered answer at zero
-                output = max(count_tokens(target.upstream_model if target else "", delivered), 1)
-                usage = Usage(usage.input_tokens, output, usage.cached_input_tokens, reported=False)
-            return usage
-        if target is not None and target.upstream_model != self.model.upstream_model:
-            input_tokens = count_message_tokens(target.upstream_model, self.messages)
-        upstream = target.upstream_model if target is not None else self.model.upstream_model
-        output = count_tokens(upstream, delivered) if delivered else 0
-        if delivered:
-            output = max(output, 1)
-        return Usage(input_tokens=input_tokens, output_tokens=output, reported=False)
-
-    def _finish(
-        self,
-        reservation: Reservation,
-        *,
-        attempts: list[Attempt],
-        delivered: str,
-        input_tokens: int,
-        end: StreamEnd | None,
-        outcome: str,
-        error: BaseException | None,
-        first_token_ms: int | None,
-        total_ms: int,
-    ) -> GenerationEnd:
-        """Settle or release the hold (once), and write the usage row."""
-        used = next((a for a in reversed(attempts) if a.delivered or a.outcome == "ok"), None)
-        target = used.target if used is not None else None
-        answered = bool(delivered) or outcome == Generation.Outcome.OK
-        usage = (
-            self._usage(target, delivered, input_tokens, end)
-            if answered
-            else Usage(input_tokens=0, output_tokens=0, reported=False)
-        )
-        units = 0
+    async def _arun(self) -> AsyncGenerator[GenerationEvent, None]:
         try:
-            if answered:
-                cached = min(usage.cached_input_tokens, usage.input_tokens)
-                units = credits_quote(
-                    service=SERVICE,
-                    model=reservation.model,
-                    rate_card=reservation.rate_card,
-                    input_tokens=usage.input_tokens - cached,
-                    output_tokens=usage.output_tokens,
-                    cached_input_tokens=cached,
-                ).units
-                ended = credits_settle(
-                    reservation=reservation,
-                    actual_units=units,
-                    usage={
-                        "input_tokens": usage.input_tokens,
-                        "output_tokens": usage.output_tokens,
-                        "cached_input_tokens": usage.cached_input_tokens,
-                        "reported": usage.reported,
-                        "outcome": outcome,
-                    },
-                    reason=f"generation {outcome}",
-                )
-            else:
-                ended = credits_release(reservation=reservation, reason=f"generation {outcome}: nothing delivered")
-            # The first ending stands (the sweeper may have got there first): log what it charged.
-            units = ended.charged_units
-        except Exception:
-            # The hold stays with its checkpoint; the sweeper ends it.
-            logger.exception("could not end reservation %s", reservation.pk)
-        error_text = ""
-        if error is not None:
-            error_text = error.message if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
-        generation = self._log(
-            provider_kind=target.provider.kind if target else self.model.provider.kind,
-            upstream_model=target.upstream_model if target else self.model.upstream_model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            usage_reported=usage.reported,
-            provider_cost=_provider_cost(target, usage) if target is not None and answered else None,
-            credits_charged_units=units,
-            reservation=reservation,
-            time_to_first_token_ms=first_token_ms,
-            total_ms=total_ms,
-            cached=usage.cached_input_tokens > 0,
-            attempts=[_attempt_row(a) for a in attempts],
-            outcome=outcome,
-            error=error_text,
-        )
-        return GenerationEnd(
-            generation_id=generation.pk, outcome=outcome, usage=usage, credits_units=units, error=error_text
-        )
+            await db_step(self._prepare)
+        except asyncio.CancelledError:
+            if self.generation is not None and self.generation.outcome == Generation.Outcome.PENDING:
+                await db_step(self._finish, self.close_outcome, None)  # prepared, nothing sent: release
+            raise
+        outcome: str = Generation.Outcome.ERROR
+        error: BaseException | None = None
+        events = self._asource()
+        try:
+            try:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        due = self._took(event)
+                        yield event
+                        if due:
+                            await db_step(self._checkpoint)
+                    elif isinstance(event, StreamEnd):
+                        self.end = event
+            finally:
+                await events.aclose()
+            outcome = Generation.Outcome.OK
+        except ProviderError as exc:
+            error = exc
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = self.close_outcome
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            result = await db_step(self._finish, outcome, error)
+        if isinstance(error, AllProvidersFailed):
+            raise error
+        yield result
 
 
-def generation_chat_stream(
-    *,
-    workspace: Workspace,
-    user: User | None,
-    model: AIModel,
-    messages: list[dict[str, Any]],
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    idempotency_key: str,
-    plan_code: str | None = None,
-    breaker: CircuitBreaker | None = None,
-) -> GenerationStream:
-    """Stream a chat answer and charge for it; see `GenerationStream` and the module docstring."""
-    return GenerationStream(
-        workspace=workspace,
-        user=user,
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        idempotency_key=idempotency_key,
-        plan_code=plan_code,
-        breaker=breaker,
-    )
+# The services: `generation_chat_stream(workspace=..., user=..., model=..., messages=...,
+# idempotency_key=..., [max_tokens, temperature, plan_code, breaker, cache, charge])` streams a
+# chat answer and charges for it (see the module docstring); `generation_chat_astream` is its
+# asyncio twin.
+generation_chat_stream = GenerationStream
+generation_chat_astream = AsyncGenerationStream
+
+
+# ---------------------------------------------------------------------------- sweeping
+
+
+def generation_sweep(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Close usage rows left pending by a worker that died: once their reservation has been
+    ended (by `credits_sweep`), or when they hold none, record the outcome `interrupted` with
+    what was charged. Returns the rows closed."""
+    now = now or timezone.now()
+    stale = Generation.objects.filter(
+        outcome=Generation.Outcome.PENDING, created_at__lt=now - older_than
+    ).select_related("reservation")
+    closed = 0
+    for generation in stale:
+        reservation = generation.reservation
+        if reservation is not None and reservation.status == Reservation.Status.HELD:
+            continue  # the reservation sweep has not ended it yet
+        usage = reservation.usage if reservation is not None else {}
+        updated = Generation.objects.filter(pk=generation.pk, outcome=Generation.Outcome.PENDING).update(
+            outcome=Generation.Outcome.INTERRUPTED,
+            credits_charged_units=reservation.charged_units if reservation is not None else 0,
+            input_tokens=int(usage.get("input_tokens", 0) or 0),
+            output_tokens=int(usage.get("output_tokens", 0) or 0),
+            error="The generation was interrupted (worker stopped); the delivered part was charged.",
+        )
+        closed += updated
+    return closed

@@ -24,7 +24,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "is_personal", "member_count", "created_by", "created_at", "deleted_at"]
-    list_filter = ["is_personal", ("deleted_at", admin.EmptyFieldListFilter), "created_at"]
+    list_filter = ["is_personal", "response_cache", ("deleted_at", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["name", "slug", "memberships__user__email"]
     list_select_related = ["created_by"]
     readonly_fields = ["slug", "created_by", "created_at", "deleted_at"]

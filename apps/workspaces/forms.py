@@ -11,6 +11,15 @@ class WorkspaceForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True)
 
 
+class ResponseCacheForm(forms.Form):
+    response_cache = forms.BooleanField(
+        required=False,
+        label="Serve repeated requests from the response cache",
+        help_text="Identical chat requests at temperature 0 (no tools) are answered from the cache "
+        "instead of the provider, at the cache rate set by the operator.",
+    )
+
+
 class DeleteWorkspaceForm(forms.Form):
     confirm_name = forms.CharField(max_length=100, label="Type the workspace name to confirm")
 

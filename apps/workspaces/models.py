@@ -32,6 +32,10 @@ class Workspace(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    response_cache = models.BooleanField(
+        default=False,
+        help_text="Serve identical deterministic chat requests (temperature 0, no tools) from the response cache.",
+    )
 
     objects = WorkspaceQuerySet.as_manager()
 

@@ -127,6 +127,22 @@ def workspace_rename(*, workspace: Workspace, name: str, acting_user: User) -> W
     return workspace
 
 
+def workspace_response_cache_set(*, workspace: Workspace, enabled: bool, acting_user: User) -> Workspace:
+    """Opt the workspace in or out of the chat response cache (admins and owners)."""
+    require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
+    if workspace.response_cache != enabled:
+        workspace.response_cache = enabled
+        workspace.save(update_fields=["response_cache"])
+        audit_record(
+            actor=acting_user,
+            action="workspace.response_cache",
+            target=workspace,
+            workspace=workspace,
+            metadata={"enabled": enabled},
+        )
+    return workspace
+
+
 def _workspace_soft_delete(workspace: Workspace) -> None:
     # Caller holds the workspace lock, taken before the invitation and membership rows like
     # every membership change: otherwise an accept holding the workspace lock while waiting

@@ -11,6 +11,7 @@ urlpatterns = [
     path("new/", views.workspace_create, name="create"),
     path("switch/", views.workspace_switch, name="switch"),
     path("current/settings/", views.workspace_settings, name="settings"),
+    path("current/response-cache/", views.workspace_response_cache, name="response_cache"),
     path("current/delete/", views.workspace_delete, name="delete"),
     path("current/leave/", views.workspace_leave, name="leave"),
     path("current/members/", views.members, name="members"),

@@ -15,7 +15,7 @@ from apps.core.http import AuthedRequest, WorkspaceRequest
 from apps.workspaces import services
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.exceptions import WorkspaceError
-from apps.workspaces.forms import DeleteWorkspaceForm, InviteForm, RoleForm, WorkspaceForm
+from apps.workspaces.forms import DeleteWorkspaceForm, InviteForm, ResponseCacheForm, RoleForm, WorkspaceForm
 from apps.workspaces.middleware import SESSION_KEY
 from apps.workspaces.models import Invitation, Membership, Workspace
 from apps.workspaces.roles import Perm, Role
@@ -82,7 +82,11 @@ def workspace_switch(request: AuthedRequest) -> HttpResponse:
 def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     rename_form = WorkspaceForm(initial={"name": workspace.name})
-    context = {"rename_form": rename_form, "delete_form": DeleteWorkspaceForm()}
+    context = {
+        "rename_form": rename_form,
+        "delete_form": DeleteWorkspaceForm(),
+        "cache_form": ResponseCacheForm(initial={"response_cache": workspace.response_cache}),
+    }
     if request.method == "POST":
         rename_form = WorkspaceForm(request.POST)
         context["rename_form"] = rename_form
@@ -99,12 +103,31 @@ def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "workspaces/settings.html", context)
 
 
+@workspace_required(Perm.MANAGE_SETTINGS)
+@require_POST
+def workspace_response_cache(request: WorkspaceRequest) -> HttpResponse:
+    form = ResponseCacheForm(request.POST)
+    form.is_valid()  # a checkbox: absent means off
+    enabled = bool(form.cleaned_data.get("response_cache"))
+    try:
+        services.workspace_response_cache_set(workspace=request.workspace, enabled=enabled, acting_user=request.user)
+    except WorkspaceError as exc:
+        messages.error(request, exc.message)
+        return redirect("workspaces:settings")
+    messages.success(request, "Response cache turned on." if enabled else "Response cache turned off.")
+    return redirect("workspaces:settings")
+
+
 @workspace_required(Perm.DELETE)
 @require_POST
 def workspace_delete(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     form = DeleteWorkspaceForm(request.POST)
-    context = {"rename_form": WorkspaceForm(initial={"name": workspace.name}), "delete_form": form}
+    context = {
+        "rename_form": WorkspaceForm(initial={"name": workspace.name}),
+        "delete_form": form,
+        "cache_form": ResponseCacheForm(initial={"response_cache": workspace.response_cache}),
+    }
     if not form.is_valid():
         return render(request, "workspaces/settings.html", context, status=400)
     try:

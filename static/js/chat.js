@@ -192,6 +192,14 @@
           setBusy(false);
           break;
         }
+        case "title": {
+          // Written by the title model after the first exchange; text only (never HTML).
+          var heading = document.querySelector("[data-testid=conversation-title]");
+          if (heading && frame.title) heading.textContent = frame.title;
+          var sep = document.title.indexOf(" · ");
+          if (frame.title) document.title = frame.title + (sep >= 0 ? document.title.slice(sep) : "");
+          break;
+        }
         case "error":
           showError(frame.message || "Something went wrong.");
           if (current) {

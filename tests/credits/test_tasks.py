@@ -218,5 +218,9 @@ def test_expiry_task_removes_credits_of_grants_past_expiry(alpha: Team):
 def test_every_scheduled_task_exists():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
-    assert scheduled == {"apps.credits.tasks.sweep_stale_reservations", "apps.credits.tasks.expire_grants"}
+    assert scheduled == {
+        "apps.credits.tasks.sweep_stale_reservations",
+        "apps.credits.tasks.expire_grants",
+        "apps.generation.tasks.sweep_interrupted",
+    }
     assert scheduled <= set(app.tasks)

@@ -4,6 +4,7 @@ the mock provider streaming from a worker thread and the real credits ledger."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from apps.credits.amounts import to_credits
 from apps.credits.models import CreditAccount
 from apps.credits.rates import rate_cards_seed_defaults
 from apps.credits.services import credits_grant
+from apps.generation import streaming
 from apps.generation.catalog import catalog_seed_defaults
 from apps.generation.models import AIModel, Conversation, Generation, Message, ModelFallback, Provider
 from apps.workspaces.models import Workspace
@@ -264,7 +266,8 @@ def test_regenerate_and_edit_over_the_socket(
         ("user", "edited"),
         ("assistant", "Echo: edited"),
     ]
-    assert Generation.objects.filter(outcome="ok").count() == 3
+    answers = Generation.objects.filter(outcome="ok", reservation__idempotency_key__startswith="chat:")
+    assert answers.count() == 3
     assert_ledger_consistent()
 
 
@@ -293,3 +296,79 @@ def test_disconnect_mid_stream_ends_as_client_gone(
     assert reply.credits_units == generation.credits_charged_units > 0
     assert CreditAccount.objects.get(workspace=alpha.workspace).balance_units == FUNDS - reply.credits_units
     assert_ledger_consistent()
+
+
+def test_stop_before_the_first_token_ends_at_once_and_charges_nothing(
+    alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
+) -> None:
+    set_options(model, latency_ms=60_000)  # the first token would come in a minute
+    headers = headers_for(client_for, alpha.member)
+    frames: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        communicator = await open_socket(conversation, headers)
+        try:
+            await communicator.send_json_to({"type": "send", "content": "go"})
+            frames.append(await communicator.receive_json_from(timeout=TIMEOUT))  # started
+            await communicator.send_json_to({"type": "stop"})
+            frames.extend(await until_done(communicator))
+        finally:
+            await communicator.disconnect()
+
+    run(scenario)
+    assert [f["type"] for f in frames] == ["started", "done"]
+    assert frames[-1]["status"] == "stopped"
+    assert Decimal(frames[-1]["credits"]) == 0
+    assert Generation.objects.get().outcome == Generation.Outcome.STOPPED
+    assert CreditAccount.objects.get(workspace=alpha.workspace).balance_units == FUNDS
+    assert CreditAccount.objects.get(workspace=alpha.workspace).held_units == 0
+    assert_ledger_consistent()
+
+
+def test_a_second_tab_cannot_start_a_turn_while_one_streams(
+    alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
+) -> None:
+    set_options(model, latency_ms=20, reply=" ".join(f"w{i}" for i in range(15)))
+    first_tab, second_tab = headers_for(client_for, alpha.member), headers_for(client_for, alpha.member)
+    results: dict[str, list[dict[str, Any]]] = {}
+
+    async def scenario() -> None:
+        one = await open_socket(conversation, first_tab)
+        two = await open_socket(conversation, second_tab)
+        try:
+            await one.send_json_to({"type": "send", "content": "first"})
+            assert (await one.receive_json_from(timeout=TIMEOUT))["type"] == "started"
+            await two.send_json_to({"type": "send", "content": "from the other tab"})
+            results["two"] = await until_done(two)
+            results["one"] = await until_done(one)
+        finally:
+            await one.disconnect()
+            await two.disconnect()
+
+    run(scenario)
+    assert results["two"] == [{"type": "error", "message": streaming.BUSY_MESSAGE}]
+    assert results["one"][-1]["status"] == "complete"
+    assert list(Message.objects.filter(conversation=conversation, role="user").values_list("content", flat=True)) == [
+        "first"
+    ]
+
+
+def test_title_frame_follows_the_first_answer(
+    alpha: Team, conversation: Conversation, client_for: Callable[..., Any]
+) -> None:
+    headers = headers_for(client_for, alpha.member)
+    frames: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        communicator = await open_socket(conversation, headers)
+        try:
+            await communicator.send_json_to({"type": "send", "content": "tell me about rainbows"})
+            frames.extend(await until_done(communicator))
+            frames.append(await communicator.receive_json_from(timeout=TIMEOUT))
+        finally:
+            await communicator.disconnect()
+
+    run(scenario)
+    assert frames[-1] == {"type": "title", "title": "Echo: tell me about rainbows"}
+    conversation.refresh_from_db()
+    assert conversation.title == "Echo: tell me about rainbows"

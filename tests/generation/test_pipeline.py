@@ -4,85 +4,27 @@ real credits ledger, the usage log."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
 
-from apps.credits.amounts import to_credits
 from apps.credits.exceptions import InsufficientCredits
-from apps.credits.models import CreditAccount, Reservation
+from apps.credits.models import Reservation
 from apps.credits.rates import credits_quote, rate_card_publish, rate_cards_seed_defaults
-from apps.credits.services import credits_checkpoint, credits_grant, credits_reserve, credits_sweep
+from apps.credits.services import credits_checkpoint, credits_reserve, credits_sweep
 from apps.generation.breaker import CircuitBreaker
 from apps.generation.models import AIModel, Generation, ModelFallback, Provider
 from apps.generation.providers.base import ProviderKind, TextDelta
 from apps.generation.router import AllProvidersFailed
-from apps.generation.services import GenerationEnd, GenerationRefused, generation_chat_stream
+from apps.generation.services import GenerationRefused, generation_chat_stream
 from apps.generation.tokens import count_message_tokens, count_tokens
 from apps.workspaces.models import Workspace
-from tests.credits.helpers import assert_ledger_consistent
 from tests.factories import UserFactory, WorkspaceFactory
 from tests.fakes.upstream import FakeUpstream
+from tests.generation.charging import MESSAGES, REPLY_WORDS, account, expected_units, fund, run, second_model
 
-MESSAGES = [{"role": "user", "content": "one two three four five six seven"}]
-REPLY_WORDS = 8  # "Echo:" and the seven words
-
-
-@pytest.fixture
-def rates(db: Any) -> None:
-    rate_cards_seed_defaults()
-
-
-@pytest.fixture
-def workspace(rates: None) -> Workspace:
-    return WorkspaceFactory(name="Pipe")
-
-
-@pytest.fixture
-def mock_model(db: Any) -> AIModel:
-    model = AIModel.objects.select_related("provider").get(model_id="mock-chat")
-    model.provider.options = {"latency_ms": 0}
-    model.provider.save()
-    return model
-
-
-@pytest.fixture(autouse=True)
-def _ledger_stays_consistent(db: Any) -> Iterator[None]:
-    yield
-    assert_ledger_consistent()
-
-
-def fund(workspace: Workspace, units: int = 10_000_000, key: str = "fund") -> None:
-    credits_grant(workspace=workspace, amount=to_credits(units), source="purchased", idempotency_key=key)
-
-
-def account(workspace: Workspace) -> CreditAccount:
-    return CreditAccount.objects.get(workspace=workspace)
-
-
-def second_model(model_id: str = "mock-backup", **options: Any) -> AIModel:
-    provider = Provider.objects.create(name=f"Mock {model_id}", kind=ProviderKind.MOCK, options=options)
-    return AIModel.objects.create(model_id=model_id, display_name=model_id, provider=provider, upstream_model=model_id)
-
-
-def expected_units(model: str, input_tokens: int, output_tokens: int, cached: int = 0) -> int:
-    return credits_quote(
-        service="text",
-        model=model,
-        input_tokens=input_tokens - cached,
-        output_tokens=output_tokens,
-        cached_input_tokens=cached,
-    ).units
-
-
-def run(stream: Iterator[Any]) -> tuple[str, GenerationEnd]:
-    events = list(stream)
-    end = events[-1]
-    assert isinstance(end, GenerationEnd)
-    return "".join(e.text for e in events if isinstance(e, TextDelta)), end
+pytestmark = pytest.mark.usefixtures("_ledger_stays_consistent")
 
 
 def test_happy_path_charges_the_quoted_cost_of_reported_usage(workspace: Workspace, mock_model: AIModel) -> None:
@@ -318,7 +260,8 @@ def test_litellm_happy_path_through_fake_upstream(workspace: Workspace, upstream
     assert end.credits_units == expected_units("fake-chat", end.usage.input_tokens, end.usage.output_tokens, cached=2)
     row = Generation.objects.get()
     assert row.outcome == "ok"
-    assert row.cached
+    assert row.cached_input_tokens == 2
+    assert not row.cached  # provider prompt caching, not a response-cache hit
     assert row.provider_cost is None  # compatible endpoint: unknown price
     assert upstream.requests[0]["body"]["stream_options"] == {"include_usage": True}
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from constance.test.pytest import override_config
+from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.credits.amounts import to_credits
 from apps.credits.models import CreditAccount, Reservation
 from apps.credits.rates import credits_quote, rate_cards_seed_defaults
-from apps.credits.services import credits_grant
+from apps.credits.services import credits_grant, credits_sweep
 from apps.generation import streaming
 from apps.generation.models import AIModel, Conversation, Generation, Message
+from apps.generation.services import generation_chat_stream, generation_sweep
 from apps.generation.streaming import ChatStreamError, chat_edit_resend, chat_regenerate, chat_send
+from apps.generation.tasks import sweep_interrupted
 from apps.generation.tokens import count_message_tokens, count_tokens
 from apps.workspaces.models import Workspace
 from tests.credits.helpers import assert_ledger_consistent
@@ -317,3 +322,134 @@ def test_invalid_content_is_refused(user: User, conversation: Conversation, cont
     with pytest.raises(ChatStreamError):
         chat_send(conversation=conversation, user=user, content=content)
     assert not Message.objects.exists()
+
+
+# ---------------------------------------------------------------------------- one turn at a time
+
+
+def test_a_second_turn_is_refused_while_one_is_in_progress(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace)
+    turn = streaming.chat_send_prepare(conversation=conversation, user=user, content="first")
+    with pytest.raises(ChatStreamError, match="already being generated"):
+        chat_send(conversation=conversation, user=user, content="second tab")
+    with pytest.raises(ChatStreamError, match="already being generated"):
+        chat_regenerate(conversation=conversation, user=user)
+    assert Message.objects.filter(conversation=conversation, role="user").count() == 1
+    assert streaming.chat_answer(turn).status == "complete"
+    assert chat_send(conversation=conversation, user=user, content="now it may").status == "complete"
+
+
+def test_a_refused_preparation_frees_the_conversation(user: User, conversation: Conversation) -> None:
+    with pytest.raises(ChatStreamError):
+        chat_regenerate(conversation=conversation, user=user)  # nothing to answer
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at is None
+
+
+def test_a_lock_left_by_a_dead_worker_lapses(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    stale = timezone.now() - timedelta(seconds=streaming.TURN_LOCK_SECONDS + 1)
+    Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
+    assert chat_send(conversation=conversation, user=user, content="hello").status == "complete"
+
+
+def test_interrupted_answers_are_swept_with_their_charge(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    set_options(model, reply=" ".join(f"w{i}" for i in range(45)))
+    turn = streaming.chat_send_prepare(conversation=conversation, user=user, content="go")
+    stream = generation_chat_stream(**streaming._stream_kwargs(turn))
+    for _ in range(25):
+        next(stream)  # the worker dies here
+    assert streaming.chat_sweep_interrupted(older_than=timedelta(minutes=5)) == 0
+    credits_sweep(older_than=timedelta(0))
+    generation_sweep(older_than=timedelta(0))
+    assert streaming.chat_sweep_interrupted(older_than=timedelta(0)) == 1
+    reply = Message.objects.get(pk=turn.assistant.pk)
+    assert (reply.status, reply.error) == ("error", streaming.INTERRUPTED_MESSAGE)
+    assert reply.credits_units == reply.generation.credits_charged_units > 0
+    assert FUNDS - balance(workspace) == reply.credits_units
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at is None
+    stream.close()
+
+
+def test_sweep_task_runs_both_sweeps(workspace: Workspace) -> None:
+    assert sweep_interrupted() == {"generations": 0, "messages": 0}
+
+
+# ---------------------------------------------------------------------------- titles
+
+
+def test_title_is_written_by_the_model_after_the_first_exchange(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace)
+    reply = chat_send(conversation=conversation, user=user, content="rainbows and light")
+    turn = streaming.Turn(conversation, user, reply, reply, conversation.model, [], first_exchange=True)
+    turn.user_message = Message.objects.get(conversation=conversation, role="user")
+    before = balance(workspace)
+    title = streaming.chat_title(turn, reply)
+    assert title == "Echo: rainbows and light"  # the mock echoes the first message
+    conversation.refresh_from_db()
+    assert conversation.title == title
+    assert balance(workspace) == before  # TITLE_CHARGED is off by default
+    row = Generation.objects.filter(reservation__isnull=True).get()
+    assert (row.outcome, row.credits_charged_units) == ("ok", 0)
+    assert row.output_tokens > 0
+
+
+@override_config(TITLE_CHARGED=True)
+def test_title_is_charged_when_configured(workspace: Workspace, user: User, conversation: Conversation) -> None:
+    fund(workspace)
+    reply = chat_send(conversation=conversation, user=user, content="rainbows")
+    turn = streaming.Turn(conversation, user, reply, reply, conversation.model, [], first_exchange=True)
+    turn.user_message = Message.objects.get(conversation=conversation, role="user")
+    before = balance(workspace)
+    assert streaming.chat_title(turn, reply)
+    charged = before - balance(workspace)
+    assert charged > 0
+    assert Reservation.objects.get(idempotency_key__endswith=f"title:{reply.pk}").charged_units == charged
+
+
+def test_title_model_from_the_admin_and_renames_win(
+    workspace: Workspace, user: User, conversation: Conversation, model: AIModel
+) -> None:
+    fund(workspace)
+    titler = AIModel.objects.create(
+        model_id="titler", display_name="Titler", provider=model.provider, upstream_model="mock-chat"
+    )
+    rate_cards_seed_defaults()
+    model.provider.options = {"latency_ms": 0}
+    reply = chat_send(conversation=conversation, user=user, content="rainbows")
+    turn = streaming.Turn(conversation, user, reply, reply, conversation.model, [], first_exchange=True)
+    turn.user_message = Message.objects.get(conversation=conversation, role="user")
+    with override_config(TITLE_MODEL="titler"):
+        streaming.chat_title(turn, reply)
+    assert Generation.objects.filter(model=titler).count() == 1
+    Conversation.objects.filter(pk=conversation.pk).update(title="Mine", title_generated=False)
+    assert streaming.chat_title(turn, reply) is None
+    conversation.refresh_from_db()
+    assert conversation.title == "Mine"
+
+
+def test_no_title_after_a_failed_answer_or_a_later_exchange(
+    workspace: Workspace, user: User, conversation: Conversation
+) -> None:
+    fund(workspace)
+    reply = chat_send(conversation=conversation, user=user, content="rainbows")
+    later = streaming.Turn(conversation, user, reply, reply, conversation.model, [], first_exchange=False)
+    assert streaming.chat_title(later, reply) is None
+    reply.status = Message.Status.ERROR
+    first = streaming.Turn(conversation, user, reply, reply, conversation.model, [], first_exchange=True)
+    assert streaming.chat_title(first, reply) is None
+    assert Generation.objects.count() == 1
+
+
+def test_clean_title_strips_quotes_and_extra_lines() -> None:
+    assert streaming._clean_title('"Rainbows explained"\nmore') == "Rainbows explained"
+    assert streaming._clean_title("\n\n**Bold title**") == "Bold title"
+    assert streaming._clean_title(" ".join(f"w{i}" for i in range(12))).endswith("…")

@@ -85,6 +85,14 @@ def case_settings(scene: Scene) -> None:
     assert response.status_code == 302  # renames the intruder's own workspace, not alpha
 
 
+def case_response_cache(scene: Scene) -> None:
+    response = scene.client.post(reverse("workspaces:response_cache"), {"response_cache": "on"})
+    # Changes the intruder's own workspace (owners and admins) or is refused; never alpha's.
+    assert response.status_code in (302, 403)
+    scene.alpha.workspace.refresh_from_db()
+    assert not scene.alpha.workspace.response_cache
+
+
 def case_delete(scene: Scene) -> None:
     response = scene.client.post(reverse("workspaces:delete"), {"confirm_name": "Alpha"})
     # An owner is refused because "Alpha" is not the name of their workspace; others may not delete.
@@ -145,6 +153,7 @@ CASES: dict[str, Callable[[Scene], None]] = {
     "create": case_create,
     "switch": case_switch,
     "settings": case_settings,
+    "response_cache": case_response_cache,
     "delete": case_delete,
     "leave": case_leave,
     "members": case_members,

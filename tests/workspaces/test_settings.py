@@ -232,3 +232,39 @@ def test_leave_service_refuses_a_non_member(alpha, outsider):
 def test_leave_service_refuses_the_last_owner(alpha):
     with unchanged(), pytest.raises(WorkspaceError, match="last owner"):
         services.workspace_member_leave(workspace=alpha.workspace, user=alpha.owner)
+
+
+# ---------------------------------------------------------------------------- response cache
+
+CACHE = reverse("workspaces:response_cache")
+
+
+@pytest.mark.parametrize("role", ["owner", "admin"])
+def test_owner_and_admin_turn_the_response_cache_on_and_off_audited(client_for, alpha, role):
+    from apps.audit.models import AuditEvent
+
+    client = client_for(getattr(alpha, role), alpha.workspace)
+    assert client.post(CACHE, {"response_cache": "on"}).status_code == 302
+    alpha.workspace.refresh_from_db()
+    assert alpha.workspace.response_cache
+    assert client.post(CACHE, {}).status_code == 302  # an unchecked box is absent
+    alpha.workspace.refresh_from_db()
+    assert not alpha.workspace.response_cache
+    events = AuditEvent.objects.filter(action="workspace.response_cache", workspace=alpha.workspace)
+    assert [e.metadata["enabled"] for e in events.order_by("id")] == [True, False]
+    page = client.get(SETTINGS)
+    assert b"Response cache" in page.content
+
+
+def test_members_cannot_change_the_response_cache(client_for, alpha):
+    response = client_for(alpha.member, alpha.workspace).post(CACHE, {"response_cache": "on"})
+    assert response.status_code == 403
+    alpha.workspace.refresh_from_db()
+    assert not alpha.workspace.response_cache
+    assert b"Response cache" not in client_for(alpha.member, alpha.workspace).get(SETTINGS).content
+
+
+def test_response_cache_change_applies_to_the_current_workspace_only(client_for, alpha, beta):
+    client_for(alpha.owner, alpha.workspace).post(CACHE, {"response_cache": "on"})
+    beta.workspace.refresh_from_db()
+    assert not beta.workspace.response_cache
