@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "channels",
     "rest_framework",
+    "drf_spectacular",
     "constance",
     "django_htmx",
     "django_celery_beat",
@@ -55,6 +56,9 @@ INSTALLED_APPS = [
     "apps.workspaces",
     "apps.credits",
     "apps.generation",
+    "apps.apikeys",
+    "apps.ratelimits",
+    "apps.api",
 ]
 
 MIDDLEWARE = [
