@@ -17,7 +17,10 @@ urlpatterns = [
     path("account/", include("apps.accounts.urls")),
     path("workspaces/", include("apps.workspaces.urls")),
     path("credits/", include("apps.credits.urls")),
+    path("api-keys/", include("apps.apikeys.urls")),
     path("chat/", include("apps.generation.urls")),
+    path("v1/", include("apps.api.openai_urls")),
+    path("api/", include("apps.api.urls")),
 ]
 
 if settings.DEBUG:

@@ -3,6 +3,7 @@ outsider, so every view test can check that another workspace's ids answer 404."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -14,6 +15,7 @@ from apps.workspaces.middleware import SESSION_KEY
 from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Role
 from tests.factories import PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.fakes.upstream import FakeUpstream
 
 
 @dataclass
@@ -93,3 +95,22 @@ def client_for():  # type: ignore[no-untyped-def]
         return login(Client(), user, workspace)
 
     return make
+
+
+# The local fake AI provider (OpenAI, Anthropic, Gemini, Ollama wire formats), one per module.
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+    """The module's fake upstream, with this test's requests only."""
+    upstream_server.requests.clear()
+    upstream_server.disconnects.clear()
+    upstream_server.script.clear()
+    return upstream_server

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "constance",
     "django_htmx",
     "django_celery_beat",
@@ -266,6 +267,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Aikeedo API",
+    "DESCRIPTION": (
+        "OpenAI-compatible endpoints under `/v1` (send `Authorization: Bearer <workspace API key>`) and the "
+        "platform API under `/api/v1` (the same keys, or a signed-in session)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI is served from our own static files: nothing is fetched from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ContentPartTypeEnum": ["text", "image_url", "input_audio", "file"],
+        "ResponseFormatTypeEnum": ["text", "json_object", "json_schema"],
+        "FunctionTypeEnum": ["function"],
+    },
 }
 
 # ---------------------------------------------------------------------------- runtime configuration (admin)
@@ -320,6 +341,12 @@ CONSTANCE_CONFIG = {
         str,
     ),
     "TITLE_CHARGED": (False, "Charge the workspace for the title generation.", bool),
+    "RATE_LIMIT_KEY_RPM": (60, "Requests per minute for one API key (0: unlimited).", int),
+    "RATE_LIMIT_KEY_TPM": (200_000, "Tokens per minute for one API key (0: unlimited).", int),
+    "RATE_LIMIT_USER_RPM": (60, "Requests per minute for one member of a workspace (0: unlimited).", int),
+    "RATE_LIMIT_USER_TPM": (200_000, "Tokens per minute for one member of a workspace (0: unlimited).", int),
+    "RATE_LIMIT_WORKSPACE_RPM": (600, "Requests per minute for a whole workspace (0: unlimited).", int),
+    "RATE_LIMIT_WORKSPACE_TPM": (2_000_000, "Tokens per minute for a whole workspace (0: unlimited).", int),
     "RESERVATION_MAX_AGE_MINUTES": (
         30,
         "Holds older than this are ended by the sweeper (delivered part settled, rest released).",
@@ -331,6 +358,14 @@ CONSTANCE_CONFIG_FIELDSETS = {
     "Workspaces": ("MAX_WORKSPACES_PER_USER", "MAX_MEMBERS_PER_WORKSPACE", "INVITATION_TTL_DAYS"),
     "Credits": ("TRIAL_CREDITS", "TRIAL_DAYS", "LOW_BALANCE_THRESHOLDS", "RESERVATION_MAX_AGE_MINUTES"),
     "AI providers": ("BREAKER_FAILURE_THRESHOLD", "BREAKER_WINDOW_SECONDS", "BREAKER_COOLDOWN_SECONDS"),
+    "Rate limits": (
+        "RATE_LIMIT_KEY_RPM",
+        "RATE_LIMIT_KEY_TPM",
+        "RATE_LIMIT_USER_RPM",
+        "RATE_LIMIT_USER_TPM",
+        "RATE_LIMIT_WORKSPACE_RPM",
+        "RATE_LIMIT_WORKSPACE_TPM",
+    ),
     "Chat": ("RESPONSE_CACHE_TTL_SECONDS", "RESPONSE_CACHE_RATE_PERCENT", "TITLE_MODEL", "TITLE_CHARGED"),
     "Security": (
         "SIGNUP_OPEN",

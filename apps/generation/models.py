@@ -155,6 +155,9 @@ class Generation(WorkspaceOwnedModel):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    api_key = models.ForeignKey(
+        "apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+    )
     model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model_label = models.CharField(max_length=100)
     provider_kind = models.CharField(max_length=32, blank=True)

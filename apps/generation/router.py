@@ -31,11 +31,11 @@ from typing import Literal
 from apps.generation.breaker import CircuitBreaker
 from apps.generation.providers.base import (
     ChatRequest,
+    Delivered,
     ModelTarget,
     ProviderError,
     StreamEnd,
     StreamEvent,
-    TextDelta,
 )
 from apps.generation.providers.registry import astream_chat, stream_chat
 
@@ -126,7 +126,7 @@ def stream_with_failover(
         events = stream_chat(target, request)
         try:
             for event in events:
-                if first_token_at is None and isinstance(event, TextDelta):
+                if first_token_at is None and isinstance(event, Delivered):
                     first_token_at = time.time()
                 elif isinstance(event, StreamEnd):
                     # Recorded before the caller sees the end, so a caller that stops reading
@@ -183,7 +183,7 @@ async def astream_with_failover(
         events = astream_chat(target, request)
         try:
             async for event in events:
-                if first_token_at is None and isinstance(event, TextDelta):
+                if first_token_at is None and isinstance(event, Delivered):
                     first_token_at = time.time()
                 elif isinstance(event, StreamEnd):
                     finished = True

@@ -37,6 +37,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -52,12 +53,14 @@ from apps.generation import response_cache
 from apps.generation.breaker import CircuitBreaker
 from apps.generation.models import AIModel, Generation
 from apps.generation.providers.base import (
+    CHAT_OPTIONS,
     ChatRequest,
     ModelTarget,
     ProviderError,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     Usage,
 )
 from apps.generation.router import AllProvidersFailed, Attempt, astream_with_failover, stream_with_failover
@@ -73,13 +76,19 @@ _T = TypeVar("_T")
 
 
 class GenerationRefused(Exception):
-    """The generation was refused before any call (model disabled, not in the plan...)."""
+    """The generation was refused before any call (model disabled, not in the plan, an API
+    key's spending cap...). `status_code` and `code` are for the API's error."""
 
     status_code = 403
+    code = "model_not_available"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
 
 
 @dataclass(frozen=True)
@@ -92,9 +101,10 @@ class GenerationEnd:
     credits_units: int
     error: str = ""
     cached: bool = False
+    finish_reason: str | None = None
 
 
-GenerationEvent = TextDelta | GenerationEnd
+GenerationEvent = TextDelta | ToolCallDelta | GenerationEnd
 
 
 def _usable(model: AIModel, plan_code: str | None) -> bool:
@@ -185,9 +195,16 @@ class _GenerationSteps:
         breaker: CircuitBreaker | None = None,
         cache: bool | None = None,
         charge: bool = True,
+        options: dict[str, Any] | None = None,
+        api_key: Any = None,
+        reserve: Callable[..., Reservation] | None = None,
     ) -> None:
         """`cache`: use the response cache (None: as the workspace chose); `charge=False`:
-        hold and charge nothing (the usage is still logged)."""
+        hold and charge nothing (the usage is still logged); `options`: request parameters
+        passed through to the provider (`CHAT_OPTIONS`: top_p, stop, tools...); `api_key`: the
+        workspace API key making the call (logged on the usage row); `reserve`: holds the
+        credits instead of `credits_reserve`, with its arguments (e.g. checking the key's
+        spending cap first; raise `GenerationRefused` to refuse)."""
         self.workspace = workspace
         self.user = user
         self.model = model
@@ -204,7 +221,12 @@ class _GenerationSteps:
         self.reservation: Reservation | None = None
         self.hit: response_cache.CachedAnswer | None = None
         self.started = time.monotonic()
-        self.request = ChatRequest(messages=messages, temperature=temperature)
+        unknown = set(options or {}) - set(CHAT_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown chat options: {sorted(unknown)}")
+        self.request = ChatRequest(messages=messages, temperature=temperature, **(options or {}))
+        self.api_key = api_key
+        self.reserve = reserve or credits_reserve
         self.input_tokens = 0
         self.rate_card: RateCard | None = None
         self.cache_key: str | None = None
@@ -213,6 +235,7 @@ class _GenerationSteps:
         self.chain: list[ModelTarget] = []
         self.attempts: list[Attempt] = []
         self.delivered: list[str] = []
+        self.tool_text: list[str] = []  # tool-call arguments delivered, counted as output
         self.first_token_ms: int | None = None
         self.end: StreamEnd | None = None
 
@@ -224,6 +247,7 @@ class _GenerationSteps:
             self.generation = Generation.objects.create(
                 workspace=self.workspace,
                 user=self.user if self.user is not None and self.user.pk else None,
+                api_key=self.api_key,
                 model=self.model,
                 model_label=self.model.model_id,
                 **fields,
@@ -273,7 +297,7 @@ class _GenerationSteps:
                 units = quote.units
             self.rate_card = quote.rate_card
             if self.charge and units > 0:
-                reservation = credits_reserve(
+                reservation = self.reserve(
                     workspace=self.workspace,
                     units=units,
                     idempotency_key=self.idempotency_key,
@@ -308,12 +332,16 @@ class _GenerationSteps:
             outcome=Generation.Outcome.PENDING,
         )
 
-    def _took(self, delta: TextDelta) -> bool:
+    def _took(self, delta: TextDelta | ToolCallDelta) -> bool:
         """Record a delivered delta; True when a checkpoint is due."""
         if self.first_token_ms is None:
             self.first_token_ms = round((time.monotonic() - self.started) * 1000)
-        self.delivered.append(delta.text)
-        return self.reservation is not None and len(self.delivered) % CHECKPOINT_EVERY == 0
+        if isinstance(delta, TextDelta):
+            self.delivered.append(delta.text)
+        else:
+            self.tool_text.append(delta.arguments)
+        count = len(self.delivered) + len(self.tool_text)
+        return self.reservation is not None and count % CHECKPOINT_EVERY == 0
 
     def _checkpoint(self) -> None:
         """Record the cost delivered so far (one text delta taken as one token), for the sweeper."""
@@ -326,7 +354,7 @@ class _GenerationSteps:
                 model=reservation.model,
                 rate_card=reservation.rate_card,
                 input_tokens=self.input_tokens,
-                output_tokens=len(self.delivered),
+                output_tokens=len(self.delivered) + len(self.tool_text),
             ).units
             if self.hit is not None:
                 units = response_cache.cache_price(units, self.cache_percent)
@@ -378,7 +406,7 @@ class _GenerationSteps:
             used = next((a for a in reversed(self.attempts) if a.delivered or a.outcome == "ok"), None)
             target = used.target if used is not None else None
             attempt_rows = [_attempt_row(a) for a in self.attempts]
-        delivered = "".join(self.delivered)
+        delivered = "".join(self.delivered) + "".join(self.tool_text)
         answered = bool(delivered) or outcome == Generation.Outcome.OK
         usage = self._usage(target, delivered) if answered else Usage(0, 0, reported=False)
         units = 0
@@ -439,6 +467,7 @@ class _GenerationSteps:
             credits_units=units,
             error=error_text,
             cached=self.hit is not None,
+            finish_reason=self.end.finish_reason if self.end is not None else None,
         )
 
 
@@ -492,7 +521,7 @@ class GenerationStream(_GenerationSteps, Iterator[GenerationEvent]):
         try:
             try:
                 for event in events:
-                    if isinstance(event, TextDelta):
+                    if isinstance(event, TextDelta | ToolCallDelta):
                         due = self._took(event)
                         yield event
                         if due:
@@ -563,7 +592,7 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
         try:
             try:
                 async for event in events:
-                    if isinstance(event, TextDelta):
+                    if isinstance(event, TextDelta | ToolCallDelta):
                         due = self._took(event)
                         yield event
                         if due:
@@ -622,3 +651,212 @@ def generation_sweep(*, older_than: timedelta, now: datetime | None = None) -> i
         )
         closed += updated
     return closed
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+EMBEDDINGS_SERVICE = "embeddings"
+
+
+@dataclass(frozen=True)
+class EmbeddingsResult:
+    vectors: list[list[float]]
+    input_tokens: int
+    credits_units: int
+    generation_id: int
+    model_label: str
+
+
+def _embed_prepare(
+    *,
+    workspace: Workspace,
+    user: User | None,
+    model: AIModel,
+    inputs: list[str],
+    idempotency_key: str,
+    plan_code: str | None,
+    api_key: Any,
+    reserve: Callable[..., Reservation],
+) -> tuple[Reservation, list[ModelTarget], int]:
+    """Authorise, count, quote and reserve an embeddings call (refusals are logged, then raised)."""
+
+    def refuse(exc: GenerationRefused | CreditsError) -> None:
+        Generation.objects.create(
+            workspace=workspace,
+            user=user if user is not None and user.pk else None,
+            api_key=api_key,
+            model=model,
+            model_label=model.model_id,
+            provider_kind=model.provider.kind,
+            upstream_model=model.upstream_model,
+            usage_reported=False,
+            outcome=Generation.Outcome.REFUSED,
+            error=exc.message,
+        )
+        raise exc
+
+    try:
+        if not model.enabled or not model.supports_embeddings:
+            raise GenerationRefused(f"The model {model.model_id} does not make embeddings.")
+        if not model.provider.enabled or not model.provider.is_configured:
+            raise GenerationRefused(f"The provider of {model.model_id} is not available.")
+        if not model.allowed_for_plan(plan_code):
+            raise GenerationRefused(f"Your plan does not include {model.model_id}.")
+        tokens = sum(count_tokens(model.upstream_model, text) for text in inputs)
+        quote = credits_quote(service=EMBEDDINGS_SERVICE, model=model.model_id, input_tokens=tokens)
+        reservation = reserve(
+            workspace=workspace,
+            units=max(quote.units, 1),
+            idempotency_key=idempotency_key,
+            user=user,
+            service=EMBEDDINGS_SERVICE,
+            model=model.model_id,
+            rate_card=quote.rate_card,
+        )
+        if reservation.status != Reservation.Status.HELD:
+            raise GenerationRefused("This request was already processed.")
+    except (GenerationRefused, CreditsError) as exc:
+        refuse(exc)
+        raise  # unreachable
+    links = model.fallback_links.select_related("fallback__provider").order_by("position", "id")
+    chain = [model.target()] + [
+        link.fallback.target()
+        for link in links
+        if link.fallback.enabled
+        and link.fallback.supports_embeddings
+        and link.fallback.provider.enabled
+        and link.fallback.provider.is_configured
+        and link.fallback.allowed_for_plan(plan_code)
+    ]
+    return reservation, chain, tokens
+
+
+def _embed_finish(
+    *,
+    workspace: Workspace,
+    user: User | None,
+    api_key: Any,
+    model: AIModel,
+    reservation: Reservation,
+    target: ModelTarget | None,
+    result: Any,
+    attempts: list[dict[str, Any]],
+    error: str,
+    total_ms: int,
+) -> Generation:
+    units = 0
+    input_tokens = 0
+    if result is not None:
+        input_tokens = result.input_tokens
+        units = credits_quote(
+            service=EMBEDDINGS_SERVICE, model=model.model_id, rate_card=reservation.rate_card, input_tokens=input_tokens
+        ).units
+        ended = credits_settle(
+            reservation=reservation,
+            actual_units=units,
+            usage={"input_tokens": input_tokens, "reported": result.reported, "items": len(result.vectors)},
+            reason="embeddings ok",
+        )
+    else:
+        ended = credits_release(reservation=reservation, reason="embeddings failed: nothing delivered")
+    usage = Usage(input_tokens, 0, reported=bool(result is not None and result.reported))
+    return Generation.objects.create(
+        workspace=workspace,
+        user=user if user is not None and user.pk else None,
+        api_key=api_key,
+        model=model,
+        model_label=model.model_id,
+        provider_kind=target.provider.kind if target else model.provider.kind,
+        upstream_model=target.upstream_model if target else model.upstream_model,
+        input_tokens=input_tokens,
+        usage_reported=usage.reported,
+        provider_cost=_provider_cost(target, usage) if target is not None and result is not None else None,
+        credits_charged_units=ended.charged_units,
+        reservation=reservation,
+        total_ms=total_ms,
+        attempts=attempts,
+        outcome=Generation.Outcome.OK if result is not None else Generation.Outcome.ERROR,
+        error=error,
+    )
+
+
+async def generation_aembed(
+    *,
+    workspace: Workspace,
+    user: User | None,
+    model: AIModel,
+    inputs: list[str],
+    idempotency_key: str,
+    dimensions: int | None = None,
+    plan_code: str | None = None,
+    api_key: Any = None,
+    reserve: Callable[..., Reservation] | None = None,
+    breaker: CircuitBreaker | None = None,
+) -> EmbeddingsResult:
+    """Embed `inputs` and charge for the input tokens (reserve → call → settle, or release when
+    every target of the chain failed: `AllProvidersFailed`)."""
+    from apps.generation.providers.registry import aembed
+
+    started = time.monotonic()
+    reservation, chain, _ = await db_step(
+        partial(
+            _embed_prepare,
+            workspace=workspace,
+            user=user,
+            model=model,
+            inputs=inputs,
+            idempotency_key=idempotency_key,
+            plan_code=plan_code,
+            api_key=api_key,
+            reserve=reserve or credits_reserve,
+        )
+    )
+    guard: CircuitBreaker = breaker if breaker is not None else await db_step(CircuitBreaker.from_config)
+    attempts: list[Attempt] = []
+    result = None
+    used: ModelTarget | None = None
+    try:
+        for target in chain:
+            if not await guard.aallow(target.breaker_key):
+                attempts.append(Attempt(target, "skipped", None, time.time(), None, time.time()))
+                continue
+            began = time.time()
+            try:
+                result = await aembed(target, inputs, dimensions=dimensions)
+            except ProviderError as exc:
+                if exc.retryable:
+                    await guard.arecord_failure(target.breaker_key)
+                else:
+                    await guard.arelease(target.breaker_key)
+                attempts.append(Attempt(target, "error", exc, began, None, time.time()))
+                continue
+            await guard.arecord_success(target.breaker_key)
+            attempts.append(Attempt(target, "ok", None, began, None, time.time()))
+            used = target
+            break
+    finally:
+        error = "" if result is not None else "; ".join(a.error.message for a in attempts if a.error) or "cancelled"
+        generation = await db_step(
+            partial(
+                _embed_finish,
+                workspace=workspace,
+                user=user,
+                api_key=api_key,
+                model=model,
+                reservation=reservation,
+                target=used,
+                result=result,
+                attempts=[_attempt_row(a) for a in attempts],
+                error=error,
+                total_ms=round((time.monotonic() - started) * 1000),
+            )
+        )
+    if result is None:
+        raise AllProvidersFailed(attempts)
+    return EmbeddingsResult(
+        vectors=result.vectors,
+        input_tokens=result.input_tokens,
+        credits_units=generation.credits_charged_units,
+        generation_id=generation.pk,
+        model_label=used.label if used else model.model_id,
+    )

@@ -46,6 +46,7 @@ from apps.generation.providers.base import TextDelta
 from apps.generation.router import AllProvidersFailed
 from apps.generation.services import (
     AsyncGenerationStream,
+    GenerationEnd,
     GenerationRefused,
     GenerationStream,
     db_step,
@@ -335,8 +336,10 @@ def chat_answer(
     try:
         with stream:
             for event in stream:
+                if isinstance(event, GenerationEnd):
+                    break  # the stream wrote its usage row
                 if not isinstance(event, TextDelta):
-                    break  # the GenerationEnd: the stream wrote its usage row
+                    continue
                 turn.parts.append(event.text)
                 if on_delta is not None:
                     on_delta(event.text)
@@ -369,8 +372,10 @@ async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]]
         turn.streaming = True
         try:
             async for event in stream:
-                if not isinstance(event, TextDelta):
+                if isinstance(event, GenerationEnd):
                     break
+                if not isinstance(event, TextDelta):
+                    continue
                 turn.parts.append(event.text)
                 if on_delta is not None:
                     await on_delta(event.text)

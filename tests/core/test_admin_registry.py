@@ -12,7 +12,7 @@ from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_member_invite
 from tests.factories import UserFactory
 
-OWN_APPS = {"accounts", "workspaces", "audit", "credits", "generation"}
+OWN_APPS = {"accounts", "workspaces", "audit", "credits", "generation", "apikeys", "ratelimits"}
 OWN_MODELS = sorted(
     (model for model in apps.get_models() if model._meta.app_label in OWN_APPS),
     key=lambda model: model._meta.label,
@@ -50,6 +50,11 @@ def rows(alpha, beta):  # type: ignore[no-untyped-def]
 
     conversation = Conversation.objects.create(workspace=alpha.workspace, user=alpha.owner, title="Hello")
     Message.objects.create(workspace=alpha.workspace, conversation=conversation, role="user", content="Hi")
+    from apps.apikeys.services import apikey_create
+    from apps.ratelimits.models import WorkspaceRateLimit
+
+    apikey_create(workspace=alpha.workspace, acting_user=alpha.owner, name="Registry", scopes=["chat"])
+    WorkspaceRateLimit.objects.create(workspace=alpha.workspace, key_rpm=10)
 
 
 @pytest.fixture

@@ -234,6 +234,30 @@ class FakeUpstream:
             return f"data: {json.dumps(payload)}\n\n".encode()
 
         await response.write(chunk({"role": "assistant", "content": ""}))
+        tools = body.get("tools") or []
+        if tools and body.get("tool_choice") != "none":
+            # Call the first tool with its first parameter set to the last word of the prompt,
+            # the arguments split over two chunks as real upstreams do.
+            function = tools[0]["function"]
+            parameter = next(iter((function.get("parameters") or {}).get("properties") or {"q": {}}))
+            arguments = json.dumps({parameter: (_last_user_text(messages).split() or [""])[-1]})
+            half = len(arguments) // 2
+            call = {"index": 0, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function"}
+            call["function"] = {"name": function["name"], "arguments": arguments[:half]}
+            await response.write(chunk({"tool_calls": [call]}))
+            await response.write(chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}))
+            await response.write(chunk({}, finish="tool_calls"))
+            words = []
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage_calls = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": 9,
+                    "total_tokens": prompt_tokens + 9,
+                }
+                await response.write(chunk({}, usage=usage_calls))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
         for i, word in enumerate(words):
             if behaviour.fail_after is not None and i >= behaviour.fail_after:
                 self._break(request)

@@ -11,24 +11,6 @@ from apps.generation.models import AIModel, ModelFallback, Provider
 from apps.workspaces.models import Workspace
 from tests.credits.helpers import assert_ledger_consistent
 from tests.factories import WorkspaceFactory
-from tests.fakes.upstream import FakeUpstream
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
-    """The module's fake upstream, with this test's requests only."""
-    upstream_server.requests.clear()
-    upstream_server.disconnects.clear()
-    upstream_server.script.clear()
-    return upstream_server
-
 
 # The charging-pipeline fixtures (see tests/generation/charging.py for the helpers).
 

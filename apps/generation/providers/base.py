@@ -66,6 +66,22 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+# The request parameters beyond messages/temperature/max_tokens that callers may pass through.
+CHAT_OPTIONS = (
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +99,31 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of a tool call the model is making (OpenAI's streaming `tool_calls` shape):
+    the first fragment of a call carries its id and function name, the rest argument text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class StreamEnd:
     usage: Usage | None
     finish_reason: str | None = None
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+Delivered = (TextDelta, ToolCallDelta)  # events that count as output sent to the user
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    input_tokens: int
+    reported: bool = True  # False when we counted the tokens ourselves
 
 
 def is_retryable_status(status: int) -> bool:

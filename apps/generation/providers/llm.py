@@ -30,13 +30,16 @@ from decimal import Decimal
 from typing import Any
 
 from apps.generation.providers.base import (
+    CHAT_OPTIONS,
     ChatRequest,
+    EmbeddingResult,
     ModelTarget,
     ProviderError,
     ProviderKind,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     Usage,
     is_retryable_status,
 )
@@ -99,10 +102,14 @@ def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, An
         kwargs["api_key"] = "none"
     if base_url:
         kwargs["api_base"] = base_url
-    for name in ("temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice", "response_format"):
+    for name in ("temperature", "max_tokens", *CHAT_OPTIONS):
         value = getattr(request, name)
         if value is not None:
             kwargs[name] = value
+    if request.tools:
+        # Tools are the caller's functions, passed through: litellm would otherwise look for
+        # MCP-gateway tools first, which needs the optional `mcp` package.
+        kwargs["_skip_mcp_handler"] = True
     return kwargs
 
 
@@ -175,22 +182,35 @@ class _StreamState:
         self.usage: Any = None
         self.finish_reason: str | None = None
 
-    def take(self, chunk: Any) -> TextDelta | None:
+    def take(self, chunk: Any) -> list[TextDelta | ToolCallDelta]:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
         choices = getattr(chunk, "choices", None) or []
         if not choices:
-            return None
+            return []
         choice = choices[0]
         if getattr(choice, "finish_reason", None):
             self.finish_reason = choice.finish_reason
         delta = getattr(choice, "delta", None)
+        events: list[TextDelta | ToolCallDelta] = []
         content = getattr(delta, "content", None)
-        if not content:
-            return None
-        self.text.append(content)
-        return TextDelta(content)
+        if content:
+            self.text.append(content)
+            events.append(TextDelta(content))
+        for call in getattr(delta, "tool_calls", None) or []:
+            function = getattr(call, "function", None)
+            arguments = getattr(function, "arguments", None) or ""
+            self.text.append(arguments)
+            events.append(
+                ToolCallDelta(
+                    index=int(getattr(call, "index", 0) or 0),
+                    id=getattr(call, "id", None) or None,
+                    name=getattr(function, "name", None) or None,
+                    arguments=arguments,
+                )
+            )
+        return events
 
     def end(self, response: Any) -> StreamEnd:
         if self.usage is not None and _provider_reported_usage(response):
@@ -262,9 +282,7 @@ def stream_chat(target: ModelTarget, request: ChatRequest) -> Generator[StreamEv
                     break
                 except Exception as exc:
                     raise to_provider_error(exc) from exc
-                delta = state.take(chunk)
-                if delta is not None:
-                    yield delta
+                yield from state.take(chunk)
         finally:
             _close(response)
     finally:
@@ -299,9 +317,8 @@ async def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenera
                 raise _timed_out(timeout) from exc
             except Exception as exc:
                 raise to_provider_error(exc) from exc
-            delta = state.take(chunk)
-            if delta is not None:
-                yield delta
+            for event in state.take(chunk):
+                yield event
     finally:
         aclose = getattr(response, "aclose", None)
         if aclose is not None:
@@ -309,6 +326,45 @@ async def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenera
                 await aclose()
     # Counting, when the upstream reported no usage, may load a tokenizer: off the loop too.
     yield await asyncio.to_thread(state.end, response)
+
+
+# ------------------------------------------------------------------------------------ embeddings
+
+
+async def aembed(target: ModelTarget, inputs: list[str], *, dimensions: int | None = None) -> EmbeddingResult:
+    """Embed `inputs` with litellm; failures raise `ProviderError` (classified as for chat)."""
+    provider = target.provider
+    kwargs: dict[str, Any] = {
+        "model": litellm_model(target),
+        "input": inputs,
+        "timeout": provider.timeout,
+        "num_retries": 0,
+        "drop_params": True,
+    }
+    if provider.api_key:
+        kwargs["api_key"] = provider.api_key
+    elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
+        kwargs["api_key"] = "none"
+    if provider.base_url:
+        kwargs["api_base"] = provider.base_url.rstrip("/")
+    if dimensions is not None:
+        kwargs["dimensions"] = dimensions
+    litellm = await asyncio.to_thread(load_litellm)
+    try:
+        async with asyncio.timeout(provider.timeout):
+            response = await litellm.aembedding(**kwargs)
+    except TimeoutError as exc:
+        raise _timed_out(provider.timeout) from exc
+    except Exception as exc:
+        raise to_provider_error(exc) from exc
+    data = sorted(response.data, key=lambda item: item["index"])
+    vectors = [[float(x) for x in item["embedding"]] for item in data]
+    usage = getattr(response, "usage", None)
+    prompt_tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    if prompt_tokens:
+        return EmbeddingResult(vectors=vectors, input_tokens=int(prompt_tokens))
+    counted = sum(count_tokens(target.upstream_model, text) for text in inputs)
+    return EmbeddingResult(vectors=vectors, input_tokens=counted, reported=False)
 
 
 # ------------------------------------------------------------------------------------------ cost

@@ -15,6 +15,8 @@ upstream model's tokenizer (`tokens.count_message_tokens`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 from apps.generation.providers.base import (
     ChatRequest,
+    EmbeddingResult,
     ModelTarget,
     ProviderError,
     StreamEnd,
@@ -30,7 +33,7 @@ from apps.generation.providers.base import (
     Usage,
     is_retryable_status,
 )
-from apps.generation.tokens import count_message_tokens
+from apps.generation.tokens import count_message_tokens, count_tokens
 
 MAX_ECHO_WORDS = 50
 
@@ -135,3 +138,31 @@ async def astream_chat(
         yield TextDelta(word if emitted == 0 else " " + word)
         emitted += 1
     yield await _aend(target, request, emitted, "stop")
+
+
+# ------------------------------------------------------------------------------------ embeddings
+
+MOCK_DIMENSIONS = 256
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector derived from the text (same text, same vector)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values += [(byte - 127.5) / 127.5 for byte in digest]
+        counter += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+async def aembed(target: ModelTarget, inputs: list[str], *, dimensions: int | None = None) -> EmbeddingResult:
+    options = target.provider.options
+    fail = str(options.get("fail") or "")
+    if fail.startswith("before:"):
+        _plan(target, ChatRequest(messages=[]))  # raises the configured failure
+    size = dimensions or int(options.get("dimensions") or MOCK_DIMENSIONS)
+    tokens = await asyncio.to_thread(lambda: sum(count_tokens(target.upstream_model, text) for text in inputs))
+    return EmbeddingResult(vectors=[_vector(text, size) for text in inputs], input_tokens=tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Generator
 
 from apps.generation.providers import llm, mock
-from apps.generation.providers.base import ChatRequest, ModelTarget, ProviderKind, StreamEvent
+from apps.generation.providers.base import ChatRequest, EmbeddingResult, ModelTarget, ProviderKind, StreamEvent
 
 
 def stream_chat(target: ModelTarget, request: ChatRequest) -> Generator[StreamEvent, None, None]:
@@ -20,3 +20,10 @@ def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[St
     if target.provider.kind == ProviderKind.MOCK:
         return mock.astream_chat(target, request)
     return llm.astream_chat(target, request)
+
+
+async def aembed(target: ModelTarget, inputs: list[str], *, dimensions: int | None = None) -> EmbeddingResult:
+    """Embed texts with one target; failures raise `ProviderError`."""
+    if target.provider.kind == ProviderKind.MOCK:
+        return await mock.aembed(target, inputs, dimensions=dimensions)
+    return await llm.aembed(target, inputs, dimensions=dimensions)

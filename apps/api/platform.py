@@ -1,0 +1,403 @@
+"""The platform API under `/api/v1/` (DRF): the current workspace, credits and usage,
+conversations, API keys. Signed-in sessions act in their current workspace; an API key acts in
+its own workspace, with the `platform_read` scope for reads and `platform_write` for changes.
+
+Every object is looked up within the caller's workspace: another workspace's id answers 404.
+Domain errors become 4xx through `platform_exception_handler`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from apps.accounts.models import User
+from apps.apikeys.exceptions import ApiKeyError
+from apps.apikeys.models import ApiKey, Scope
+from apps.apikeys.services import apikey_authenticate, apikey_create, apikey_revoke
+from apps.credits.amounts import to_credits, to_units
+from apps.credits.selectors import UsageFilters, credits_balance, usage_queryset
+from apps.generation.chat import ChatError, conversation_delete, conversation_export
+from apps.generation.models import Conversation, Message
+from apps.generation.selectors import ConversationFilters, conversation_list
+from apps.workspaces.exceptions import WorkspaceError
+from apps.workspaces.models import Workspace
+from apps.workspaces.roles import Perm
+from apps.workspaces.services import require_perm
+
+# ---------------------------------------------------------------------------- auth
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <workspace API key>`. The request acts as the key's creator (for
+    audit rows and role checks), inside the key's workspace."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != self.keyword or not token.strip():
+            return None
+        try:
+            key = apikey_authenticate(raw_key=token.strip(), ip=request.META.get("REMOTE_ADDR"))
+        except ApiKeyError as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
+        if key.created_by is None or not key.created_by.is_active:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        return key.created_by, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "apps.api.platform.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "A workspace API key (`ak_…`)."}
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    workspace: Workspace
+    key: ApiKey | None
+
+
+def caller(request: Request) -> Caller:
+    key = request.auth if isinstance(request.auth, ApiKey) else None
+    if key is not None:
+        return Caller(user=request.user, workspace=key.workspace, key=key)  # type: ignore[arg-type]
+    workspace = getattr(request._request, "workspace", None)
+    if workspace is None:
+        raise exceptions.NotFound("You have no current workspace.")
+    return Caller(user=request.user, workspace=workspace, key=None)  # type: ignore[arg-type]
+
+
+class PlatformAccess(BasePermission):
+    """Signed in (session or key); a key needs `platform_read` to read and `platform_write` to
+    change anything."""
+
+    message = "This API key does not have the scope this request needs."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        key = request.auth if isinstance(request.auth, ApiKey) else None
+        if key is None:
+            return True
+        scope = Scope.PLATFORM_READ if request.method in ("GET", "HEAD", "OPTIONS") else Scope.PLATFORM_WRITE
+        return key.has_scope(scope)  # platform_write implies platform_read
+
+
+def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus our domain errors as 4xx with their message."""
+    if isinstance(exc, WorkspaceError | ApiKeyError | ChatError):
+        code = getattr(exc, "status_code", 400)
+        return Response({"detail": exc.message}, status=code)
+    return exception_handler(exc, context)
+
+
+class PlatformView(APIView):
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [PlatformAccess]
+
+    def get_exception_handler(self) -> Any:
+        return platform_exception_handler
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _paginated(view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
+    paginator = Pages()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+# ---------------------------------------------------------------------------- workspace & credits
+
+
+class WorkspaceOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    is_personal = serializers.BooleanField()
+    response_cache = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class WorkspaceView(PlatformView):
+    @extend_schema(responses=WorkspaceOut, summary="The workspace this session or key acts in")
+    def get(self, request: Request) -> Response:
+        return Response(WorkspaceOut(caller(request).workspace).data)
+
+
+class BalanceOut(serializers.Serializer):
+    available = serializers.DecimalField(max_digits=20, decimal_places=4)
+    held = serializers.DecimalField(max_digits=20, decimal_places=4)
+    balance = serializers.DecimalField(max_digits=20, decimal_places=4)
+    low = serializers.BooleanField()
+
+
+class CreditsView(PlatformView):
+    @extend_schema(responses=BalanceOut, summary="Credits balance")
+    def get(self, request: Request) -> Response:
+        balance = credits_balance(workspace=caller(request).workspace)
+        return Response(
+            BalanceOut(
+                {
+                    "available": to_credits(balance.available_units),
+                    "held": to_credits(balance.held_units),
+                    "balance": to_credits(balance.balance_units),
+                    "low": balance.low,
+                }
+            ).data
+        )
+
+
+class UsageOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    service = serializers.CharField()
+    model = serializers.CharField()
+    credits = serializers.SerializerMethodField()
+    usage = serializers.JSONField()
+    user = serializers.SerializerMethodField()
+
+    def get_credits(self, obj: Any) -> str:
+        return str(to_credits(obj.charged_units))
+
+    def get_user(self, obj: Any) -> str | None:
+        return obj.user.email if obj.user_id else None
+
+
+class UsageFilterIn(serializers.Serializer):
+    start = serializers.DateField(required=False)
+    end = serializers.DateField(required=False)
+    service = serializers.CharField(required=False, max_length=32)
+    model = serializers.CharField(required=False, max_length=100)
+
+
+class UsageView(PlatformView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", OpenApiTypes.DATE),
+            OpenApiParameter("end", OpenApiTypes.DATE),
+            OpenApiParameter("service", str),
+            OpenApiParameter("model", str),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=UsageOut(many=True),
+        summary="Settled charges, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        params = UsageFilterIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        filters = UsageFilters(
+            start=data.get("start"), end=data.get("end"), service=data.get("service", ""), model=data.get("model", "")
+        )
+        qs = usage_queryset(workspace=caller(request).workspace, filters=filters)
+        return _paginated(self, request, qs, UsageOut)
+
+
+# ---------------------------------------------------------------------------- conversations
+
+
+class ConversationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    model = serializers.SerializerMethodField()
+    system_prompt = serializers.CharField()
+    temperature = serializers.DecimalField(max_digits=3, decimal_places=2, allow_null=True)
+    max_tokens = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_model(self, obj: Conversation) -> str | None:
+        return obj.model.model_id if obj.model_id and obj.model else None
+
+
+class MessageOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.CharField()
+    content = serializers.CharField()
+    status = serializers.CharField()
+    model = serializers.CharField(source="model_label")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    credits = serializers.SerializerMethodField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_credits(self, obj: Message) -> str:
+        return str(to_credits(obj.credits_units))
+
+
+class ConversationDetailOut(ConversationOut):
+    messages = serializers.SerializerMethodField()
+
+    @extend_schema_field(MessageOut(many=True))
+    def get_messages(self, obj: Conversation) -> list[dict[str, Any]]:
+        messages = Message.objects.filter(conversation=obj, workspace_id=obj.workspace_id).order_by("created_at", "id")
+        return MessageOut(messages, many=True).data  # type: ignore[return-value]
+
+
+class ConversationFilterIn(serializers.Serializer):
+    q = serializers.CharField(required=False, max_length=200)
+    start = serializers.DateField(required=False)
+    end = serializers.DateField(required=False)
+    model = serializers.CharField(required=False, max_length=100)
+
+
+class ConversationListView(PlatformView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="Search titles and messages"),
+            OpenApiParameter("start", OpenApiTypes.DATE),
+            OpenApiParameter("end", OpenApiTypes.DATE),
+            OpenApiParameter("model", str),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=ConversationOut(many=True),
+        summary="Conversations, most recent first",
+    )
+    def get(self, request: Request) -> Response:
+        params = ConversationFilterIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        filters = ConversationFilters(
+            q=data.get("q", ""), start=data.get("start"), end=data.get("end"), model=data.get("model", "")
+        )
+        qs = conversation_list(workspace=caller(request).workspace, filters=filters)
+        return _paginated(self, request, qs, ConversationOut)
+
+
+def _conversation(request: Request, conversation_id: int) -> Conversation:
+    workspace = caller(request).workspace
+    return get_object_or_404(
+        Conversation.objects.for_workspace(workspace).select_related("model", "workspace"), pk=conversation_id
+    )
+
+
+class ConversationDetailView(PlatformView):
+    @extend_schema(responses=ConversationDetailOut, summary="One conversation with its messages")
+    def get(self, request: Request, conversation_id: int) -> Response:
+        return Response(ConversationDetailOut(_conversation(request, conversation_id)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a conversation")
+    def delete(self, request: Request, conversation_id: int) -> Response:
+        conversation = _conversation(request, conversation_id)
+        conversation_delete(conversation=conversation, acting_user=caller(request).user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConversationExportView(PlatformView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["md", "json"], description="md (default) or json")],
+        responses={(200, "text/markdown"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+        summary="Export a conversation as Markdown or JSON",
+    )
+    def get(self, request: Request, conversation_id: int) -> HttpResponse:
+        conversation = _conversation(request, conversation_id)
+        export = conversation_export(
+            conversation=conversation, fmt=request.query_params.get("format", "md"), acting_user=caller(request).user
+        )
+        response = HttpResponse(export.content, content_type=export.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
+
+
+# ---------------------------------------------------------------------------- API keys
+
+
+class ApiKeyOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField())
+    allowed_models = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField(allow_null=True)
+    daily_cap = serializers.SerializerMethodField()
+    monthly_cap = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.CharField()
+
+    def get_daily_cap(self, obj: ApiKey) -> str | None:
+        return None if obj.daily_cap_units is None else str(to_credits(obj.daily_cap_units))
+
+    def get_monthly_cap(self, obj: ApiKey) -> str | None:
+        return None if obj.monthly_cap_units is None else str(to_credits(obj.monthly_cap_units))
+
+
+class ApiKeyCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    daily_cap = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True)
+    monthly_cap = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True)
+    allowed_models = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key = serializers.CharField(help_text="The full key. Shown only in this response.")
+
+
+class ApiKeyListView(PlatformView):
+    @extend_schema(responses=ApiKeyOut(many=True), summary="The workspace's API keys (never the keys themselves)")
+    def get(self, request: Request) -> Response:
+        qs = ApiKey.objects.for_workspace(caller(request).workspace).order_by("-created_at", "-id")
+        return _paginated(self, request, qs, ApiKeyOut)
+
+    @extend_schema(request=ApiKeyCreateIn, responses={201: ApiKeyCreatedOut}, summary="Create an API key")
+    def post(self, request: Request) -> Response:
+        who = caller(request)
+        data_in = ApiKeyCreateIn(data=request.data)
+        data_in.is_valid(raise_exception=True)
+        data = data_in.validated_data
+        if who.key is not None and not set(data["scopes"]) <= set(who.key.scopes):
+            raise exceptions.PermissionDenied("A key can only create keys with scopes it has itself.")
+        key, raw = apikey_create(
+            workspace=who.workspace,
+            acting_user=who.user,
+            name=data["name"],
+            scopes=data["scopes"],
+            expires_at=data.get("expires_at"),
+            daily_cap_units=to_units(data["daily_cap"]) if data.get("daily_cap") is not None else None,
+            monthly_cap_units=to_units(data["monthly_cap"]) if data.get("monthly_cap") is not None else None,
+            allowed_models=data.get("allowed_models"),
+        )
+        body = dict(ApiKeyOut(key).data)
+        body["key"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyRevokeView(PlatformView):
+    @extend_schema(request=None, responses=ApiKeyOut, summary="Revoke an API key (takes effect at once)")
+    def post(self, request: Request, key_id: int) -> Response:
+        who = caller(request)
+        key = get_object_or_404(ApiKey.objects.for_workspace(who.workspace), pk=key_id)
+        require_perm(workspace=who.workspace, user=who.user, perm=Perm.MANAGE_SETTINGS)
+        return Response(ApiKeyOut(apikey_revoke(key=key, acting_user=who.user)).data)

@@ -1,0 +1,112 @@
+"""The URL configuration the OpenAPI schema is generated from: the platform API as routed, and
+the OpenAI-compatible `/v1` endpoints described by documentation views. The `/v1` endpoints
+themselves are async Django views (`apps.api.openai`), which DRF cannot introspect; these views
+document them with the very serializers that validate their requests."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.api.serializers import (
+    ChatCompletionRequestSerializer,
+    ChatCompletionSerializer,
+    EmbeddingsRequestSerializer,
+    EmbeddingsResponseSerializer,
+    ErrorSerializer,
+    ModelListSerializer,
+    ModelSerializer,
+)
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid body (`param` names the field)"),
+    401: OpenApiResponse(ErrorSerializer, description="Missing, unknown, revoked or expired key"),
+    402: OpenApiResponse(ErrorSerializer, description="Not enough credits, or a workspace spending cap"),
+    403: OpenApiResponse(ErrorSerializer, description="The key lacks the scope, or may not use the model"),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown model"),
+    429: OpenApiResponse(ErrorSerializer, description="Rate limited (see `Retry-After`) or key spending cap"),
+    503: OpenApiResponse(ErrorSerializer, description="Every provider of the model failed"),
+}
+SSE_EXAMPLE = (
+    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","choices":[{"index":0,'
+    '"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n'
+    "…\n\n"
+    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,'
+    '"completion_tokens":12,"total_tokens":21}}\n\n'
+    "data: [DONE]\n\n"
+)
+
+
+class _Doc(APIView):
+    """A documentation-only view (never routed)."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+
+class ModelsDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_models_list", tags=["OpenAI-compatible"], responses={200: ModelListSerializer, **ERRORS}
+    )
+    def get(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+class ModelDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_models_retrieve", tags=["OpenAI-compatible"], responses={200: ModelSerializer, **ERRORS}
+    )
+    def get(self, request: Request, model_id: str) -> Response:
+        raise NotImplementedError
+
+
+class ChatCompletionsDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_chat_completions_create",
+        tags=["OpenAI-compatible"],
+        summary="Create a chat completion (JSON, or server-sent events with `stream: true`)",
+        description=(
+            "Billed in the key's workspace credits: the estimate is held, the delivered usage is charged "
+            "once. With `stream: true` the response is `text/event-stream` in OpenAI's chunk format, "
+            "ending with `data: [DONE]`; `stream_options.include_usage` adds a last chunk with the usage. "
+            "A client that disconnects is charged only for what was delivered. Header "
+            "`X-Aikeedo-Cache: true|false` chooses the response cache for this request."
+        ),
+        request=ChatCompletionRequestSerializer,
+        parameters=[OpenApiParameter("X-Aikeedo-Cache", str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            (200, "application/json"): ChatCompletionSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="Server-sent events (`stream: true`)",
+                examples=[OpenApiExample("stream", value=SSE_EXAMPLE, media_type="text/event-stream")],
+            ),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+class EmbeddingsDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_embeddings_create",
+        tags=["OpenAI-compatible"],
+        request=EmbeddingsRequestSerializer,
+        responses={200: EmbeddingsResponseSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+urlpatterns = [
+    path("api/", include("apps.api.urls")),
+    path("v1/models", ModelsDoc.as_view()),
+    path("v1/models/<str:model_id>", ModelDoc.as_view()),
+    path("v1/chat/completions", ChatCompletionsDoc.as_view()),
+    path("v1/embeddings", EmbeddingsDoc.as_view()),
+]

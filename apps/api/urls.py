@@ -1,0 +1,27 @@
+"""`/api/…`: the platform API (`/api/v1/…`), its OpenAPI schema and interactive docs."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.api import platform
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/workspace/", platform.WorkspaceView.as_view(), name="workspace"),
+    path("v1/credits/", platform.CreditsView.as_view(), name="credits"),
+    path("v1/credits/usage/", platform.UsageView.as_view(), name="usage"),
+    path("v1/conversations/", platform.ConversationListView.as_view(), name="conversations"),
+    path("v1/conversations/<int:conversation_id>/", platform.ConversationDetailView.as_view(), name="conversation"),
+    path(
+        "v1/conversations/<int:conversation_id>/export/",
+        platform.ConversationExportView.as_view(),
+        name="conversation_export",
+    ),
+    path("v1/api-keys/", platform.ApiKeyListView.as_view(), name="api_keys"),
+    path("v1/api-keys/<int:key_id>/revoke/", platform.ApiKeyRevokeView.as_view(), name="api_key_revoke"),
+    path("schema/", SpectacularAPIView.as_view(urlconf="apps.api.schema_urls"), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

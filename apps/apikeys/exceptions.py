@@ -1,0 +1,65 @@
+"""API key errors. Each carries the HTTP status and a stable `code` for the API's error shape;
+the message is safe to show to whoever sent the key."""
+
+from __future__ import annotations
+
+from apps.credits.amounts import format_credits
+
+
+class ApiKeyError(Exception):
+    """An API key rule refused the request or the change (400 unless a subclass says otherwise)."""
+
+    status_code = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class ApiKeyInvalid(ApiKeyError):
+    """Unknown, revoked or expired key, suspended creator or deleted workspace. The message is
+    the same for all of them so a caller learns nothing about which; `reason` is for logs."""
+
+    status_code = 401
+    code = "invalid_api_key"
+    MESSAGE = "Invalid API key."
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(self.MESSAGE)
+        self.reason = reason
+
+
+class ApiKeyScopeDenied(ApiKeyError):
+    status_code = 403
+    code = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This API key does not have the “{scope}” scope.")
+        self.scope = scope
+
+
+class ApiKeyModelDenied(ApiKeyError):
+    status_code = 403
+    code = "model_not_allowed"
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"This API key is not allowed to use the model “{model_id}”.")
+        self.model_id = model_id
+
+
+class ApiKeyCapReached(ApiKeyError):
+    status_code = 429
+    code = "spending_cap_reached"
+
+    def __init__(self, *, cap: str, limit_units: int, spent_units: int, requested_units: int) -> None:
+        self.cap = cap  # "daily" or "monthly"
+        self.limit_units = limit_units
+        self.spent_units = spent_units
+        self.requested_units = requested_units
+        super().__init__(
+            f"This API key's {cap} spending cap of {format_credits(limit_units)} credits would be exceeded "
+            f"({format_credits(spent_units)} spent, {format_credits(requested_units)} requested)."
+        )

@@ -1,0 +1,25 @@
+"""Reads for the API keys page and form."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+
+from apps.apikeys.models import ApiKey, ApiKeyQuerySet
+
+if TYPE_CHECKING:
+    from apps.workspaces.models import Workspace
+
+
+def apikey_list(*, workspace: Workspace) -> ApiKeyQuerySet:
+    """The workspace's keys, newest first, with their creator (one query per page)."""
+    return ApiKey.objects.for_workspace(workspace).select_related("created_by").order_by("-created_at", "-id")
+
+
+def apikey_model_choices() -> list[tuple[str, str]]:
+    """Models a key can be limited to: the enabled chat and embedding models, in picker order."""
+    from apps.generation.models import AIModel
+
+    qs = AIModel.objects.available().filter(Q(supports_chat=True) | Q(supports_embeddings=True))
+    return [(model_id, f"{name} ({model_id})") for model_id, name in qs.values_list("model_id", "display_name")]
