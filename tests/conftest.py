@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from apps.accounts.models import User
+from apps.ratelimits.storage import ratelimit_storage_forget, with_storage
 from apps.workspaces.middleware import SESSION_KEY
 from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Role
@@ -48,6 +49,17 @@ def _team(name: str, prefix: str) -> Team:
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_windows() -> Iterator[None]:
+    """Every test starts with empty windows (on Redis: only this run's prefix) and no
+    fail-open pause left by another test."""
+    ratelimit_storage_forget()
+    with_storage(lambda storage: storage.reset())
+    ratelimit_storage_forget()
+    yield
+    ratelimit_storage_forget()
 
 
 @pytest.fixture(autouse=True)

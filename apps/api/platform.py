@@ -19,6 +19,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
@@ -27,7 +28,8 @@ from apps.accounts.models import User
 from apps.apikeys.exceptions import ApiKeyError
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_authenticate, apikey_create, apikey_revoke
-from apps.credits.amounts import to_credits, to_units
+from apps.credits.amounts import AmountError, to_credits, to_units
+from apps.credits.exceptions import CreditsError
 from apps.credits.selectors import UsageFilters, credits_balance, usage_queryset
 from apps.generation.chat import ChatError, conversation_delete, conversation_export
 from apps.generation.models import Conversation, Message
@@ -105,9 +107,11 @@ class PlatformAccess(BasePermission):
 
 def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus our domain errors as 4xx with their message."""
-    if isinstance(exc, WorkspaceError | ApiKeyError | ChatError):
+    if isinstance(exc, WorkspaceError | ApiKeyError | ChatError | CreditsError):
         code = getattr(exc, "status_code", 400)
         return Response({"detail": exc.message}, status=code)
+    if isinstance(exc, AmountError):  # an amount no account could hold
+        return Response({"detail": str(exc)}, status=400)
     return exception_handler(exc, context)
 
 
@@ -313,6 +317,10 @@ class ConversationDetailView(PlatformView):
 
 
 class ConversationExportView(PlatformView):
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # `?format=` names the export format here, not a DRF renderer; the response is a file.
+        return (JSONRenderer(), "application/json")
+
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["md", "json"], description="md (default) or json")],
         responses={(200, "text/markdown"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},

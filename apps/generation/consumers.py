@@ -27,6 +27,8 @@ from apps.credits.amounts import to_credits
 from apps.generation import streaming
 from apps.generation.models import Conversation, Generation, Message
 from apps.generation.rendering import render_markdown
+from apps.ratelimits.exceptions import RateLimited
+from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +144,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation = _conversation_for(self.user, self.conversation_id)
         if conversation is None:  # removed from the workspace, or the conversation deleted
             raise streaming.ChatStreamError("This conversation is no longer available.")
+        # The same per-member and per-workspace limits as the API (Redis-backed, all processes).
+        try:
+            ratelimit_enforce(workspace=conversation.workspace, user=self.user)
+        except RateLimited as exc:
+            raise streaming.ChatStreamError(
+                f"You are sending messages too quickly. Try again in {exc.retry_after} s."
+            ) from exc
         return prepare(conversation=conversation, user=self.user)
+
+    def _record_tokens(self, turn: streaming.Turn, message: Message) -> None:
+        ratelimit_record_tokens(
+            workspace=turn.conversation.workspace, user=self.user, tokens=message.input_tokens + message.output_tokens
+        )
 
     async def _run(self, prepare: Callable[..., streaming.Turn]) -> None:
         """Prepare one turn, stream its answer, then its title; frames in order."""
@@ -176,6 +190,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "error": message.error,
             }
         )
+        await database_sync_to_async(self._record_tokens)(turn, message)
         if turn.first_exchange:
             # Its own task: the next turn may start while the title is being written.
             self.title_task = asyncio.create_task(self._title(turn, message))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from constance.test.pytest import override_config
 
 from aikeedo.asgi import application
 from apps.credits.amounts import to_credits
@@ -372,3 +373,27 @@ def test_title_frame_follows_the_first_answer(
     assert frames[-1] == {"type": "title", "title": "Echo: tell me about rainbows"}
     conversation.refresh_from_db()
     assert conversation.title == "Echo: tell me about rainbows"
+
+
+@override_config(RATE_LIMIT_USER_RPM=1)
+def test_web_chat_is_rate_limited_per_member(
+    alpha: Team, conversation: Conversation, client_for: Callable[..., Any]
+) -> None:
+    headers = headers_for(client_for, alpha.member)
+    results: list[list[dict[str, Any]]] = []
+
+    async def scenario() -> None:
+        communicator = await open_socket(conversation, headers)
+        try:
+            await communicator.send_json_to({"type": "send", "content": "first"})
+            results.append(await until_done(communicator))
+            await communicator.send_json_to({"type": "send", "content": "second"})
+            results.append(await until_done(communicator))
+        finally:
+            await communicator.disconnect()
+
+    run(scenario)
+    assert results[0][-1]["status"] == "complete"
+    assert results[1] == [{"type": "error", "message": results[1][0]["message"]}]
+    assert "too quickly" in results[1][0]["message"]
+    assert Message.objects.filter(conversation=conversation, role="user").count() == 1

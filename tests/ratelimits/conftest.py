@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from apps.ratelimits.models import WorkspaceRateLimit
-from apps.ratelimits.storage import ratelimit_storage_forget, with_storage
+from apps.ratelimits.storage import ratelimit_storage_forget
 from apps.workspaces.models import Workspace
 
 _key_ids = itertools.count(1)
@@ -25,17 +24,6 @@ class FakeTime:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture(autouse=True)
-def _fresh_windows() -> Iterator[None]:
-    """Every test starts with empty windows (on Redis: only this run's prefix) and no
-    fail-open pause left by another test."""
-    ratelimit_storage_forget()
-    with_storage(lambda storage: storage.reset())
-    ratelimit_storage_forget()
-    yield
-    ratelimit_storage_forget()
 
 
 @pytest.fixture
