@@ -42,6 +42,21 @@ from apps.workspaces.services import require_perm
 # ---------------------------------------------------------------------------- auth
 
 
+class KeyPrincipal:
+    """The requester of a key without a creator (made by `manage.py apikey`)."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    pk = None
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"API key {self.key.prefix}"
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <workspace API key>`. The request acts as the key's creator (for
     audit rows and role checks), inside the key's workspace."""
@@ -56,9 +71,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             key = apikey_authenticate(raw_key=token.strip(), ip=request.META.get("REMOTE_ADDR"))
         except ApiKeyError as exc:
             raise exceptions.AuthenticationFailed(exc.message) from exc
-        if key.created_by is None or not key.created_by.is_active:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        return key.created_by, key
+        # A key made by a command has no creator: it reads, but has nobody to act as for changes.
+        return key.created_by or KeyPrincipal(key), key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
@@ -74,19 +88,28 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignor
 
 @dataclass(frozen=True)
 class Caller:
-    user: User
     workspace: Workspace
     key: ApiKey | None
+    person: User | None  # who acts: the signed-in user, or the key's creator
+
+    @property
+    def user(self) -> User:
+        """The person changes are made as (audit rows, role checks)."""
+        if self.person is None:
+            raise exceptions.PermissionDenied(
+                "This API key was created by a command and has no member to act as; use a key created in the app."
+            )
+        return self.person
 
 
 def caller(request: Request) -> Caller:
     key = request.auth if isinstance(request.auth, ApiKey) else None
     if key is not None:
-        return Caller(user=request.user, workspace=key.workspace, key=key)  # type: ignore[arg-type]
+        return Caller(workspace=key.workspace, key=key, person=key.created_by)
     workspace = getattr(request._request, "workspace", None)
     if workspace is None:
         raise exceptions.NotFound("You have no current workspace.")
-    return Caller(user=request.user, workspace=workspace, key=None)  # type: ignore[arg-type]
+    return Caller(workspace=workspace, key=None, person=request.user)  # type: ignore[arg-type]
 
 
 class PlatformAccess(BasePermission):

@@ -198,3 +198,18 @@ def test_schema_is_generated_without_warnings_and_docs_are_served(client: Client
     docs = client.get(reverse("api:docs"))
     assert docs.status_code == 200
     assert b"cdn.jsdelivr" not in docs.content  # served from our static files
+
+
+def test_a_key_made_by_a_command_reads_but_cannot_act(alpha: Team, chat: Conversation) -> None:
+    from apps.apikeys.services import apikey_create
+
+    _, raw = apikey_create(
+        workspace=alpha.workspace, acting_user=None, name="cli", scopes=["platform_read", "platform_write"]
+    )
+    client = Client()
+    assert client.get("/api/v1/credits/", **bearer(raw)).status_code == 200
+    assert client.get(f"/api/v1/conversations/{chat.pk}/", **bearer(raw)).status_code == 200
+    refused = client.delete(f"/api/v1/conversations/{chat.pk}/", **bearer(raw))
+    assert refused.status_code == 403
+    assert "no member to act as" in refused.json()["detail"]
+    assert Conversation.objects.filter(pk=chat.pk).exists()
