@@ -225,3 +225,33 @@ def test_two_concurrent_streams_through_one_key(keyed: Keyed) -> None:
     assert run(scenario) == ["Echo: left side", "Echo: right side"]
     assert Generation.objects.filter(outcome="ok").count() == 2
     assert_ledger_consistent()
+
+
+def test_request_parameters_reach_the_upstream(keyed: Keyed, tool_model: AIModel, upstream: FakeUpstream) -> None:
+    async def scenario() -> Any:
+        return await sdk(keyed.raw).chat.completions.create(
+            model="fake-tools",
+            messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "json please"}],
+            temperature=0.3,
+            top_p=0.9,
+            max_completion_tokens=50,
+            stop=["END"],
+            seed=7,
+            presence_penalty=0.5,
+            response_format={"type": "json_object"},
+        )
+
+    completion = run(scenario)
+    assert completion.choices[0].message.content == "Echo: json please"
+    sent = upstream.requests[-1]["body"]
+    assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["stop"], sent["seed"]) == (
+        0.3,
+        0.9,
+        50,
+        ["END"],
+        7,
+    )
+    assert sent["presence_penalty"] == 0.5
+    assert sent["response_format"] == {"type": "json_object"}
+    assert sent["stream_options"] == {"include_usage": True}  # usage is always asked of the upstream
