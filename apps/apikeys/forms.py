@@ -4,7 +4,6 @@ themselves (known scopes and models, positive caps, future expiry) live in the s
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -12,26 +11,9 @@ from django.utils import timezone
 
 from apps.apikeys.models import Scope
 from apps.credits.amounts import to_units
+from apps.credits.forms import credits_field
 
 MAX_EXPIRY_DAYS = 3650
-
-
-def _credits_field(label: str, help_text: str) -> forms.DecimalField:
-    return forms.DecimalField(
-        label=label,
-        required=False,
-        min_value=Decimal("0.0001"),
-        max_digits=16,
-        decimal_places=4,
-        help_text=help_text,
-        widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
-        error_messages={
-            "min_value": "Give an amount greater than zero, or leave it empty for no cap.",
-            "max_decimal_places": "Use at most 4 decimal places.",
-            "max_digits": "That amount is too large.",
-            "max_whole_digits": "That amount is too large.",
-        },
-    )
 
 
 class ApiKeyForm(forms.Form):
@@ -48,8 +30,8 @@ class ApiKeyForm(forms.Form):
         max_value=MAX_EXPIRY_DAYS,
         help_text="Leave empty for a key that does not expire.",
     )
-    daily_cap = _credits_field("Daily spending cap (credits)", "Per UTC day; empty for no cap.")
-    monthly_cap = _credits_field("Monthly spending cap (credits)", "Per UTC month; empty for no cap.")
+    daily_cap = credits_field("Daily spending cap (credits)", "Per UTC day; empty for no cap.")
+    monthly_cap = credits_field("Monthly spending cap (credits)", "Per UTC month; empty for no cap.")
     allowed_models = forms.MultipleChoiceField(
         required=False,
         help_text="Leave none selected to allow every model the workspace may use.",

@@ -72,7 +72,7 @@ def _units_or_none(value: Decimal | None) -> int | None:
     return None if value is None else to_units(value)
 
 
-def _credits_field(label: str, help_text: str = "", required: bool = False) -> forms.DecimalField:
+def credits_field(label: str, help_text: str = "", required: bool = False) -> forms.DecimalField:
     return forms.DecimalField(
         label=label,
         required=required,
@@ -93,10 +93,10 @@ def _credits_field(label: str, help_text: str = "", required: bool = False) -> f
 class LimitsForm(forms.Form):
     """Spending caps and low-balance alerts (owners and admins)."""
 
-    daily_cap = _credits_field("Workspace daily cap", "Credits the whole workspace may spend per day.")
-    monthly_cap = _credits_field("Workspace monthly cap", "Credits the whole workspace may spend per month.")
-    member_daily_cap = _credits_field("Per-member daily cap", "Applies to each member separately.")
-    member_monthly_cap = _credits_field("Per-member monthly cap", "Applies to each member separately.")
+    daily_cap = credits_field("Workspace daily cap", "Credits the whole workspace may spend per day.")
+    monthly_cap = credits_field("Workspace monthly cap", "Credits the whole workspace may spend per month.")
+    member_daily_cap = credits_field("Per-member daily cap", "Applies to each member separately.")
+    member_monthly_cap = credits_field("Per-member monthly cap", "Applies to each member separately.")
     alert_thresholds = forms.CharField(
         label="Low-balance alerts",
         required=False,
@@ -152,7 +152,7 @@ class TopUpForm(forms.Form):
     """Automatic top-up preference (owners only); billing performs the purchase."""
 
     auto_topup_enabled = forms.BooleanField(label="Top up automatically", required=False)
-    auto_topup_threshold = _credits_field("When the balance drops below", "Credits.")
+    auto_topup_threshold = credits_field("When the balance drops below", "Credits.")
     auto_topup_pack = forms.CharField(
         label="Credit pack to buy",
         required=False,

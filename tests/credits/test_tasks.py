@@ -216,6 +216,7 @@ def test_expiry_task_removes_credits_of_grants_past_expiry(alpha: Team):
 
 
 def test_every_scheduled_task_exists():
+    app.loader.import_default_modules()  # what a worker does at start: autodiscover every app's tasks
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
     assert scheduled == {

@@ -3,18 +3,18 @@ system (no role check; the audit row names no actor) through the same services a
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from apps.apikeys.exceptions import ApiKeyError
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.selectors import apikey_list
 from apps.apikeys.services import apikey_create, apikey_revoke
+from apps.core.management.subcommands import SubcommandCommand
 from apps.credits.amounts import AmountError, format_credits, to_units
 from apps.workspaces.models import Workspace
 
@@ -61,16 +61,8 @@ def _when(moment: datetime | None, never: str = "never") -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
-class _RawHelp(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the layout of the subcommand list in `help`."""
-
-
-class Command(BaseCommand):
+class Command(SubcommandCommand):
     help = HELP
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        kwargs.setdefault("formatter_class", _RawHelp)
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")

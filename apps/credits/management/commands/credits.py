@@ -3,16 +3,16 @@ Every subcommand calls the same services as the admin and the periodic tasks."""
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from apps.core.management.subcommands import SubcommandCommand
 from apps.credits.amounts import AmountError, format_credits, to_credits, to_units
 from apps.credits.exceptions import CreditsError
 from apps.credits.models import CreditAccount, CreditGrant, Source
@@ -76,16 +76,8 @@ def _when(moment: datetime | None) -> str:
     return "expires " + timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
-class _RawHelp(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the layout of the subcommand list in `help`."""
-
-
-class Command(BaseCommand):
+class Command(SubcommandCommand):
     help = HELP
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        kwargs.setdefault("formatter_class", _RawHelp)
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
