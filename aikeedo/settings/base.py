@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.apikeys",
     "apps.ratelimits",
     "apps.api",
+    "apps.media",
 ]
 
 MIDDLEWARE = [
