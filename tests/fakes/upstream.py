@@ -10,6 +10,12 @@ Behaviour is driven per request through the model name, e.g.
 the provider's prompt cache); parts combine with "+" (`fake-slow:0.01+fail-after:3`); or through
 `FakeUpstream.script` for a test's next calls. Every request is recorded.
 
+Audio: OpenAI's `/v1/audio/speech` and `/v1/audio/transcriptions`, and ElevenLabs'
+`/v1/text-to-speech/<voice_id>`, `/v1/voices/add` and `DELETE /v1/voices/<voice_id>` (these check
+the `xi-api-key` header: missing or "bad-key" answers 401). Failures on demand as above, through
+the model name (ElevenLabs: the `model_id`, the new voice's `name`, or the voice id to delete).
+Generated speech lasts 50 ms per character of input (at least 0.5 s), in the requested format.
+
 Run in a background thread with its own event loop on 127.0.0.1 and an ephemeral port.
 """
 
@@ -25,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes import audio as audio_files
 
 
 def reply_words(prompt: str) -> list[str]:
@@ -81,14 +89,207 @@ def _behaviour(model: str) -> Behaviour:
     return b
 
 
+# ---------------------------------------------------------------------------------------- audio
+
+_SPEECH_CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "opus": "audio/opus",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
+    "pcm": "audio/pcm",
+}
+
+
+def speech_seconds(text: str) -> float:
+    """How long the fake's speech for `text` lasts."""
+    return max(0.5, 0.05 * len(text))
+
+
+def speech_audio(fmt: str, seconds: float, *, rate: int = 24000) -> bytes:
+    if fmt == "mp3":
+        return audio_files.mp3_bytes(round(seconds * audio_files.MP3_RATE / audio_files.MP3_SAMPLES_PER_FRAME))
+    if fmt == "wav":
+        return audio_files.wav_bytes(seconds, rate=rate)
+    if fmt == "opus":
+        return audio_files.ogg_opus_bytes(seconds)
+    if fmt == "flac":
+        return audio_files.flac_bytes(seconds, rate=rate, channels=1)
+    if fmt == "pcm":  # raw 16-bit little-endian mono samples, no header
+        wav = audio_files.wav_bytes(seconds, rate=rate)
+        return wav[44:]
+    return b"\xff\xf1\x50\x80" + bytes(256)  # ADTS-framed AAC lookalike
+
+
+async def _form(request: web.Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Multipart fields (a repeated name gives a list) and uploaded files."""
+    fields: dict[str, Any] = {}
+    files: list[dict[str, Any]] = []
+    form = await request.post()
+    for name in set(form.keys()):
+        for value in form.getall(name):
+            if isinstance(value, web.FileField):
+                content = value.file.read()
+                files.append(
+                    {"field": name, "filename": value.filename, "content_type": value.content_type, "content": content}
+                )
+            elif name in fields:
+                previous = fields[name]
+                fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                fields[name] = value
+    return fields, files
+
+
+def _srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+class _AudioRoutes:
+    """Handlers of the audio routes, mixed into `FakeUpstream`."""
+
+    requests: list[dict[str, Any]]
+    voices: dict[str, str]
+
+    def _next(self, model: str) -> Behaviour:  # pragma: no cover - provided by FakeUpstream
+        raise NotImplementedError
+
+    async def _hang(self, request: web.Request) -> None:  # pragma: no cover - provided by FakeUpstream
+        raise NotImplementedError
+
+    async def _fail(self, request: web.Request, model: str) -> web.Response | None:
+        behaviour = self._next(model)
+        if behaviour.hang:
+            await self._hang(request)
+        if behaviour.fail_before:
+            return web.json_response(
+                {"error": {"message": f"fake failure {behaviour.fail_before}", "type": "server_error", "code": None}},
+                status=behaviour.fail_before,
+            )
+        return None
+
+    # ------------------------------------------------------------------ OpenAI
+    async def _openai_speech(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        failure = await self._fail(request, str(body.get("model", "")))
+        if failure is not None:
+            return failure
+        fmt = str(body.get("response_format") or "mp3")
+        if fmt not in _SPEECH_CONTENT_TYPES:
+            return web.json_response({"error": {"message": f"bad response_format {fmt}"}}, status=400)
+        seconds = speech_seconds(str(body.get("input", ""))) / float(body.get("speed") or 1.0)
+        return web.Response(body=speech_audio(fmt, seconds), headers={"Content-Type": _SPEECH_CONTENT_TYPES[fmt]})
+
+    async def _openai_transcriptions(self, request: web.Request) -> web.Response:
+        fields, files = await _form(request)
+        self.requests.append({"path": request.path, "fields": fields, "files": files, "headers": dict(request.headers)})
+        failure = await self._fail(request, str(fields.get("model", "")))
+        if failure is not None:
+            return failure
+        if len(files) != 1 or files[0]["field"] != "file":
+            return web.json_response({"error": {"message": "expected one file"}}, status=400)
+        segments: list[dict[str, Any]] = [
+            {"id": 0, "seek": 0, "start": 0.0, "end": 1.2, "text": " Fake transcript"},
+            {"id": 1, "seek": 0, "start": 1.2, "end": 2.5, "text": f" of {files[0]['filename']}."},
+        ]
+        for segment in segments:
+            segment.update(
+                {"tokens": [], "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.0}
+            )
+        text = "".join(str(segment["text"]) for segment in segments).strip()
+        fmt = fields.get("response_format") or "json"
+        if fmt == "json":
+            return web.json_response({"text": text})
+        if fmt == "verbose_json":
+            language = {"en": "english", "de": "german", "fr": "french"}.get(fields.get("language", "en"), "english")
+            return web.json_response(
+                {"task": "transcribe", "language": language, "duration": 2.5, "text": text, "segments": segments}
+            )
+        if fmt == "srt":
+            cues = [
+                f"{i + 1}\n{_srt_time(s['start'])} --> {_srt_time(s['end'])}\n{str(s['text']).strip()}\n"
+                for i, s in enumerate(segments)
+            ]
+            return web.Response(text="\n".join(cues), content_type="text/plain")
+        return web.Response(text=text + "\n", content_type="text/plain")
+
+    # ------------------------------------------------------------------ ElevenLabs
+    @staticmethod
+    def _unauthorised(request: web.Request) -> web.Response | None:
+        if request.headers.get("xi-api-key") in (None, "", "bad-key"):
+            return web.json_response(
+                {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}, status=401
+            )
+        return None
+
+    async def _elevenlabs_tts(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(
+            {"path": request.path, "query": dict(request.query), "body": body, "headers": dict(request.headers)}
+        )
+        denied = self._unauthorised(request)
+        if denied is not None:
+            return denied
+        failure = await self._fail(request, str(body.get("model_id", "")))
+        if failure is not None:
+            return failure
+        output = request.query.get("output_format", "mp3_44100_128")
+        codec, _, rest = output.partition("_")
+        rate = int(rest.split("_")[0] or 0) if rest else 0
+        seconds = speech_seconds(str(body.get("text", "")))
+        if codec == "mp3":
+            return web.Response(body=speech_audio("mp3", seconds), headers={"Content-Type": "audio/mpeg"})
+        if codec == "pcm" and rate:
+            return web.Response(body=speech_audio("pcm", seconds, rate=rate), headers={"Content-Type": "audio/pcm"})
+        if codec == "opus":
+            return web.Response(body=speech_audio("opus", seconds), headers={"Content-Type": "audio/opus"})
+        return web.json_response(
+            {"detail": {"status": "invalid_output_format", "message": f"unknown output_format {output}"}}, status=400
+        )
+
+    async def _elevenlabs_add_voice(self, request: web.Request) -> web.Response:
+        fields, files = await _form(request)
+        self.requests.append({"path": request.path, "fields": fields, "files": files, "headers": dict(request.headers)})
+        denied = self._unauthorised(request)
+        if denied is not None:
+            return denied
+        failure = await self._fail(request, str(fields.get("name", "")))
+        if failure is not None:
+            return failure
+        if not fields.get("name") or not files or any(f["field"] != "files" for f in files):
+            return web.json_response({"detail": {"status": "invalid_request", "message": "name and files"}}, status=422)
+        voice_id = f"fake-voice-{uuid.uuid4().hex[:10]}"
+        self.voices[voice_id] = str(fields["name"])
+        return web.json_response({"voice_id": voice_id, "requires_verification": False})
+
+    async def _elevenlabs_delete_voice(self, request: web.Request) -> web.Response:
+        voice_id = request.match_info["voice_id"]
+        self.requests.append({"path": request.path, "method": request.method, "headers": dict(request.headers)})
+        denied = self._unauthorised(request)
+        if denied is not None:
+            return denied
+        if self.voices.pop(voice_id, None) is not None:
+            return web.json_response({"status": "ok"})
+        failure = await self._fail(request, voice_id)
+        if failure is not None:
+            return failure
+        return web.json_response(
+            {"detail": {"status": "voice_not_found", "message": f"A voice with id {voice_id} was not found."}},
+            status=404,
+        )
+
+
 @dataclass
-class FakeUpstream:
+class FakeUpstream(_AudioRoutes):
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     # Paths of streams the client closed before the end (a write to its connection failed).
     disconnects: list[str] = field(default_factory=list)
     script: list[Behaviour] = field(default_factory=list)
+    voices: dict[str, str] = field(default_factory=dict)  # ElevenLabs voices added: id -> name
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -136,6 +337,11 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1beta/models/{call}", self._gemini_generate)
         app.router.add_post("/api/chat", self._ollama_chat)
+        app.router.add_post("/v1/audio/speech", self._openai_speech)
+        app.router.add_post("/v1/audio/transcriptions", self._openai_transcriptions)
+        app.router.add_post("/v1/text-to-speech/{voice_id}", self._elevenlabs_tts)
+        app.router.add_post("/v1/voices/add", self._elevenlabs_add_voice)
+        app.router.add_delete("/v1/voices/{voice_id}", self._elevenlabs_delete_voice)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port)
