@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import *
-from .base import CACHES, env
+from .base import CACHES, DATABASES, env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -18,4 +18,6 @@ STORAGES = {
 }
 # Each test run gets its own cache namespace so parallel runs on one Redis never collide.
 CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="aikeedo-test")
+# Connections are not kept between tests (threads started by tests must not hold one open).
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 ACCOUNT_RATE_LIMITS = False  # type: ignore[assignment]

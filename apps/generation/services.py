@@ -551,6 +551,7 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
     A cancelled task that is iterating it ends it with `close_outcome` (set it first)."""
 
     _events: AsyncGenerator[GenerationEvent, None] | None = None
+    _checkpointing: asyncio.Future[None] | None = None
 
     def __aiter__(self) -> AsyncGenerationStream:
         return self
@@ -595,8 +596,10 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
                     if isinstance(event, TextDelta | ToolCallDelta):
                         due = self._took(event)
                         yield event
-                        if due:
-                            await db_step(self._checkpoint)
+                        # In the background, one at a time: a checkpoint queued behind other
+                        # streams' database steps must not hold up this stream.
+                        if due and (self._checkpointing is None or self._checkpointing.done()):
+                            self._checkpointing = asyncio.ensure_future(db_step(self._checkpoint))
                     elif isinstance(event, StreamEnd):
                         self.end = event
             finally:
@@ -611,6 +614,9 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             error = exc
             raise
         finally:
+            if self._checkpointing is not None:  # the hold is ended after its last checkpoint
+                with contextlib.suppress(Exception):
+                    await self._checkpointing
             result = await db_step(self._finish, outcome, error)
         if isinstance(error, AllProvidersFailed):
             raise error

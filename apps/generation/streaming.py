@@ -27,6 +27,7 @@ How a turn ends (the assistant message's status):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -57,7 +58,7 @@ from apps.generation.services import (
 logger = logging.getLogger(__name__)
 
 MAX_CONTENT_CHARS = 20_000
-PERSIST_EVERY_SECONDS = 0.5
+PERSIST_EVERY_SECONDS = 1.0
 PERSIST_EVERY_DELTAS = 40
 TITLE_WORDS = 8
 TITLE_MAX_TOKENS = 24
@@ -359,12 +360,17 @@ def chat_answer(
 async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]] | None = None) -> Message:
     """Answer a prepared turn on the event loop. To stop it: `turn.request_stop(outcome)`, then
     cancel the task running this while `turn.streaming` is true (before the first token too);
-    the delivered part is charged and the message ends `stopped`."""
+    the delivered part is charged and the message ends `stopped`.
+
+    Partial saves never hold up the stream: one is in flight at a time, and a save that is
+    still queued behind other streams' database steps is simply not doubled (under load the
+    saves get rarer instead of piling up)."""
     if turn.model is None:
         return await db_step(_finish, turn, "", Message.Status.ERROR, NO_MODEL_MESSAGE)
     stream: AsyncGenerationStream = generation_chat_astream(**_stream_kwargs(turn))
     turn.stream = stream
     persister = _Persister()
+    saving: asyncio.Future[None] | None = None
     try:
         if turn.stop_outcome is not None:  # stopped before the stream could start
             await stream.aclose(turn.stop_outcome)
@@ -379,8 +385,8 @@ async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]]
                 turn.parts.append(event.text)
                 if on_delta is not None:
                     await on_delta(event.text)
-                if persister.due():
-                    await db_step(_save_partial, turn)
+                if persister.due() and (saving is None or saving.done()):
+                    saving = asyncio.ensure_future(db_step(_save_partial, turn))
         except asyncio.CancelledError:
             # request_stop() came first: the stream (if it was waiting) ended with that outcome.
             await stream.aclose(turn.stop_outcome or Generation.Outcome.STOPPED)
@@ -388,8 +394,17 @@ async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]]
             turn.streaming = False
         await stream.aclose(turn.stop_outcome or Generation.Outcome.STOPPED)
     except Exception as exc:
+        await _settled(saving)
         return await db_step(_refused, turn, exc, stream.generation)
+    await _settled(saving)
     return await db_step(_ended, turn, stream.generation)
+
+
+async def _settled(saving: asyncio.Future[None] | None) -> None:
+    """Wait for an in-flight partial save, so it cannot land after the final content."""
+    if saving is not None:
+        with contextlib.suppress(Exception):
+            await saving
 
 
 def _finish(
