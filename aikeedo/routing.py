@@ -6,8 +6,10 @@ from django.urls import path
 
 from apps.core.consumers import NotificationsConsumer
 from apps.generation.consumers import ChatConsumer
+from apps.media.consumers import JobProgressConsumer
 
 websocket_urlpatterns = [
     path("ws/notifications/", NotificationsConsumer.as_asgi()),
     path("ws/chat/<int:conversation_id>/", ChatConsumer.as_asgi()),
+    path("ws/jobs/<int:job_id>/", JobProgressConsumer.as_asgi()),
 ]

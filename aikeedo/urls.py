@@ -19,7 +19,11 @@ urlpatterns = [
     path("credits/", include("apps.credits.urls")),
     path("api-keys/", include("apps.apikeys.urls")),
     path("chat/", include("apps.generation.urls")),
+    path("studio/", include("apps.media.urls")),
+    # Before the `/v1/` catch-all and the `/api/` include:
+    path("v1/images/", include("apps.media.openai_urls")),
     path("v1/", include("apps.api.openai_urls")),
+    path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),
 ]
 

@@ -48,7 +48,17 @@ def _team(name: str, prefix: str) -> Team:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    cache.clear()
+    """Empty this run's cache. On Redis only the run's own keys (its KEY_PREFIX): `clear()`
+    would flush the whole database, under parallel test processes and the broker's queues."""
+    prefix = cache.key_prefix
+    client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if not prefix or client is None:
+        cache.clear()
+        return
+    redis = client(write=True)
+    keys = list(redis.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        redis.delete(*keys)
 
 
 @pytest.fixture(autouse=True)

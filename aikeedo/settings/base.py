@@ -113,10 +113,20 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # a provider call must never run in a transaction
-# Persistent connections: the WebSocket consumers' database steps run in one shared thread,
-# which would otherwise open a new connection for every step.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Under ASGI, Django's persistent connections are not reused (each request runs its sync parts
+# in a thread of its own), so connections close after each request or database step and
+# PostgreSQL takes them from a pool (psycopg_pool) instead of opening one each time.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+# Threads that run the async views' and WebSocket consumers' database steps in each process
+# (each with at most one connection at a time).
+DB_STEP_THREADS = env.int("DB_STEP_THREADS", default=8)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for a concurrent writer instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -163,6 +173,8 @@ CELERY_BEAT_SCHEDULE = {
     "credits-sweep-stale-reservations": {"task": "apps.credits.tasks.sweep_stale_reservations", "schedule": 60.0},
     "credits-expire-grants": {"task": "apps.credits.tasks.expire_grants", "schedule": 300.0},
     "generation-sweep-interrupted": {"task": "apps.generation.tasks.sweep_interrupted", "schedule": 60.0},
+    "media-sweep-stale-jobs": {"task": "apps.media.tasks.sweep_stale_jobs", "schedule": 60.0},
+    "media-cleanup-files": {"task": "apps.media.tasks.cleanup_media", "schedule": 3600.0},
 }
 
 # ---------------------------------------------------------------------------- auth
@@ -351,6 +363,18 @@ CONSTANCE_CONFIG = {
     "RATE_LIMIT_USER_TPM": (200_000, "Tokens per minute for one member of a workspace (0: unlimited).", int),
     "RATE_LIMIT_WORKSPACE_RPM": (600, "Requests per minute for a whole workspace (0: unlimited).", int),
     "RATE_LIMIT_WORKSPACE_TPM": (2_000_000, "Tokens per minute for a whole workspace (0: unlimited).", int),
+    "MEDIA_JOB_STALE_SECONDS": (
+        120,
+        "A running media job whose heartbeat is older than this is retried or failed.",
+        int,
+    ),
+    "MEDIA_JOB_QUEUED_TIMEOUT_SECONDS": (
+        600,
+        "A queued media job no worker took for this long is re-queued or failed.",
+        int,
+    ),
+    "MEDIA_JOB_MAX_ATTEMPTS": (3, "Attempts per media job before it fails and its credits are released.", int),
+    "MEDIA_API_WAIT_SECONDS": (120, "How long /v1/images/generations waits for its job before answering 504.", int),
     "RESERVATION_MAX_AGE_MINUTES": (
         30,
         "Holds older than this are ended by the sweeper (delivered part settled, rest released).",
@@ -369,6 +393,12 @@ CONSTANCE_CONFIG_FIELDSETS = {
         "RATE_LIMIT_USER_TPM",
         "RATE_LIMIT_WORKSPACE_RPM",
         "RATE_LIMIT_WORKSPACE_TPM",
+    ),
+    "Media": (
+        "MEDIA_JOB_STALE_SECONDS",
+        "MEDIA_JOB_QUEUED_TIMEOUT_SECONDS",
+        "MEDIA_JOB_MAX_ATTEMPTS",
+        "MEDIA_API_WAIT_SECONDS",
     ),
     "Chat": ("RESPONSE_CACHE_TTL_SECONDS", "RESPONSE_CACHE_RATE_PERCENT", "TITLE_MODEL", "TITLE_CHARGED"),
     "Security": (

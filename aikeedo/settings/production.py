@@ -30,5 +30,4 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING["formatters"]["structured"]["json"] = LOG_FORMAT == "json"  # type: ignore[index]
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

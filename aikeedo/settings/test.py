@@ -18,6 +18,8 @@ STORAGES = {
 }
 # Each test run gets its own cache namespace so parallel runs on one Redis never collide.
 CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="aikeedo-test")
-# Connections are not kept between tests (threads started by tests must not hold one open).
+# No pool in tests: the test database is created, flushed and dropped around the suite, and a
+# pool would keep connections to it open.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 ACCOUNT_RATE_LIMITS = False  # type: ignore[assignment]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.urls import include, path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -103,10 +104,51 @@ class EmbeddingsDoc(_Doc):
         raise NotImplementedError
 
 
+class ImagesRequestDoc(serializers.Serializer):
+    model = serializers.CharField(required=False, help_text="An image model, e.g. dall-e-3 or mock-image.")
+    prompt = serializers.CharField(max_length=4000)
+    negative_prompt = serializers.CharField(required=False, help_text="Where the model supports it.")
+    n = serializers.IntegerField(required=False, min_value=1, max_value=4)
+    size = serializers.CharField(required=False, help_text="e.g. 1024x1024; the model's sizes only.")
+    quality = serializers.ChoiceField(choices=["standard", "hd"], required=False)
+    style = serializers.ChoiceField(choices=["vivid", "natural"], required=False)  # type: ignore[assignment]
+    response_format = serializers.ChoiceField(choices=["url", "b64_json"], required=False)
+    user = serializers.CharField(required=False)
+
+
+class ImageDataDoc(serializers.Serializer):
+    url = serializers.URLField(required=False, help_text="A short-lived download link.")
+    b64_json = serializers.CharField(required=False)
+    revised_prompt = serializers.CharField(required=False, allow_null=True)
+
+
+class ImagesResponseDoc(serializers.Serializer):
+    created = serializers.IntegerField()
+    data = ImageDataDoc(many=True)  # type: ignore[assignment]  # the field, not .data
+
+
+class ImagesDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_images_generations_create",
+        tags=["OpenAI-compatible"],
+        summary="Generate images (runs as a job; the call waits for it)",
+        request=ImagesRequestDoc,
+        responses={
+            200: ImagesResponseDoc,
+            504: OpenApiResponse(ErrorSerializer, description="Still running"),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
 urlpatterns = [
+    path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),
     path("v1/models", ModelsDoc.as_view()),
     path("v1/models/<str:model_id>", ModelDoc.as_view()),
     path("v1/chat/completions", ChatCompletionsDoc.as_view()),
     path("v1/embeddings", EmbeddingsDoc.as_view()),
+    path("v1/images/generations", ImagesDoc.as_view()),
 ]

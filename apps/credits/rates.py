@@ -300,6 +300,23 @@ DEFAULT_RATE_CARDS: list[dict[str, Any]] = [
         "model": "mock-image",
         "per_image": {"1024x1024:standard": "2", "1024x1024:hd": "4", "*:hd": "6", "*": "3"},
     },
+    {
+        "service": Service.IMAGE,
+        "model": "dall-e-3",
+        "per_image": {
+            "1024x1024:standard": "4",
+            "1792x1024:standard": "8",
+            "1024x1792:standard": "8",
+            "1024x1024:hd": "8",
+            "1792x1024:hd": "12",
+            "1024x1792:hd": "12",
+        },
+    },
+    {
+        "service": Service.IMAGE,
+        "model": "dall-e-2",
+        "per_image": {"256x256": "1.6", "512x512": "1.8", "1024x1024": "2"},
+    },
     {"service": Service.SPEECH, "model": "mock-tts", "per_1k_characters": "1.5"},
     {"service": Service.TRANSCRIPTION, "model": "mock-whisper", "per_minute": "0.6"},
     {"service": Service.VOICE_CLONE, "model": "mock-voice", "per_unit": "10"},

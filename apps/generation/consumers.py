@@ -27,6 +27,7 @@ from apps.credits.amounts import to_credits
 from apps.generation import streaming
 from apps.generation.models import Conversation, Generation, Message
 from apps.generation.rendering import render_markdown
+from apps.generation.services import db_step
 from apps.ratelimits.exceptions import RateLimited
 from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
 
@@ -161,7 +162,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _run(self, prepare: Callable[..., streaming.Turn]) -> None:
         """Prepare one turn, stream its answer, then its title; frames in order."""
         try:
-            turn = await database_sync_to_async(self._prepare)(prepare)
+            turn = await db_step(self._prepare, prepare)
         except streaming.ChatStreamError as exc:
             await self._send({"type": "error", "message": exc.message})
             return
@@ -179,6 +180,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("chat turn failed in conversation %s", self.conversation_id)
             await self._send({"type": "error", "message": streaming.UNEXPECTED_MESSAGE})
             return
+        await db_step(self._record_tokens, turn, message)
         await self._send(
             {
                 "type": "done",
@@ -190,7 +192,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "error": message.error,
             }
         )
-        await database_sync_to_async(self._record_tokens)(turn, message)
         if turn.first_exchange:
             # Its own task: the next turn may start while the title is being written.
             self.title_task = asyncio.create_task(self._title(turn, message))

@@ -92,6 +92,13 @@ class AIModel(models.Model):
     supports_vision = models.BooleanField(default=False)
     supports_tools = models.BooleanField(default=False)
     supports_embeddings = models.BooleanField(default=False)
+    supports_images = models.BooleanField(default=False)
+    image_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Image models: {"sizes": ["1024x1024"], "qualities": ["standard", "hd"], '
+        '"styles": ["vivid", "natural"], "max_n": 1, "negative_prompt": false}.',
+    )
     context_window = models.PositiveIntegerField(default=8192)
     max_output_tokens = models.PositiveIntegerField(default=4096)
     enabled = models.BooleanField(default=True)

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,7 +42,9 @@ from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from apps.accounts.models import User
@@ -165,11 +168,33 @@ def _cache_settings() -> tuple[int, int]:
     return int(config.RESPONSE_CACHE_TTL_SECONDS), int(config.RESPONSE_CACHE_RATE_PERCENT)
 
 
+_db_executor: ThreadPoolExecutor | None = None
+
+
+def _db_threads() -> ThreadPoolExecutor:
+    global _db_executor
+    if _db_executor is None:
+        _db_executor = ThreadPoolExecutor(max_workers=settings.DB_STEP_THREADS, thread_name_prefix="db-step")
+    return _db_executor
+
+
+def _run_db_step(step: Callable[..., _T], *args: Any) -> _T:
+    close_old_connections()
+    try:
+        return step(*args)
+    finally:
+        close_old_connections()  # back to the pool (or closed): no connection outlives a step
+
+
 async def db_step(step: Callable[..., _T], *args: Any) -> _T:
-    """Run a database step in the shared sync thread. A cancellation (stop button, client gone)
-    does not interrupt the step: it runs to its end and the cancellation lands after it, so the
-    stream's state (the reservation, the usage row) is always known when the stream ends."""
-    call = asyncio.ensure_future(database_sync_to_async(step)(*args))
+    """Run a database step in one of the process's database threads (`DB_STEP_THREADS`), so
+    many streams' steps proceed in parallel instead of queueing behind one shared thread. A
+    cancellation (stop button, client gone) does not interrupt the step: it runs to its end and
+    the cancellation lands after it, so the stream's state (the reservation, the usage row) is
+    always known when the stream ends. The steps of one stream are awaited one after another."""
+    call = asyncio.ensure_future(
+        sync_to_async(_run_db_step, thread_sensitive=False, executor=_db_threads())(step, *args)
+    )
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:

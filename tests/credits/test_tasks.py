@@ -223,5 +223,7 @@ def test_every_scheduled_task_exists():
         "apps.credits.tasks.sweep_stale_reservations",
         "apps.credits.tasks.expire_grants",
         "apps.generation.tasks.sweep_interrupted",
+        "apps.media.tasks.sweep_stale_jobs",
+        "apps.media.tasks.cleanup_media",
     }
     assert scheduled <= set(app.tasks)

@@ -24,7 +24,11 @@ def staff_client() -> Client:
 
 
 def test_default_catalog_is_seeded_with_mock_enabled_and_hosted_providers_off():
-    assert set(AIModel.objects.available().values_list("model_id", flat=True)) == {"mock-chat", "mock-embed"}
+    assert set(AIModel.objects.available().values_list("model_id", flat=True)) == {
+        "mock-chat",
+        "mock-embed",
+        "mock-image",
+    }
     assert AIModel.objects.filter(model_id__in=["gpt-4o", "claude-sonnet-4", "gemini-2.0-flash"]).count() == 3
     chain = [link.fallback.model_id for link in ModelFallback.objects.filter(model__model_id="gpt-4o")]
     assert chain == ["claude-sonnet-4", "gpt-4o-mini"]

@@ -1,0 +1,167 @@
+"""`/api/v1/jobs/`: media jobs through the platform API (DRF) — create, list, poll, cancel.
+
+Same authentication as the rest of the platform API (a session in its current workspace, or a
+workspace API key: `platform_read` to read, `platform_write` to change, plus the kind's scope —
+`images` — to create). Another workspace's job answers 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.api.openai import _key_reserve
+from apps.api.platform import Pages, PlatformView, caller, platform_exception_handler
+from apps.apikeys.models import Scope
+from apps.apikeys.services import apikey_check_model, apikey_check_scope
+from apps.credits.amounts import to_credits
+from apps.generation.models import AIModel
+from apps.generation.services import GenerationRefused
+from apps.media.exceptions import MediaError
+from apps.media.models import GenerationJob, JobKind, JobStatus
+from apps.media.selectors import job_list, job_results, media_file_json
+from apps.media.services import job_cancel, job_create
+from apps.workspaces.roles import Perm
+from apps.workspaces.services import require_perm
+
+KIND_SCOPES = {JobKind.IMAGE: Scope.IMAGES, JobKind.SPEECH: Scope.AUDIO, JobKind.TRANSCRIPTION: Scope.AUDIO}
+
+
+def media_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, MediaError):
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.param:
+            body["param"] = exc.param
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, GenerationRefused):
+        return Response({"detail": exc.message}, status=exc.status_code)
+    return platform_exception_handler(exc, context)
+
+
+class MediaView(PlatformView):
+    def get_exception_handler(self) -> Any:
+        return media_exception_handler
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    model = serializers.CharField(source="model_label")
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    error = serializers.CharField()
+    parameters = serializers.JSONField()
+    credits_reserved = serializers.SerializerMethodField()
+    credits_charged = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_credits_reserved(self, obj: GenerationJob) -> str:
+        return str(to_credits(obj.credits_reserved_units))
+
+    def get_credits_charged(self, obj: GenerationJob) -> str:
+        return str(to_credits(obj.credits_charged_units))
+
+
+class JobDetailOut(JobOut):
+    results = serializers.SerializerMethodField()
+
+    def get_results(self, obj: GenerationJob) -> list[dict[str, Any]]:
+        request = self.context["request"]
+        person = caller(request).person if request.auth is None else None
+        return [media_file_json(f, request=request, user=person) for f in job_results(job=obj)]
+
+
+class JobIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[JobKind.IMAGE])
+    model = serializers.CharField(max_length=100)
+    parameters = serializers.DictField()
+    idempotency_key = serializers.CharField(max_length=100, required=False)
+
+
+class JobFilterIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=JobKind.choices, required=False)
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+
+
+def _job(request: Request, job_id: int) -> GenerationJob:
+    return get_object_or_404(GenerationJob.objects.for_workspace(caller(request).workspace), pk=job_id)
+
+
+class JobListView(MediaView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", str, enum=JobKind.values),
+            OpenApiParameter("status", str, enum=JobStatus.values),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=JobOut(many=True),
+        summary="Media jobs, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        params = JobFilterIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        jobs = job_list(workspace=caller(request).workspace, **params.validated_data)
+        paginator = Pages()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobOut(page, many=True).data)
+
+    @extend_schema(request=JobIn, responses={202: JobDetailOut}, summary="Start a media job")
+    def post(self, request: Request) -> Response:
+        data = JobIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        who = caller(request)
+        values = data.validated_data
+        model = AIModel.objects.select_related("provider").filter(model_id=values["model"]).first()
+        if model is None:
+            raise exceptions.NotFound(f"The model `{values['model']}` does not exist.")
+        key_suffix = values.get("idempotency_key") or uuid.uuid4().hex
+        if who.key is not None:
+            apikey_check_scope(key=who.key, scope=KIND_SCOPES[values["kind"]])
+            apikey_check_model(key=who.key, model_id=model.model_id)
+            job = job_create(
+                workspace=who.workspace,
+                api_key=who.key,
+                user=who.person,
+                kind=values["kind"],
+                model=model,
+                parameters=values["parameters"],
+                idempotency_key=f"jobs:key{who.key.pk}:{key_suffix}",
+                reserve=partial(_key_reserve, who.key),
+            )
+        else:
+            user = who.user
+            require_perm(workspace=who.workspace, user=user, perm=Perm.USE)
+            job = job_create(
+                workspace=who.workspace,
+                user=user,
+                kind=values["kind"],
+                model=model,
+                parameters=values["parameters"],
+                idempotency_key=f"jobs:user{user.pk}:{key_suffix}",
+            )
+        job.refresh_from_db()
+        return Response(JobDetailOut(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailView(MediaView):
+    @extend_schema(responses=JobDetailOut, summary="A media job: status, progress, results")
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobDetailOut(_job(request, job_id), context={"request": request}).data)
+
+
+class JobCancelView(MediaView):
+    @extend_schema(request=None, responses=JobOut, summary="Cancel a queued or running job (releases its hold)")
+    def post(self, request: Request, job_id: int) -> Response:
+        job = job_cancel(job=_job(request, job_id), acting_user=caller(request).person)
+        return Response(JobOut(job).data)

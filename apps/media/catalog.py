@@ -1,0 +1,71 @@
+"""Image models of the default catalog (added by this app's data migration; idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALL_SIZES = ["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792"]
+
+# model_id, display name, provider name, upstream model, image options
+DEFAULT_IMAGE_MODELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    (
+        "mock-image",
+        "Mock images",
+        "Mock (offline)",
+        "mock-image",
+        {
+            "sizes": ALL_SIZES,
+            "qualities": ["standard", "hd"],
+            "styles": ["vivid", "natural"],
+            "max_n": 4,
+            "negative_prompt": True,
+        },
+    ),
+    (
+        "dall-e-3",
+        "DALL·E 3",
+        "OpenAI",
+        "dall-e-3",
+        {
+            "sizes": ["1024x1024", "1792x1024", "1024x1792"],
+            "qualities": ["standard", "hd"],
+            "styles": ["vivid", "natural"],
+            "max_n": 1,
+            "negative_prompt": False,
+        },
+    ),
+    (
+        "dall-e-2",
+        "DALL·E 2",
+        "OpenAI",
+        "dall-e-2",
+        {
+            "sizes": ["256x256", "512x512", "1024x1024"],
+            "qualities": ["standard"],
+            "styles": [],
+            "max_n": 4,
+            "negative_prompt": False,
+        },
+    ),
+]
+
+
+def image_catalog_seed(provider_model: Any, model_model: Any) -> None:
+    """Add the image models whose provider exists; models already present are left as staff
+    set them. Takes the model classes so a data migration can pass historical ones."""
+    for position, (model_id, display, provider_name, upstream, options) in enumerate(DEFAULT_IMAGE_MODELS):
+        provider = provider_model.objects.filter(name=provider_name).first()
+        if provider is None:
+            continue
+        model_model.objects.get_or_create(
+            model_id=model_id,
+            defaults={
+                "display_name": display,
+                "provider": provider,
+                "upstream_model": upstream,
+                "supports_chat": False,
+                "supports_images": True,
+                "image_options": options,
+                "position": 60 + position,
+            },
+        )

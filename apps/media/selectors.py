@@ -1,0 +1,97 @@
+"""Reads of media jobs and files for pages and APIs: always within one workspace, with the
+queries bounded (previews and thumbnails prefetched)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Prefetch, QuerySet
+
+from apps.media.models import GenerationJob, MediaFile, MediaKind
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from apps.accounts.models import User
+    from apps.workspaces.models import Workspace
+
+
+def _with_derivatives(queryset: QuerySet[MediaFile]) -> QuerySet[MediaFile]:
+    return queryset.prefetch_related(
+        Prefetch("derivatives", queryset=MediaFile.objects.filter(kind__in=[MediaKind.PREVIEW, MediaKind.THUMBNAIL]))
+    )
+
+
+def job_list(*, workspace: Workspace, kind: str = "", status: str = "") -> QuerySet[GenerationJob]:
+    jobs = GenerationJob.objects.for_workspace(workspace)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    if status:
+        jobs = jobs.filter(status=status)
+    return jobs.order_by("-created_at", "-id")
+
+
+def job_results(*, job: GenerationJob) -> QuerySet[MediaFile]:
+    """The job's original files (previews prefetched), in the order they were made."""
+    originals = MediaFile.objects.filter(job=job, workspace_id=job.workspace_id, parent__isnull=True)
+    return _with_derivatives(originals).order_by("id")
+
+
+@dataclass(frozen=True)
+class GalleryFilters:
+    model: str = ""
+    start: date | None = None
+    end: date | None = None
+
+
+def gallery_images(*, workspace: Workspace, filters: GalleryFilters | None = None) -> QuerySet[MediaFile]:
+    filters = filters or GalleryFilters()
+    images = MediaFile.objects.for_workspace(workspace).filter(kind=MediaKind.IMAGE, parent__isnull=True)
+    if filters.model:
+        images = images.filter(job__model_label=filters.model)
+    if filters.start:
+        images = images.filter(created_at__date__gte=filters.start)
+    if filters.end:
+        images = images.filter(created_at__date__lte=filters.end)
+    return _with_derivatives(images.select_related("job")).order_by("-created_at", "-id")
+
+
+def gallery_models(*, workspace: Workspace) -> list[str]:
+    labels = (
+        GenerationJob.objects.for_workspace(workspace)
+        .filter(files__kind=MediaKind.IMAGE)
+        .values_list("model_label", flat=True)
+        .distinct()
+        .order_by("model_label")
+    )
+    return list(labels)
+
+
+def media_file_json(
+    media_file: MediaFile, *, request: HttpRequest | None = None, user: User | None = None, ttl: int = 300
+) -> dict[str, Any]:
+    """A file with short-lived URLs for it and its previews (absolute when `request` is given)."""
+    from apps.media.storage import media_file_url
+
+    def url(item: MediaFile | None, download: bool = False) -> str | None:
+        if item is None:
+            return None
+        value = media_file_url(item, ttl=ttl, user=user, download=download)
+        return request.build_absolute_uri(value) if request is not None else value
+
+    return {
+        "id": media_file.pk,
+        "kind": media_file.kind,
+        "content_type": media_file.content_type,
+        "size": media_file.size,
+        "width": media_file.width,
+        "height": media_file.height,
+        "metadata": media_file.metadata,
+        "created_at": media_file.created_at.isoformat(),
+        "url": url(media_file),
+        "download_url": url(media_file, download=True),
+        "preview_url": url(media_file.derivative(MediaKind.PREVIEW)),
+        "thumbnail_url": url(media_file.derivative(MediaKind.THUMBNAIL)),
+    }

@@ -1,0 +1,456 @@
+"""Every write to media jobs and files.
+
+    job_create: validate → authorise model → quote → [one transaction: job row + credits hold]
+                → on commit: enqueue `run_job`
+    job_run (the task): claim (conditional UPDATE) → kind handler, no transaction open, with
+                heartbeats → [one transaction: succeeded + settle] | [failed + release]
+    job_cancel / job_sweep_stale: [one transaction: status change + release]
+
+Each hold ends exactly once: every ending is a conditional UPDATE of the job's status (only
+one caller can move it out of queued/running) in the same transaction as the reservation's
+own guarded settle/release (which is a no-op if the hold already ended). A worker fences its
+writes with the `attempts` value its claim set, so a worker that was presumed dead and comes
+back cannot finish (or charge) a job that was handed to another.
+
+Crash windows: the job row and its hold are created in one transaction, so there is never one
+without the other. A worker that dies mid-job leaves it `running` with an old heartbeat; the
+sweeper re-queues it (up to `max_attempts`), then fails it and releases the hold. If even the
+sweeper stops, the credits sweeper ends holds older than RESERVATION_MAX_AGE_MINUTES, and a
+job claimed after that is failed instead of run (it could no longer be charged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.credits.models import Reservation
+from apps.credits.services import credits_release, credits_reserve, credits_settle
+from apps.generation.models import AIModel
+from apps.generation.providers.base import ProviderError
+from apps.media.exceptions import MediaError
+from apps.media.kinds import KINDS, RunContext
+from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobStatus, MediaFile, job_group
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.apikeys.models import ApiKey
+    from apps.workspaces.models import Workspace
+
+logger = logging.getLogger(__name__)
+
+# Defaults of the runtime settings (admin, Config > Media when the keys are added).
+DEFAULTS = {
+    "MEDIA_JOB_STALE_SECONDS": 120,
+    "MEDIA_JOB_QUEUED_TIMEOUT_SECONDS": 600,
+    "MEDIA_JOB_MAX_ATTEMPTS": 3,
+}
+MAX_KEY_LENGTH = 150
+
+
+class JobAbandoned(Exception):
+    """The job was cancelled or handed to another worker while this one ran it."""
+
+
+class RetryLater(Exception):
+    """A transient provider failure: the job was re-queued; the task should retry."""
+
+
+def media_setting(name: str) -> int:
+    from constance import config
+
+    return int(getattr(config, name, DEFAULTS[name]))
+
+
+# ---------------------------------------------------------------------------- notifications
+
+
+def job_event(job: GenerationJob) -> dict[str, Any]:
+    return {
+        "type": "job.progress",
+        "job": job.pk,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": job.progress,
+        "error": job.error,
+    }
+
+
+def _notify(job_id: int) -> None:
+    """Send the job's state to its group once the current transaction commits (a few events
+    per job: fan-out, which is what the channel layer is for). Never fails the caller."""
+
+    def send() -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        job = GenerationJob.objects.filter(pk=job_id).first()
+        layer = get_channel_layer()
+        if job is None or layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(job_group(job_id), job_event(job))
+        except Exception:
+            logger.warning("could not send progress of job %s", job_id, exc_info=True)
+
+    transaction.on_commit(send, robust=True)
+
+
+def _enqueue(job_id: int) -> None:
+    from apps.media.tasks import run_job
+
+    # robust: a broker that is down must not undo the committed job; it stays queued and the
+    # sweeper enqueues it again.
+    transaction.on_commit(lambda: run_job.delay(job_id), robust=True)
+
+
+# ---------------------------------------------------------------------------- create
+
+
+def _authorise(model: AIModel, kind: str, plan_code: str | None) -> None:
+    handler = KINDS[kind]
+    if not model.enabled or not handler.supports(model):
+        raise MediaError(
+            f"The model `{model.model_id}` does not support {handler.capability}.",
+            param="model",
+            code="model_not_supported",
+        )
+    if not model.provider.enabled or not model.provider.is_configured:
+        raise MediaError(f"The provider of `{model.model_id}` is not available.", status_code=403, param="model")
+    if not model.allowed_for_plan(plan_code):
+        raise MediaError(f"Your plan does not include `{model.model_id}`.", status_code=403, param="model")
+
+
+def job_validate(
+    *, kind: str, model: AIModel, parameters: dict[str, Any], plan_code: str | None = None
+) -> dict[str, Any]:
+    """The normalised parameters, or MediaError (400/403) saying what is wrong."""
+    if kind not in KINDS:
+        raise MediaError(f"Unknown or unsupported job kind: {kind}.", param="kind")
+    if not isinstance(parameters, dict):
+        raise MediaError("parameters must be an object.", param="parameters")
+    _authorise(model, kind, plan_code)
+    return KINDS[kind].validate(model, parameters)
+
+
+def job_create(
+    *,
+    workspace: Workspace,
+    kind: str,
+    model: AIModel,
+    parameters: dict[str, Any],
+    idempotency_key: str,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+    reserve: Callable[..., Reservation] | None = None,
+    plan_code: str | None = None,
+) -> GenerationJob:
+    """Validate, quote, and in one short transaction create the job and hold its credits; the
+    task is enqueued when that commits. `reserve` replaces `credits_reserve` (the API passes one
+    that also checks the key's spending cap). A replayed `idempotency_key` returns the job it
+    created and holds nothing more. Raises MediaError, InsufficientCredits, SpendingCapReached,
+    RateNotFound, or what `reserve` raises."""
+    key = str(idempotency_key)
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise MediaError(f"An idempotency key must have 1 to {MAX_KEY_LENGTH} characters.")
+    existing = GenerationJob.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        if existing.workspace_id != workspace.pk:
+            raise MediaError("This idempotency key was already used.", status_code=409)
+        return existing
+    params = job_validate(kind=kind, model=model, parameters=parameters, plan_code=plan_code)
+    quote = KINDS[kind].quote(model, params)
+    try:
+        with transaction.atomic():
+            job = GenerationJob.objects.create(
+                workspace=workspace,
+                user=user if user is not None and user.pk else None,
+                api_key=api_key,
+                kind=kind,
+                model=model,
+                model_label=model.model_id,
+                parameters=params,
+                credits_reserved_units=quote.units,
+                idempotency_key=key,
+                heartbeat_at=timezone.now(),  # "queued since", for the sweeper
+            )
+            reserve_kwargs: dict[str, Any] = {
+                "workspace": workspace,
+                "units": quote.units,
+                "idempotency_key": f"media-job:{key}",
+                "user": job.user,
+                "service": KINDS[kind].service,
+                "model": model.model_id,
+                "rate_card": quote.rate_card,
+            }
+            if reserve is None:
+                reservation = credits_reserve(related=job, **reserve_kwargs)
+            else:
+                reservation = reserve(**reserve_kwargs)
+            job.reservation = reservation
+            job.save(update_fields=["reservation"])
+            _enqueue(job.pk)
+    except IntegrityError:
+        # A twin request with the same key committed first.
+        existing = GenerationJob.objects.filter(idempotency_key=key, workspace=workspace).first()
+        if existing is None:
+            raise
+        return existing
+    return job
+
+
+# ---------------------------------------------------------------------------- endings
+
+
+def _end(
+    job: GenerationJob,
+    *,
+    status: str,
+    error: str = "",
+    token: int | None = None,
+    statuses: tuple[str, ...] = ACTIVE_STATUSES,
+) -> bool:
+    """Move an active job to a terminal status and release its hold, in one transaction.
+    False (and nothing changed) if it was not active any more (or, with `token`, was claimed
+    again since)."""
+    now = timezone.now()
+    with transaction.atomic():
+        jobs = GenerationJob.objects.filter(pk=job.pk, status__in=statuses)
+        if token is not None:
+            jobs = jobs.filter(attempts=token)
+        if not jobs.update(status=status, error=error[:2000], finished_at=now, heartbeat_at=now):
+            return False
+        if job.reservation_id is not None:
+            reservation = Reservation.objects.get(pk=job.reservation_id)
+            credits_release(reservation=reservation, reason=f"media job {status}")
+    job.status, job.error, job.finished_at = status, error, now
+    _notify(job.pk)
+    return True
+
+
+def job_cancel(*, job: GenerationJob, acting_user: User | None) -> GenerationJob:
+    """Cancel a queued or running job and release its hold. A running task notices at its next
+    checkpoint and stops without charging. A finished job is refused (409)."""
+    if not _end(job, status=JobStatus.CANCELLED, error="Cancelled."):
+        job.refresh_from_db()
+        raise MediaError(
+            f"This job has already {job.get_status_display().lower()}; only a queued or running job can be cancelled.",
+            status_code=409,
+            code="job_finished",
+        )
+    audit_record(
+        actor=acting_user,
+        action="media.job_cancel",
+        target=job,
+        workspace=job.workspace,
+        metadata={"kind": job.kind, "model": job.model_label},
+    )
+    return job
+
+
+def job_sweep_stale(
+    *, older_than: timedelta | None = None, queued_older_than: timedelta | None = None, max_attempts: int | None = None
+) -> dict[str, int]:
+    """Jobs whose worker died (running, heartbeat older than `older_than`) or that no worker
+    took (queued longer than `queued_older_than`): re-queued while they have attempts left,
+    else failed with their hold released. Each job in its own transaction."""
+    older_than = older_than or timedelta(seconds=media_setting("MEDIA_JOB_STALE_SECONDS"))
+    queued_older_than = queued_older_than or timedelta(seconds=media_setting("MEDIA_JOB_QUEUED_TIMEOUT_SECONDS"))
+    max_attempts = max_attempts or media_setting("MEDIA_JOB_MAX_ATTEMPTS")
+    now = timezone.now()
+    counts = {"requeued": 0, "failed": 0}
+    stale = GenerationJob.objects.filter(
+        Q(status=JobStatus.RUNNING, heartbeat_at__lt=now - older_than)
+        | Q(status=JobStatus.QUEUED, heartbeat_at__lt=now - queued_older_than)
+    ).order_by("pk")
+    for job in list(stale.select_related("reservation")):
+        if job.attempts >= max_attempts:
+            message = "The job was interrupted too many times (worker lost); nothing was charged."
+            if _end(job, status=JobStatus.FAILED, error=message, token=job.attempts, statuses=(job.status,)):
+                counts["failed"] += 1
+            continue
+        with transaction.atomic():
+            # Only if nobody touched it since we read it (same status, attempts and heartbeat).
+            moved = GenerationJob.objects.filter(
+                pk=job.pk, status=job.status, attempts=job.attempts, heartbeat_at=job.heartbeat_at
+            ).update(
+                status=JobStatus.QUEUED,
+                heartbeat_at=timezone.now(),
+                # A delivery that never reached a worker counts as an attempt too.
+                attempts=F("attempts") + (1 if job.status == JobStatus.QUEUED else 0),
+            )
+            if moved:
+                counts["requeued"] += 1
+                _notify(job.pk)
+                _enqueue(job.pk)
+    return counts
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _claim(job_id: int) -> GenerationJob | None:
+    """Take the job for this worker: queued → running, or running with a stale heartbeat (its
+    worker died). One conditional UPDATE, so two deliveries never both run it."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=media_setting("MEDIA_JOB_STALE_SECONDS"))
+    claimed = (
+        GenerationJob.objects.filter(pk=job_id)
+        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before))
+        .update(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            heartbeat_at=now,
+            started_at=Coalesce("started_at", now),
+            progress=0,
+        )
+    )
+    if not claimed:
+        return None
+    return GenerationJob.objects.select_related("model__provider", "reservation__rate_card", "workspace").get(pk=job_id)
+
+
+def _progress(job: GenerationJob, percent: int) -> None:
+    """Heartbeat + progress; the checkpoint where a cancelled or taken-over job stops."""
+    updated = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(
+        progress=max(0, min(percent, 100)), heartbeat_at=timezone.now()
+    )
+    if not updated:
+        raise JobAbandoned
+    job.progress = percent
+    _notify(job.pk)
+
+
+def _discard(files: list[MediaFile]) -> None:
+    from apps.media.storage import media_file_delete_stored
+
+    for original in files:
+        for row in [*original.derivatives.all(), original]:
+            media_file_delete_stored(row)
+            row.delete()
+
+
+def job_run(*, job_id: int, final_attempt: bool = True) -> GenerationJob | None:
+    """Run a job once (the Celery task's body). Safe to call any number of times: a job that is
+    finished, or running elsewhere with a live heartbeat, is left alone. Raises RetryLater after
+    re-queueing the job on a transient provider error, unless `final_attempt`."""
+    job = _claim(job_id)
+    if job is None:
+        return None
+    token = job.attempts
+    if job.attempts > media_setting("MEDIA_JOB_MAX_ATTEMPTS"):
+        _end(job, status=JobStatus.FAILED, error="The job failed too many times; nothing was charged.", token=token)
+        return job
+    if job.reservation is None or job.reservation.status != Reservation.Status.HELD:
+        # The credits sweeper ended the hold (the job waited too long): it can no longer be charged.
+        _end(
+            job, status=JobStatus.FAILED, error="The job waited too long and expired; nothing was charged.", token=token
+        )
+        return job
+    final_attempt = final_attempt or job.attempts >= media_setting("MEDIA_JOB_MAX_ATTEMPTS")
+    _notify(job.pk)
+    context = RunContext(progress=lambda percent: _progress(job, percent))
+    try:
+        result = KINDS[job.kind].run(job, context)  # no transaction is open here
+    except JobAbandoned:
+        _discard(context.created)
+        return job
+    except ProviderError as exc:
+        _discard(context.created)
+        if exc.retryable and not final_attempt:
+            requeued = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=token).update(
+                status=JobStatus.QUEUED, heartbeat_at=timezone.now(), progress=0
+            )
+            if requeued:
+                _notify(job.pk)
+                raise RetryLater(exc.message) from exc
+            return job
+        _end(job, status=JobStatus.FAILED, error=f"The provider failed: {exc.message}", token=token)
+        return job
+    except MediaError as exc:
+        _discard(context.created)
+        _end(job, status=JobStatus.FAILED, error=exc.message, token=token)
+        return job
+    except Exception:
+        # A bug or a time limit: end the hold now rather than leave it to the sweepers.
+        logger.exception("media job %s crashed", job.pk)
+        _discard(context.created)
+        _end(job, status=JobStatus.FAILED, error="The job failed unexpectedly; nothing was charged.", token=token)
+        raise
+    if not _succeed(job, result.charge_units, result.delivered, token):
+        _discard(context.created)
+    return job
+
+
+def _succeed(job: GenerationJob, charge_units: int, delivered: dict[str, Any], token: int) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        if not GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=token).update(
+            status=JobStatus.SUCCEEDED, progress=100, finished_at=now, heartbeat_at=now, error=""
+        ):
+            return False  # cancelled (hold already released) or taken over
+        charged = 0
+        if job.reservation is not None:
+            reservation = credits_settle(
+                reservation=job.reservation,
+                actual_units=charge_units,
+                usage=delivered,
+                reason=f"media job {job.pk}",
+            )
+            charged = reservation.charged_units if reservation.status == Reservation.Status.SETTLED else 0
+        GenerationJob.objects.filter(pk=job.pk).update(credits_charged_units=charged)
+    job.status, job.progress, job.finished_at, job.credits_charged_units = JobStatus.SUCCEEDED, 100, now, charged
+    _notify(job.pk)
+    return True
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def media_file_delete(*, media_file: MediaFile, acting_user: User | None) -> None:
+    """Delete a file, its previews and their stored bytes (audited)."""
+    from apps.media.storage import media_file_delete_stored
+
+    rows = [*media_file.derivatives.all(), media_file]
+    audit_record(
+        actor=acting_user,
+        action="media.file_delete",
+        target=media_file,
+        workspace=media_file.workspace,
+        metadata={"kind": media_file.kind, "job": media_file.job_id, "name": media_file.file.name},
+    )
+    with transaction.atomic():
+        for row in rows:
+            row.delete()
+    # Bytes go after the rows are gone for good: a failed delete leaves an orphan file, never a
+    # row pointing at nothing.
+    for row in rows:
+        media_file_delete_stored(row)
+
+
+def media_cleanup(*, orphan_grace: timedelta = timedelta(hours=1)) -> dict[str, int]:
+    """Delete files whose `expires_at` passed, and files whose job was deleted (after a grace
+    period for uploads that are not attached to a job yet). Files in storage without any row
+    are not listed (listing a bucket is slow); they can only come from a crash between writing
+    the bytes and the row."""
+    from apps.media.storage import media_file_delete_stored
+
+    now = timezone.now()
+    counts = {"expired": 0, "orphaned": 0}
+    expired = MediaFile.objects.filter(expires_at__lt=now)
+    orphaned = MediaFile.objects.filter(job__isnull=True, parent__isnull=True, created_at__lt=now - orphan_grace)
+    for label, queryset in (("expired", expired), ("orphaned", orphaned)):
+        for row in list(queryset.prefetch_related("derivatives")[:1000]):
+            for item in [*row.derivatives.all(), row]:
+                media_file_delete_stored(item)
+            row.delete()  # derivatives cascade
+            counts[label] += 1
+    return counts

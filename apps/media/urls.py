@@ -1,0 +1,18 @@
+"""`/studio/…`: the media pages."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.media import views
+
+app_name = "media"
+
+urlpatterns = [
+    path("images/", views.image_studio, name="images"),
+    path("gallery/", views.gallery, name="gallery"),
+    path("jobs/<int:job_id>/", views.job_status, name="job_status"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
+    path("files/<int:file_id>/delete/", views.file_delete, name="file_delete"),
+    path("files/<str:token>/", views.download, name="download"),
+]

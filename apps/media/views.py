@@ -1,0 +1,176 @@
+"""The media pages: image studio (prompt form, live job progress over `/ws/jobs/<id>/` with
+a polling fallback), the workspace's gallery, the job status JSON and the signed local
+download view. Every id is looked up through the request's workspace: another's is 404."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from apps.core.http import WorkspaceRequest
+from apps.credits.exceptions import CreditsError
+from apps.generation.models import AIModel
+from apps.media.exceptions import MediaError
+from apps.media.forms import GalleryFilterForm, ImageForm
+from apps.media.models import GenerationJob, JobKind, MediaFile
+from apps.media.selectors import GalleryFilters, gallery_images, gallery_models, job_results, media_file_json
+from apps.media.services import job_cancel, job_create, media_file_delete
+from apps.media.storage import download_token_read
+from apps.workspaces.decorators import workspace_required
+from apps.workspaces.models import Membership
+from apps.workspaces.roles import Perm
+from apps.workspaces.scoping import get_for_workspace_or_404
+
+GALLERY_PAGE_SIZE = 24
+
+
+def image_models() -> Any:
+    return AIModel.objects.available().filter(supports_images=True).select_related("provider").order_by("position")
+
+
+def _job(request: WorkspaceRequest, job_id: int) -> GenerationJob:
+    return get_for_workspace_or_404(GenerationJob.objects.all(), request.workspace, pk=job_id)
+
+
+def job_json(request: WorkspaceRequest, job: GenerationJob) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "model": job.model_label,
+        "status": job.status,
+        "progress": job.progress,
+        "error": job.error,
+        "finished": job.is_finished,
+        "parameters": job.parameters,
+        "results": [media_file_json(f, user=request.user) for f in job_results(job=job)] if job.is_finished else [],
+    }
+
+
+@workspace_required(Perm.USE)
+@require_http_methods(["GET", "POST"])
+def image_studio(request: WorkspaceRequest) -> HttpResponse:
+    models = image_models()
+    status = 200
+    if request.method == "POST":
+        form = ImageForm(request.POST, models=models)
+        if form.is_valid():
+            try:
+                created = job_create(
+                    workspace=request.workspace,
+                    user=request.user,
+                    kind=JobKind.IMAGE,
+                    model=form.cleaned_data["model"],
+                    parameters=form.parameters(),
+                    idempotency_key=f"studio:{request.user.pk}:{request.POST.get('nonce') or uuid.uuid4().hex}",
+                )
+            except (MediaError, CreditsError) as exc:
+                field = getattr(exc, "param", None)
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                return redirect(f"{reverse('media:images')}?job={created.pk}")
+        status = 400
+    else:
+        initial = {k: v for k, v in request.GET.items() if k in ImageForm.base_fields and k != "job"}
+        form = ImageForm(initial=initial, models=models)
+    job: GenerationJob | None = None
+    if request.GET.get("job", "").isdigit():
+        job = _job(request, int(request.GET["job"]))
+    context = {
+        "form": form,
+        "has_models": models.exists(),
+        "job": job,
+        "job_state": job_json(request, job) if job else None,
+        "nonce": uuid.uuid4().hex,
+    }
+    return render(request, "media/studio.html", context, status=status)
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def job_status(request: WorkspaceRequest, job_id: int) -> JsonResponse:
+    """The polling fallback of the progress socket."""
+    return JsonResponse(job_json(request, _job(request, job_id)))
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def job_cancel_view(request: WorkspaceRequest, job_id: int) -> HttpResponse:
+    job = _job(request, job_id)
+    try:
+        job_cancel(job=job, acting_user=request.user)
+    except MediaError as exc:
+        if request.headers.get("Accept") == "application/json":
+            return JsonResponse({"error": exc.message}, status=exc.status_code)
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Job cancelled; its credits were released.")
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse(job_json(request, job))
+    return redirect(f"{reverse('media:images')}?job={job.pk}")
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def gallery(request: WorkspaceRequest) -> HttpResponse:
+    form = GalleryFilterForm(request.GET or None, models=gallery_models(workspace=request.workspace))
+    filters = GalleryFilters()
+    status = 200
+    if form.is_bound:
+        if form.is_valid():
+            data = form.cleaned_data
+            filters = GalleryFilters(model=data.get("model") or "", start=data.get("start"), end=data.get("end"))
+        else:
+            status = 400
+    page = Paginator(gallery_images(workspace=request.workspace, filters=filters), GALLERY_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    items = [media_file_json(image, user=request.user) for image in page.object_list]
+    return render(request, "media/gallery.html", {"form": form, "page_obj": page, "items": items}, status=status)
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def file_delete(request: WorkspaceRequest, file_id: int) -> HttpResponse:
+    media_file = get_for_workspace_or_404(MediaFile.objects.originals(), request.workspace, pk=file_id)
+    media_file_delete(media_file=media_file, acting_user=request.user)
+    messages.success(request, "Image deleted.")
+    return redirect("media:gallery")
+
+
+@require_GET
+def download(request: HttpRequest, token: str) -> FileResponse:
+    """Serve a private file from local storage for a valid, unexpired token. A token minted
+    for a signed-in person also needs the requester to be a member of the file's workspace."""
+    payload = download_token_read(token)
+    if payload is None:
+        raise Http404("This link is invalid or has expired.")
+    media_file = MediaFile.objects.filter(pk=payload["f"], workspace_id=payload["w"]).first()
+    if media_file is None:
+        raise Http404("No such file.")
+    if payload.get("u"):
+        user = request.user
+        if (
+            not user.is_authenticated
+            or not Membership.objects.filter(
+                workspace_id=media_file.workspace_id, user=user, workspace__deleted_at__isnull=True
+            ).exists()
+        ):
+            raise Http404("No such file.")
+    try:
+        handle = media_file.file.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The file is gone.") from exc
+    filename = media_file.file.name.rsplit("/", 1)[-1]
+    response = FileResponse(
+        handle, content_type=media_file.content_type, as_attachment=bool(request.GET.get("download")), filename=filename
+    )
+    response["Cache-Control"] = "private, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

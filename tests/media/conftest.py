@@ -1,0 +1,118 @@
+"""Fixtures for media jobs: the image catalog (mock-image, dall-e-*) with its rate cards, a
+funded workspace, a local `moto_server` for S3, and a real Celery worker on Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apps.credits.amounts import to_credits
+from apps.credits.rates import rate_cards_seed_defaults
+from apps.credits.services import credits_grant
+from apps.generation.catalog import catalog_seed_defaults
+from apps.generation.models import AIModel, ModelFallback, Provider
+from apps.media.catalog import image_catalog_seed
+from apps.workspaces.models import Workspace
+
+FUNDS = 1_000_000  # units (100 credits)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def image_model(db: Any) -> AIModel:
+    # Transactional tests flush the rows the migrations seeded: seed them again.
+    catalog_seed_defaults(Provider, AIModel, ModelFallback)
+    image_catalog_seed(Provider, AIModel)
+    rate_cards_seed_defaults()
+    Provider.objects.filter(kind="mock").update(options={"latency_ms": 0})
+    return AIModel.objects.select_related("provider").get(model_id="mock-image")
+
+
+def fund(workspace: Workspace, units: int = FUNDS, key: str = "fund") -> None:
+    credits_grant(
+        workspace=workspace, amount=to_credits(units), source="purchased", idempotency_key=f"{key}-{workspace.pk}"
+    )
+
+
+def set_mock_options(**options: Any) -> None:
+    Provider.objects.filter(kind="mock").update(options={"latency_ms": 0, **options})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A local S3 (moto_server) for the session, stopped by the PID we started."""
+    binary = ROOT / ".venv" / "bin" / "moto_server"
+    if not binary.exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("moto_server did not start")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def s3(settings: Any, moto_endpoint: str) -> Iterator[str]:
+    """Default storage on the local S3, in a fresh bucket. Yields the bucket name."""
+    import boto3
+
+    bucket = f"media-{time.time_ns()}"
+    boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": moto_endpoint,
+                "access_key": "testing",
+                "secret_key": "testing",
+                "region_name": "us-east-1",
+                "default_acl": None,
+                "querystring_auth": True,
+                "file_overwrite": False,
+            },
+        },
+    }
+    return bucket
+
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
