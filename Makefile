@@ -61,6 +61,7 @@ worker: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider -q
 	$(BIN)/python bench/credits_ledger.py
+	$(BIN)/python bench/streaming.py --concurrency 1,100 --single-rounds 5
 
 clean:
 	rm -rf $(VENV) staticfiles .test-media .pytest_cache .mypy_cache .ruff_cache
