@@ -51,8 +51,6 @@ import logging
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,8 +62,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+# Run as a script (`python bench/<name>.py`): make the project importable first.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import BIN, ROOT, free_port, pct, shown, start_upstream, stop_group
+
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/aikeedo_bench_gateway"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 DEFAULT_LITELLM = Path("/tmp/litellm-proxy-venv/bin/litellm")  # noqa: S108 - where the docs install it
@@ -117,36 +118,8 @@ general_settings:
 # ---------------------------------------------------------------------------- small helpers
 
 
-def _pct(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def _ms(value: float, digits: int = 1) -> str:
     return "-" if value != value else f"{value * 1000:.{digits}f}"  # NaN check
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop_group(proc: subprocess.Popen[Any], name: str) -> None:
-    """Stop a process we started in its own session: SIGTERM to its group, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    print(f"warning: {name} (pid {proc.pid}) did not stop", file=sys.stderr)
 
 
 def _stat_fields(pid: int | str) -> list[str] | None:
@@ -192,13 +165,6 @@ def _raise_open_files(wanted: int) -> None:
     if soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _shown(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme.startswith("sqlite"):
-        return url
-    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 5432}"))  # no credentials
 
 
 # ---------------------------------------------------------------------------- services
@@ -378,7 +344,7 @@ class Process:
         return _session_pids(self.proc.pid) if self.proc.poll() is None else []
 
     def stop(self) -> None:
-        _stop_group(self.proc, self.name)
+        stop_group(self.proc, self.name)
 
     def tail(self, lines: int = 25) -> str:
         with contextlib.suppress(OSError):
@@ -443,7 +409,7 @@ def _importable(module: str, pythonpath: str) -> bool:
 def _start_app(server: str, workers: int, env: dict[str, str], tmp: Path) -> list[Process]:
     """The project's ASGI app with `workers` processes: one uvicorn, or one daphne per port."""
     if server == "uvicorn":
-        port = _free_port()
+        port = free_port()
         cmd = [
             sys.executable,
             "-m",
@@ -462,7 +428,7 @@ def _start_app(server: str, workers: int, env: dict[str, str], tmp: Path) -> lis
         return [_spawn("uvicorn", cmd, env, tmp / "uvicorn.log", [port])]
     out = []
     for i in range(workers):
-        port = _free_port()
+        port = free_port()
         cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "aikeedo.asgi:application"]
         out.append(_spawn(f"daphne-{i}", cmd, env, tmp / f"daphne-{i}.log", [port]))
     return out
@@ -471,7 +437,7 @@ def _start_app(server: str, workers: int, env: dict[str, str], tmp: Path) -> lis
 def _start_litellm(
     executable: Path, workers: int, upstream_url: str, upstream_model: str, tmp: Path
 ) -> tuple[Process, str]:
-    port = _free_port()
+    port = free_port()
     config = tmp / "litellm-config.yaml"
     config.write_text(
         LITELLM_CONFIG.format(
@@ -976,7 +942,7 @@ def _progress(run: Run) -> None:
     errors = sum(run.errors().values())
     print(
         f"  {run.mode:<6} c={run.concurrency:<3} {run.target:<8} {len(run.ok):>6} ok {errors:>5} errors "
-        f"{run.rate:>7.0f} req/s  p50 {_ms(_pct(run.totals(), 0.5))} ms",
+        f"{run.rate:>7.0f} req/s  p50 {_ms(pct(run.totals(), 0.5))} ms",
         flush=True,
     )
 
@@ -1001,13 +967,13 @@ def _print_tables(runs: list[Run]) -> None:
         totals, firsts = r.totals(), r.firsts()
         per = max(r.all_done, 1)
         first_cols = (
-            f"{_ms(_pct(firsts, 0.5)):>9} {_ms(_pct(firsts, 0.95)):>6} {_ms(_pct(firsts, 0.99)):>6}"
+            f"{_ms(pct(firsts, 0.5)):>9} {_ms(pct(firsts, 0.95)):>6} {_ms(pct(firsts, 0.99)):>6}"
             if r.mode == "stream"
             else f"{'':>9} {'':>6} {'':>6}"
         )
         print(
             f"{r.mode:<6} {r.concurrency:>4} {r.target:<8} {len(r.ok):>6} {sum(r.errors().values()):>5} "
-            f"{r.rate:>7.0f} | {_ms(_pct(totals, 0.5)):>6} {_ms(_pct(totals, 0.95)):>6} {_ms(_pct(totals, 0.99)):>6} | "
+            f"{r.rate:>7.0f} | {_ms(pct(totals, 0.5)):>6} {_ms(pct(totals, 0.95)):>6} {_ms(pct(totals, 0.99)):>6} | "
             f"{first_cols} | {_ms(r.server_cpu / per, 2) + ('?' if r.cpu_partial else ''):>7} "
             f"{'' if r.pg_sessions != r.pg_sessions else f'{r.pg_sessions:.2f}':>10} "
             f"{'' if r.pg_peak is None else str(r.pg_peak) + ('!' if r.pg_tripped else ''):>4} "
@@ -1043,7 +1009,7 @@ def _print_tables(runs: list[Run]) -> None:
                     continue
                 mine = r.totals() if measure == "total" else r.firsts()
                 base = direct.totals() if measure == "total" else direct.firsts()
-                added[name] = [_pct(mine, q) - _pct(base, q) for q in (0.5, 0.95, 0.99)]
+                added[name] = [pct(mine, q) - pct(base, q) for q in (0.5, 0.95, 0.99)]
             label = mode if measure == "total" else f"{mode} 1st"
             line = f"{label:<10} {conc:>4} | " + " | ".join(
                 f"{_ms(a[0]):>17} {_ms(a[1]):>6} {_ms(a[2]):>6}" for a in added.values()
@@ -1196,7 +1162,7 @@ def main() -> int:
         url = _postgres_url()
         reason = _prepare_postgres(url)
         if reason is not None:
-            print(f"SKIP gateway overhead benchmark: PostgreSQL unavailable at {_shown(url)} ({reason})")
+            print(f"SKIP gateway overhead benchmark: PostgreSQL unavailable at {shown(url)} ({reason})")
             shutil.rmtree(tmp, ignore_errors=True)
             return 0
     else:
@@ -1246,19 +1212,10 @@ def main() -> int:
     upstream: subprocess.Popen[str] | None = None
     processes: list[Process] = []
     try:
-        upstream = subprocess.Popen(  # noqa: S603 - our interpreter running the project's fake
-            [sys.executable, "-c", UPSTREAM_CODE.format(root=str(ROOT))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert upstream.stdout is not None
-        port_line = upstream.stdout.readline().strip()
-        if not port_line.isdigit():
-            print(f"FAIL: the fake upstream did not start (printed {port_line!r})", file=sys.stderr)
+        upstream, started_url = start_upstream(UPSTREAM_CODE.format(root=str(ROOT)))
+        if started_url is None:
             return 1
-        upstream_url = f"http://127.0.0.1:{port_line}"
+        upstream_url = started_url
 
         # LiteLLM imports for a long time: start it first, it gets ready while we migrate.
         litellm_proc: Process | None = None
@@ -1317,7 +1274,7 @@ def main() -> int:
         targets = []
         if "direct" in wanted:
             targets.append(Target("direct", [upstream_url], args.upstream_model, [UPSTREAM_KEY]))
-            targets[-1].processes = [Process("fake", upstream, Path(os.devnull), [int(port_line)])]  # type: ignore[arg-type]
+            targets[-1].processes = [Process("fake", upstream, Path(os.devnull), [int(upstream_url.rsplit(":", 1)[1])])]  # type: ignore[arg-type]
         if "gateway" in wanted:
             targets.append(
                 Target(
@@ -1346,7 +1303,7 @@ def main() -> int:
             + ("" if has_uvicorn else " (uvicorn is not installed)")
         )
         print(
-            f"gateway overhead benchmark: {_shown(url)} ({db_version}, migrate {migrate_s:.1f} s, "
+            f"gateway overhead benchmark: {shown(url)} ({db_version}, migrate {migrate_s:.1f} s, "
             f"{db_note}); {workers_note}; settings {args.settings}, DEBUG off; {redis_note}; "
             f"rate limits {args.rate_limits}; {args.keys} API key(s)"
         )
@@ -1395,7 +1352,7 @@ def main() -> int:
             try:
                 upstream.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                _stop_group(upstream, "fake upstream")
+                stop_group(upstream, "fake upstream")
         if redis_url:
             with contextlib.suppress(Exception):
                 _redis_forget(redis_url, cache_prefix)

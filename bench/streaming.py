@@ -35,8 +35,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +47,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+# Run as a script (`python bench/<name>.py`): make the project importable first.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import BIN, ROOT, free_port, pct, shown, start_upstream, stop_group
+
 LOCAL_PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 MODEL_ID = "bench-fake"
 PROVIDER_NAME = "Bench fake upstream"
@@ -83,13 +84,6 @@ LOG_PROBLEM = re.compile(
 # ---------------------------------------------------------------------------- small helpers
 
 
-def _pct(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def _ms(value: float) -> str:
     return "-" if value != value else f"{value * 1000:.1f}"  # NaN check
 
@@ -103,12 +97,6 @@ def _problem_kind(line: str) -> str:
             break
         text = shorter
     return re.sub(r"\d+", "N", text)[:140]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _proc_status(pid: int) -> dict[str, int]:
@@ -141,21 +129,6 @@ def _raise_open_files(wanted: int) -> str:
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     note = "" if target >= wanted else f" (hard limit; {wanted} wanted)"
     return f"open files limit raised {soft} -> {target}{note}"
-
-
-def _stop_group(proc: subprocess.Popen[Any], name: str) -> None:
-    """Stop a process we started in its own session: SIGTERM to its group, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    print(f"warning: {name} (pid {proc.pid}) did not stop", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- database
@@ -198,13 +171,6 @@ def _prepare_postgres(url: str, create: bool) -> str | None:
     except psycopg.Error as exc:
         return str(exc).strip().splitlines()[0]
     return None
-
-
-def _shown(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme.startswith("sqlite"):
-        return url
-    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 5432}"))  # no credentials
 
 
 @dataclass
@@ -486,7 +452,7 @@ class Server:
     """daphne serving the project, in its own session; RSS / threads / CPU from /proc."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.log_offset = 0
@@ -506,7 +472,7 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        _stop_group(self.proc, "daphne")
+        stop_group(self.proc, "daphne")
         self.log.close()
 
     def new_log_problems(self) -> Counter[str]:
@@ -736,11 +702,11 @@ def _print_tables(levels: list[Level]) -> None:
         pg, dg = Level._gaps(lv.platform), Level._gaps(lv.direct)
         label = f"{lv.concurrency}" if lv.rounds == 1 else f"{lv.concurrency}x{lv.rounds}"
         print(
-            f"{label:>7} | {_ms(_pct(pt, 0.5)):>8} {_ms(_pct(pt, 0.95)):>7} | "
-            f"{_ms(_pct(dt, 0.5)):>7} {_ms(_pct(dt, 0.95)):>7} | "
-            f"{_ms(_pct(pt, 0.5) - _pct(dt, 0.5)):>7} {_ms(_pct(pt, 0.95) - _pct(dt, 0.95)):>7} | "
-            f"{_ms(_pct(pg, 0.5)):>7} {_ms(_pct(pg, 0.95)):>6} | {_ms(_pct(dg, 0.5)):>6} {_ms(_pct(dg, 0.95)):>6} | "
-            f"{_ms(_pct(pg, 0.5) - _pct(dg, 0.5)):>6} {_ms(_pct(pg, 0.95) - _pct(dg, 0.95)):>6}"
+            f"{label:>7} | {_ms(pct(pt, 0.5)):>8} {_ms(pct(pt, 0.95)):>7} | "
+            f"{_ms(pct(dt, 0.5)):>7} {_ms(pct(dt, 0.95)):>7} | "
+            f"{_ms(pct(pt, 0.5) - pct(dt, 0.5)):>7} {_ms(pct(pt, 0.95) - pct(dt, 0.95)):>7} | "
+            f"{_ms(pct(pg, 0.5)):>7} {_ms(pct(pg, 0.95)):>6} | {_ms(pct(dg, 0.5)):>6} {_ms(pct(dg, 0.95)):>6} | "
+            f"{_ms(pct(pg, 0.5) - pct(dg, 0.5)):>6} {_ms(pct(pg, 0.95) - pct(dg, 0.95)):>6}"
         )
 
     print()
@@ -803,7 +769,7 @@ def main() -> int:
         url, drop_database = _postgres_url(run)
         reason = _prepare_postgres(url, drop_database)
         if reason is not None:
-            print(f"SKIP streaming benchmark: PostgreSQL unavailable at {_shown(url)} ({reason})")
+            print(f"SKIP streaming benchmark: PostgreSQL unavailable at {shown(url)} ({reason})")
             shutil.rmtree(tmp, ignore_errors=True)
             return 0
     else:
@@ -823,19 +789,10 @@ def main() -> int:
     upstream: subprocess.Popen[str] | None = None
     server: Server | None = None
     try:
-        upstream = subprocess.Popen(  # noqa: S603 - our interpreter running the project's fake
-            [sys.executable, "-c", UPSTREAM_CODE.format(root=str(ROOT))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert upstream.stdout is not None
-        port_line = upstream.stdout.readline().strip()
-        if not port_line.isdigit():
-            print(f"FAIL: the fake upstream did not start (printed {port_line!r})", file=sys.stderr)
+        upstream, started_url = start_upstream(UPSTREAM_CODE.format(root=str(ROOT)))
+        if started_url is None:
             return 1
-        upstream_url = f"http://127.0.0.1:{port_line}"
+        upstream_url = started_url
 
         # Celery's Django fix-up puts the working directory first on sys.path: make that this
         # checkout, or another checkout's `apps` could be imported instead.
@@ -861,7 +818,7 @@ def main() -> int:
             seats = _seed(upstream_url, upstream_model, max(levels), plan, run)
             seed_s = time.monotonic() - t0
         except DatabaseError as exc:
-            print(f"FAIL: preparing {_shown(url)}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            print(f"FAIL: preparing {shown(url)}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
             return 1
         finally:
             logging.disable(logging.NOTSET)
@@ -870,7 +827,7 @@ def main() -> int:
         server = Server(server_env, tmp / "daphne.log")
         threads = args.asgi_threads or min(32, (os.cpu_count() or 1) + 4)
         print(
-            f"streaming benchmark: {_shown(url)} (migrate {migrate_s:.1f} s, seed {len(seats)} users "
+            f"streaming benchmark: {shown(url)} (migrate {migrate_s:.1f} s, seed {len(seats)} users "
             f"{seed_s:.1f} s); daphne pid {server.proc.pid} on {server.address}, settings {args.settings}, "
             f"DEBUG {args.debug}; ASGI_THREADS {args.asgi_threads or 'unset'} (default executor: {threads} threads)"
         )
@@ -912,16 +869,16 @@ def main() -> int:
             try:
                 upstream.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                _stop_group(upstream, "fake upstream")
+                stop_group(upstream, "fake upstream")
         if drop_database:
             if "django" in sys.modules:
                 from django.db import connections
 
                 connections.close_all()
             if args.keep:
-                print(f"kept database {_shown(url)}")
+                print(f"kept database {shown(url)}")
             elif reason := _admin_sql(url, f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)'):
-                print(f"warning: could not drop {_shown(url)}: {reason}", file=sys.stderr)
+                print(f"warning: could not drop {shown(url)}: {reason}", file=sys.stderr)
         if args.keep:
             print(f"kept {tmp}")
         else:

@@ -329,7 +329,7 @@ def test_stop_before_the_first_token_ends_at_once_and_charges_nothing(
 def test_a_second_tab_cannot_start_a_turn_while_one_streams(
     alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
 ) -> None:
-    set_options(model, latency_ms=20, reply=" ".join(f"w{i}" for i in range(15)))
+    set_options(model, latency_ms=50, reply=" ".join(f"w{i}" for i in range(40)))  # streams for ~2 s
     first_tab, second_tab = headers_for(client_for, alpha.member), headers_for(client_for, alpha.member)
     results: dict[str, list[dict[str, Any]]] = {}
 
