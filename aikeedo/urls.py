@@ -22,6 +22,7 @@ urlpatterns = [
     path("studio/", include("apps.media.urls")),
     # Before the `/v1/` catch-all and the `/api/` include:
     path("v1/images/", include("apps.media.openai_urls")),
+    path("v1/audio/", include("apps.media.openai_audio_urls")),
     path("v1/", include("apps.api.openai_urls")),
     path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),

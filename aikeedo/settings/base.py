@@ -125,8 +125,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
 # Threads that run the async views' and WebSocket consumers' database steps in each process
-# (each with at most one connection at a time).
-DB_STEP_THREADS = env.int("DB_STEP_THREADS", default=8)
+# (each with at most one connection at a time). 0: Django's one shared sync thread — the
+# default on SQLite, which serialises writers anyway (and whose in-memory test database
+# refuses concurrent connections with "table is locked").
+DB_STEP_THREADS = env.int(
+    "DB_STEP_THREADS", default=0 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 8
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for a concurrent writer instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -143,6 +143,52 @@ class ImagesDoc(_Doc):
         raise NotImplementedError
 
 
+class SpeechRequestDoc(serializers.Serializer):
+    model = serializers.CharField(help_text="A speech model, e.g. tts-1 or mock-tts.")
+    input = serializers.CharField(max_length=4096)
+    voice = serializers.CharField()
+    speed = serializers.FloatField(required=False, min_value=0.25, max_value=4)
+    response_format = serializers.ChoiceField(choices=["mp3", "wav", "opus", "aac", "flac"], required=False)
+    instructions = serializers.CharField(required=False)
+
+
+class SpeechDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_audio_speech_create",
+        tags=["OpenAI-compatible"],
+        summary="Synthesise speech (returns the audio bytes); charged per 1K characters",
+        request=SpeechRequestDoc,
+        responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+class TranscriptionRequestDoc(serializers.Serializer):
+    file = serializers.FileField(help_text="Audio (WAV, MP3, Ogg/Opus, FLAC, M4A, WebM), checked by content.")
+    model = serializers.CharField(help_text="A transcription model, e.g. whisper-1 or mock-whisper.")
+    language = serializers.CharField(required=False)
+    prompt = serializers.CharField(required=False)
+    response_format = serializers.ChoiceField(choices=["json", "text", "srt", "vtt", "verbose_json"], required=False)
+    timestamp_granularities = serializers.ListField(child=serializers.ChoiceField(choices=["segment"]), required=False)
+
+
+class TranscriptionDoc(_Doc):
+    @extend_schema(
+        operation_id="v1_audio_transcriptions_create",
+        tags=["OpenAI-compatible"],
+        summary="Transcribe audio; charged per minute of the file's measured duration",
+        request={"multipart/form-data": TranscriptionRequestDoc},
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/plain"): OpenApiTypes.STR,
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
 urlpatterns = [
     path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),
@@ -151,4 +197,6 @@ urlpatterns = [
     path("v1/chat/completions", ChatCompletionsDoc.as_view()),
     path("v1/embeddings", EmbeddingsDoc.as_view()),
     path("v1/images/generations", ImagesDoc.as_view()),
+    path("v1/audio/speech", SpeechDoc.as_view()),
+    path("v1/audio/transcriptions", TranscriptionDoc.as_view()),
 ]

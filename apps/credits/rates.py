@@ -319,6 +319,9 @@ DEFAULT_RATE_CARDS: list[dict[str, Any]] = [
     },
     {"service": Service.SPEECH, "model": "mock-tts", "per_1k_characters": "1.5"},
     {"service": Service.TRANSCRIPTION, "model": "mock-whisper", "per_minute": "0.6"},
+    {"service": Service.SPEECH, "model": "tts-1", "per_1k_characters": "1.5"},
+    {"service": Service.SPEECH, "model": "tts-1-hd", "per_1k_characters": "3"},
+    {"service": Service.TRANSCRIPTION, "model": "whisper-1", "per_minute": "0.6"},
     {"service": Service.VOICE_CLONE, "model": "mock-voice", "per_unit": "10"},
     {
         "service": Service.TEXT,

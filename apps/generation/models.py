@@ -93,6 +93,8 @@ class AIModel(models.Model):
     supports_tools = models.BooleanField(default=False)
     supports_embeddings = models.BooleanField(default=False)
     supports_images = models.BooleanField(default=False)
+    supports_speech = models.BooleanField(default=False, help_text="Text to speech (TTS).")
+    supports_transcription = models.BooleanField(default=False, help_text="Speech to text (Whisper-class).")
     image_options = models.JSONField(
         default=dict,
         blank=True,

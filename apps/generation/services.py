@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
@@ -192,9 +193,11 @@ async def db_step(step: Callable[..., _T], *args: Any) -> _T:
     cancellation (stop button, client gone) does not interrupt the step: it runs to its end and
     the cancellation lands after it, so the stream's state (the reservation, the usage row) is
     always known when the stream ends. The steps of one stream are awaited one after another."""
-    call = asyncio.ensure_future(
-        sync_to_async(_run_db_step, thread_sensitive=False, executor=_db_threads())(step, *args)
-    )
+    if settings.DB_STEP_THREADS > 0:
+        pending = sync_to_async(_run_db_step, thread_sensitive=False, executor=_db_threads())(step, *args)
+    else:
+        pending = database_sync_to_async(step)(*args)  # Django's one shared sync thread
+    call = asyncio.ensure_future(pending)
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:

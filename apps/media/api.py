@@ -2,7 +2,7 @@
 
 Same authentication as the rest of the platform API (a session in its current workspace, or a
 workspace API key: `platform_read` to read, `platform_write` to change, plus the kind's scope —
-`images` — to create). Another workspace's job answers 404.
+`images`, or `audio` for speech and transcription — to create). Another workspace's job answers 404.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class JobDetailOut(JobOut):
 
 
 class JobIn(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=[JobKind.IMAGE])
+    kind = serializers.ChoiceField(choices=[JobKind.IMAGE, JobKind.SPEECH, JobKind.TRANSCRIPTION])
     model = serializers.CharField(max_length=100)
     parameters = serializers.DictField()
     idempotency_key = serializers.CharField(max_length=100, required=False)

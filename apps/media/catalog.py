@@ -69,3 +69,33 @@ def image_catalog_seed(provider_model: Any, model_model: Any) -> None:
                 "position": 60 + position,
             },
         )
+
+
+# model_id, display name, provider name, upstream model, capability flag
+DEFAULT_AUDIO_MODELS: list[tuple[str, str, str, str, str]] = [
+    ("mock-tts", "Mock speech", "Mock (offline)", "mock-tts", "supports_speech"),
+    ("mock-whisper", "Mock transcription", "Mock (offline)", "mock-whisper", "supports_transcription"),
+    ("tts-1", "OpenAI TTS", "OpenAI", "tts-1", "supports_speech"),
+    ("tts-1-hd", "OpenAI TTS HD", "OpenAI", "tts-1-hd", "supports_speech"),
+    ("whisper-1", "Whisper", "OpenAI", "whisper-1", "supports_transcription"),
+]
+
+
+def audio_catalog_seed(provider_model: Any, model_model: Any) -> None:
+    """Add the speech and transcription models whose provider exists (idempotent; models
+    already present are left as staff set them)."""
+    for position, (model_id, display, provider_name, upstream, flag) in enumerate(DEFAULT_AUDIO_MODELS):
+        provider = provider_model.objects.filter(name=provider_name).first()
+        if provider is None:
+            continue
+        model_model.objects.get_or_create(
+            model_id=model_id,
+            defaults={
+                "display_name": display,
+                "provider": provider,
+                "upstream_model": upstream,
+                "supports_chat": False,
+                flag: True,
+                "position": 70 + position,
+            },
+        )

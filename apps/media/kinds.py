@@ -1,20 +1,23 @@
 """What each job kind does: validate its parameters against the model, quote them, and run.
 
 A kind is registered in `KINDS`; the jobs framework (services, task) is the same for all of
-them. Only `image` exists yet; speech, transcription and voice cloning plug in here.
+them: `image`, `speech` and `transcription` (voice cloning plugs in here next).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from apps.credits.models import RateCard, Service
 from apps.credits.rates import Quote, credits_quote
 from apps.generation.models import AIModel
 from apps.media.exceptions import MediaError
-from apps.media.models import GenerationJob, JobKind, MediaFile
+from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind
 
 
 @dataclass
@@ -39,7 +42,10 @@ class Kind(Protocol):
     capability: str
 
     def supports(self, model: AIModel) -> bool: ...
-    def validate(self, model: AIModel, parameters: dict[str, Any]) -> dict[str, Any]: ...
+    def validate(
+        self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
+    ) -> dict[str, Any]: ...
+    def attach(self, job: GenerationJob) -> None: ...
     def quote(self, model: AIModel, parameters: dict[str, Any], rate_card: RateCard | None = None) -> Quote: ...
     def run(self, job: GenerationJob, context: RunContext) -> RunResult: ...
 
@@ -88,7 +94,9 @@ class ImageKind:
     def supports(self, model: AIModel) -> bool:
         return model.supports_images
 
-    def validate(self, model: AIModel, parameters: dict[str, Any]) -> dict[str, Any]:
+    def validate(
+        self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
+    ) -> dict[str, Any]:
         unknown = sorted(set(parameters) - IMAGE_PARAMETERS)
         if unknown:
             raise _error(unknown[0], f"Unknown parameter: {', '.join(unknown)}.")
@@ -129,6 +137,9 @@ class ImageKind:
             "style": style or "",
             "n": n,
         }
+
+    def attach(self, job: GenerationJob) -> None:
+        """Nothing to attach: an image job has no input file."""
 
     def quote(self, model: AIModel, parameters: dict[str, Any], rate_card: RateCard | None = None) -> Quote:
         return self._quote(model.model_id, parameters, parameters["n"], rate_card)
@@ -183,4 +194,249 @@ class ImageKind:
         return RunResult(files=originals, delivered={"images": len(images)}, charge_units=quote.units)
 
 
-KINDS: dict[str, Kind] = {JobKind.IMAGE.value: ImageKind()}
+# ------------------------------------------------------------------------------------ speech
+
+MAX_SPEECH_CHARACTERS = 4096  # OpenAI's limit
+SPEECH_PARAMETERS = frozenset({"text", "voice", "speed", "format", "instructions"})
+VOICE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse")
+
+
+def _unknown(parameters: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(parameters) - allowed)
+    if unknown:
+        raise _error(unknown[0], f"Unknown parameter: {', '.join(unknown)}.")
+
+
+class SpeechKind:
+    service: str = Service.SPEECH
+    capability: str = "speech synthesis"
+
+    def supports(self, model: AIModel) -> bool:
+        return model.supports_speech
+
+    def validate(
+        self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
+    ) -> dict[str, Any]:
+        from apps.generation.providers.audio import MAX_SPEED, MIN_SPEED, SPEECH_FORMATS
+
+        _unknown(parameters, SPEECH_PARAMETERS)
+        text = parameters.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _error("text", "Write the text to speak.")
+        if len(text) > MAX_SPEECH_CHARACTERS:
+            raise _error("text", f"The text is too long: {len(text)} characters (at most {MAX_SPEECH_CHARACTERS}).")
+        voice = parameters.get("voice")
+        if voice in (None, ""):
+            voice = "alloy"
+        if not isinstance(voice, str) or not VOICE_PATTERN.match(voice):
+            raise _error("voice", "voice must be a voice name (letters, digits, - and _).")
+        if model.provider.kind == "openai" and voice.lower() not in OPENAI_VOICES:
+            voices = ", ".join(OPENAI_VOICES)
+            raise _error("voice", f"Invalid voice {voice!r} for `{model.model_id}`: use one of {voices}.")
+        speed = parameters.get("speed", 1.0)
+        if speed is None:
+            speed = 1.0
+        if isinstance(speed, bool) or not isinstance(speed, int | float):
+            raise _error("speed", "speed must be a number.")
+        if not MIN_SPEED <= float(speed) <= MAX_SPEED:
+            raise _error("speed", f"speed must be between {MIN_SPEED} and {MAX_SPEED}.")
+        fmt = _choice(parameters, "format", list(SPEECH_FORMATS), "mp3", model.model_id)
+        instructions = parameters.get("instructions") or ""
+        if not isinstance(instructions, str):
+            raise _error("instructions", "instructions must be a string.")
+        if len(instructions) > MAX_SPEECH_CHARACTERS:
+            raise _error("instructions", f"The instructions are too long (at most {MAX_SPEECH_CHARACTERS} characters).")
+        return {"text": text, "voice": voice, "speed": float(speed), "format": fmt, "instructions": instructions}
+
+    def attach(self, job: GenerationJob) -> None:
+        """Nothing to attach: a speech job has no input file."""
+
+    def quote(self, model: AIModel, parameters: dict[str, Any], rate_card: RateCard | None = None) -> Quote:
+        return self._quote(model.model_id, len(parameters["text"]), rate_card)
+
+    def _quote(self, model_id: str, characters: int, rate_card: RateCard | None) -> Quote:
+        return credits_quote(service=Service.SPEECH, model=model_id, rate_card=rate_card, characters=characters)
+
+    def run(self, job: GenerationJob, context: RunContext) -> RunResult:
+        from apps.core.audio import AudioError
+        from apps.generation.providers.audio import synthesize_speech
+        from apps.media.storage import audio_file_create
+
+        assert job.model is not None
+        params = job.parameters
+        context.progress(10)
+        try:
+            result = synthesize_speech(
+                job.model.target(),
+                text=params["text"],
+                voice=params["voice"],
+                speed=params["speed"],
+                fmt=params["format"],
+                instructions=params.get("instructions") or None,
+            )
+        except (ValueError, AudioError) as exc:
+            raise MediaError(str(exc)) from exc
+        context.progress(70)
+        audio = audio_file_create(
+            job=job,
+            data=result.audio,
+            fmt=result.fmt,
+            content_type=result.content_type,
+            duration=result.duration_seconds,
+            metadata={
+                "text": params["text"][:200],
+                "voice": params["voice"],
+                "speed": params["speed"],
+                "format": result.fmt,
+                "model": job.model_label,
+                "characters": result.characters,
+            },
+        )
+        context.created.append(audio)
+        context.progress(95)
+        characters = min(result.characters, len(params["text"]))  # never more than was quoted
+        rate_card = job.reservation.rate_card if job.reservation is not None else None
+        quote = self._quote(job.model_label, characters, rate_card)
+        return RunResult(files=[audio], delivered={"characters": characters}, charge_units=quote.units)
+
+
+# ----------------------------------------------------------------------------- transcription
+
+TRANSCRIPTION_PARAMETERS = frozenset({"upload", "language", "prompt", "format", "timestamps"})
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+MAX_TRANSCRIPTION_PROMPT = 2000
+
+
+def billed_seconds(duration: Decimal) -> Decimal:
+    """Transcription is billed on the measured duration rounded up to the whole second."""
+    return Decimal(math.ceil(duration))
+
+
+class TranscriptionKind:
+    service: str = Service.TRANSCRIPTION
+    capability: str = "transcription"
+
+    def supports(self, model: AIModel) -> bool:
+        return model.supports_transcription
+
+    def validate(
+        self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
+    ) -> dict[str, Any]:
+        from apps.generation.providers.audio import TRANSCRIPT_FORMATS
+
+        _unknown(parameters, TRANSCRIPTION_PARAMETERS)
+        upload_id = parameters.get("upload")
+        if isinstance(upload_id, bool) or not isinstance(upload_id, int):
+            raise _error("upload", "upload must be the id of an uploaded audio file.")
+        uploads = MediaFile.objects.filter(pk=upload_id, kind=MediaKind.UPLOAD, job__isnull=True)
+        if workspace_id is not None:
+            uploads = uploads.filter(workspace_id=workspace_id)
+        upload = uploads.first()
+        if upload is None or upload.duration is None:
+            raise _error("upload", "No such audio upload (or it was already used).")
+        language = parameters.get("language") or ""
+        if not isinstance(language, str) or (language and not LANGUAGE_PATTERN.match(language)):
+            raise _error("language", "language must be an ISO-639-1 code such as 'en'.")
+        prompt = parameters.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise _error("prompt", "prompt must be a string.")
+        if len(prompt) > MAX_TRANSCRIPTION_PROMPT:
+            raise _error("prompt", f"The prompt is too long (at most {MAX_TRANSCRIPTION_PROMPT} characters).")
+        fmt = _choice(parameters, "format", list(TRANSCRIPT_FORMATS), "json", model.model_id)
+        timestamps = parameters.get("timestamps", False)
+        if not isinstance(timestamps, bool):
+            raise _error("timestamps", "timestamps must be true or false.")
+        return {
+            "upload": upload.pk,
+            "duration": str(upload.duration),
+            "language": language,
+            "prompt": prompt,
+            "format": fmt,
+            "timestamps": timestamps or fmt in ("verbose_json", "srt", "vtt"),
+        }
+
+    def attach(self, job: GenerationJob) -> None:
+        """The upload belongs to the job from now on (so the orphan cleanup leaves it alone)."""
+        MediaFile.objects.filter(pk=job.parameters["upload"], workspace_id=job.workspace_id, job__isnull=True).update(
+            job=job
+        )
+
+    def quote(self, model: AIModel, parameters: dict[str, Any], rate_card: RateCard | None = None) -> Quote:
+        return self._quote(model.model_id, Decimal(parameters["duration"]), rate_card)
+
+    def _quote(self, model_id: str, duration: Decimal, rate_card: RateCard | None) -> Quote:
+        return credits_quote(
+            service=Service.TRANSCRIPTION, model=model_id, rate_card=rate_card, audio_seconds=billed_seconds(duration)
+        )
+
+    def run(self, job: GenerationJob, context: RunContext) -> RunResult:
+        from apps.core.audio import AudioError
+        from apps.generation.providers.audio import transcribe, transcript_as
+        from apps.media.storage import transcript_file_create
+
+        assert job.model is not None
+        params = job.parameters
+        upload = MediaFile.objects.filter(pk=params["upload"], workspace_id=job.workspace_id).first()
+        if upload is None:
+            raise MediaError("The uploaded audio file was deleted.")
+        context.progress(5)
+        with upload.file.open("rb") as handle:
+            audio = handle.read()
+        context.progress(15)
+        try:
+            result = transcribe(
+                job.model.target(),
+                audio=audio,
+                filename=str(upload.metadata.get("filename") or "audio"),
+                language=params["language"] or None,
+                timestamps=params["timestamps"],
+                prompt=params["prompt"] or None,
+            )
+        except (ValueError, AudioError) as exc:
+            raise MediaError(getattr(exc, "message", str(exc))) from exc
+        context.progress(80)
+        transcript = transcript_json(result)
+        output = transcript_file_create(
+            job=job,
+            text=transcript_as(result, params["format"]),
+            fmt=params["format"],
+            metadata={"format": params["format"], "model": job.model_label, "transcript": transcript},
+        )
+        context.created.append(output)
+        context.progress(95)
+        # Billed on what was measured, never more than was quoted from the same file.
+        duration = min(result.duration_seconds, Decimal(params["duration"]))
+        rate_card = job.reservation.rate_card if job.reservation is not None else None
+        quote = self._quote(job.model_label, duration, rate_card)
+        return RunResult(
+            files=[output], delivered={"audio_seconds": str(billed_seconds(duration))}, charge_units=quote.units
+        )
+
+
+def transcript_json(result: Any) -> dict[str, Any]:
+    """A TranscriptResult as JSON (stored with the job's transcript file)."""
+    return {
+        "text": result.text,
+        "language": result.language or "",
+        "duration": str(result.duration_seconds),
+        "segments": [{"start": str(s.start), "end": str(s.end), "text": s.text} for s in result.segments],
+    }
+
+
+def transcript_from_json(data: dict[str, Any]) -> Any:
+    from apps.generation.providers.audio import Segment, TranscriptResult
+
+    return TranscriptResult(
+        text=data["text"],
+        language=data.get("language") or None,
+        duration_seconds=Decimal(data["duration"]),
+        segments=[Segment(Decimal(s["start"]), Decimal(s["end"]), s["text"]) for s in data.get("segments", [])],
+    )
+
+
+KINDS: dict[str, Kind] = {
+    JobKind.IMAGE.value: ImageKind(),
+    JobKind.SPEECH.value: SpeechKind(),
+    JobKind.TRANSCRIPTION.value: TranscriptionKind(),
+}

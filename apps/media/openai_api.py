@@ -1,4 +1,5 @@
-"""`POST /v1/images/generations`, OpenAI-compatible: same keys, scopes, rate limits and error
+"""`POST /v1/images/generations`, `POST /v1/audio/speech` and `POST /v1/audio/transcriptions`,
+OpenAI-compatible: same keys, scopes, rate limits and error
 shape as `/v1/chat/completions` (helpers imported from `apps.api.openai`).
 
 Synchronous from the client's view: the request creates a job (credits held through the key,
@@ -31,6 +32,7 @@ from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_check_model, apikey_check_scope
 from apps.credits.amounts import to_credits
 from apps.generation.models import AIModel
+from apps.generation.providers.audio import TRANSCRIPT_CONTENT_TYPES, TRANSCRIPT_FORMATS, transcript_as
 from apps.generation.services import db_step
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
@@ -49,13 +51,17 @@ def _api_error(exc: MediaError) -> ApiError:
 
 
 def _image_model(key: ApiKey, model_id: str | None) -> AIModel:
-    models = AIModel.objects.select_related("provider").filter(supports_images=True)
+    return _media_model(key, model_id, flag="supports_images", what="image", capability="image generation")
+
+
+def _media_model(key: ApiKey, model_id: str | None, *, flag: str, what: str, capability: str) -> AIModel:
+    models = AIModel.objects.select_related("provider").filter(**{flag: True})
     if model_id is None:
-        # OpenAI's default model, here: the first image model this key may use.
+        # OpenAI's default model, here: the first model of this kind this key may use.
         for candidate in models.available().order_by("position", "model_id"):
             if candidate.provider.is_configured and key.allows_model(candidate.model_id):
                 return candidate
-        raise ApiError(404, "No image model is available to this key.", param="model", code="model_not_found")
+        raise ApiError(404, f"No {what} model is available to this key.", param="model", code="model_not_found")
     model = AIModel.objects.select_related("provider").filter(model_id=model_id).first()
     if model is None or not model.enabled or not model.provider.enabled or not model.provider.is_configured:
         raise ApiError(
@@ -65,9 +71,9 @@ def _image_model(key: ApiKey, model_id: str | None) -> AIModel:
             code="model_not_found",
         )
     apikey_check_model(key=key, model_id=model_id)
-    if not model.supports_images:
+    if not getattr(model, flag):
         raise ApiError(
-            400, f"The model `{model_id}` does not support image generation.", param="model", code="model_not_supported"
+            400, f"The model `{model_id}` does not support {capability}.", param="model", code="model_not_supported"
         )
     return model
 
@@ -133,17 +139,16 @@ def _wait_seconds() -> float:
     return float(getattr(config, "MEDIA_API_WAIT_SECONDS", DEFAULT_WAIT_SECONDS))
 
 
-@openai_view(("POST",))
-async def images_generations(request: HttpRequest) -> HttpResponse:
-    request_id = getattr(request, "request_id", "") or str(time.time_ns())
-    key, job_id, response_format = await db_step(_start, request, request_id)
+async def _wait(job_id: int, *, subject: str, activity: str) -> GenerationJob:
+    """Poll the job until it ends (or the wait times out: 504 naming the job); a failed or
+    cancelled job is an error in OpenAI's shape."""
     deadline = time.monotonic() + await db_step(_wait_seconds)
     job = await db_step(_job_state, job_id)
     while not job.is_finished:
         if time.monotonic() >= deadline:
             raise ApiError(
                 504,
-                f"The image is taking longer than expected. It is still being generated as job {job_id}: "
+                f"The {subject} is taking longer than expected. It is still being processed as job {job_id}: "
                 f"fetch it from /api/v1/jobs/{job_id}/.",
                 code="timeout",
                 type="server_error",
@@ -151,11 +156,197 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         await asyncio.sleep(POLL_SECONDS)
         job = await db_step(_job_state, job_id)
     if job.status == JobStatus.FAILED:
-        raise ApiError(503, job.error or "The image generation failed.", code="upstream_error")
+        raise ApiError(503, job.error or f"The {activity} failed.", code="upstream_error")
     if job.status == JobStatus.CANCELLED:
-        raise ApiError(409, "The image generation was cancelled.", code="cancelled")
+        raise ApiError(409, f"The {activity} was cancelled.", code="cancelled")
+    return job
+
+
+@openai_view(("POST",))
+async def images_generations(request: HttpRequest) -> HttpResponse:
+    request_id = getattr(request, "request_id", "") or str(time.time_ns())
+    key, job_id, response_format = await db_step(_start, request, request_id)
+    job = await _wait(job_id, subject="image", activity="image generation")
     result = await db_step(_result, request, key, job_id, response_format)
     response = JsonResponse({"created": int(job.created_at.timestamp()), "data": result["data"]})
     response[CHARGED_HEADER] = str(to_credits(job.credits_charged_units))
     response[REMAINING_HEADER] = result["remaining"]
+    return response
+
+
+# ---------------------------------------------------------------------------- audio
+
+
+def _create_job(
+    key: ApiKey, *, kind: str, model: AIModel, parameters: dict[str, Any], request_id: str
+) -> GenerationJob:
+    ratelimit_enforce(workspace=key.workspace, api_key=key)
+    try:
+        return job_create(
+            workspace=key.workspace,
+            api_key=key,
+            kind=kind,
+            model=model,
+            parameters=parameters,
+            idempotency_key=f"api:{key.pk}:{request_id}",
+            reserve=partial(_key_reserve, key),
+        )
+    except MediaError as exc:
+        raise _api_error(exc) from exc
+
+
+def _speech_start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int]:
+    key = _authenticate(request)
+    apikey_check_scope(key=key, scope=Scope.AUDIO)
+    data = _body(request)
+    for name in ("input", "voice", "response_format", "instructions", "user"):
+        _string(data, name)
+    if not data.get("input"):
+        raise ApiError(400, "input: This field is required.", param="input", code="missing_required_parameter")
+    if not data.get("voice"):
+        raise ApiError(400, "voice: This field is required.", param="voice", code="missing_required_parameter")
+    model = _media_model(key, _string(data, "model"), flag="supports_speech", what="speech", capability="speech")
+    parameters: dict[str, Any] = {"text": data["input"], "voice": data["voice"]}
+    if data.get("speed") is not None:
+        parameters["speed"] = data["speed"]
+    if data.get("response_format"):
+        parameters["format"] = data["response_format"]
+    if data.get("instructions"):
+        parameters["instructions"] = data["instructions"]
+    try:
+        job = _create_job(key, kind=JobKind.SPEECH, model=model, parameters=parameters, request_id=request_id)
+    except ApiError as exc:
+        # OpenAI's parameter names, not the job's.
+        exc.param = {"text": "input", "format": "response_format"}.get(exc.param or "", exc.param)
+        raise
+    return key, job.pk
+
+
+def _speech_audio(job_id: int) -> tuple[bytes, str]:
+    media_file = MediaFile.objects.filter(job_id=job_id, kind=MediaKind.AUDIO).order_by("id").first()
+    if media_file is None:
+        raise ApiError(503, "The speech synthesis produced no audio.", code="upstream_error")
+    with media_file.file.open("rb") as handle:
+        return handle.read(), media_file.content_type
+
+
+@openai_view(("POST",))
+async def audio_speech(request: HttpRequest) -> HttpResponse:
+    request_id = getattr(request, "request_id", "") or str(time.time_ns())
+    key, job_id = await db_step(_speech_start, request, request_id)
+    job = await _wait(job_id, subject="speech", activity="speech synthesis")
+    audio, content_type = await db_step(_speech_audio, job_id)
+    response = HttpResponse(audio, content_type=content_type)
+    response[CHARGED_HEADER] = str(to_credits(job.credits_charged_units))
+    response[REMAINING_HEADER] = await db_step(_remaining, key)
+    return response
+
+
+def max_transcription_bytes() -> int:
+    from apps.media.storage import MAX_AUDIO_UPLOAD_BYTES
+
+    return MAX_AUDIO_UPLOAD_BYTES
+
+
+def _form_string(request: HttpRequest, name: str) -> str | None:
+    value = request.POST.get(name)
+    return value if value not in (None, "") else None
+
+
+def _transcription_start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
+    from apps.media.storage import audio_upload_create
+
+    key = _authenticate(request)
+    apikey_check_scope(key=key, scope=Scope.AUDIO)
+    if not request.content_type or request.content_type != "multipart/form-data":
+        raise ApiError(
+            400, "Send the audio as multipart/form-data with a `file` field.", param="file", code="invalid_request"
+        )
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApiError(400, "file: This field is required.", param="file", code="missing_required_parameter")
+    response_format = _form_string(request, "response_format") or "json"
+    if response_format not in TRANSCRIPT_FORMATS:
+        raise ApiError(
+            400,
+            f"response_format: use one of {', '.join(TRANSCRIPT_FORMATS)}.",
+            param="response_format",
+            code="invalid_value",
+        )
+    granularities = request.POST.getlist("timestamp_granularities[]") or request.POST.getlist("timestamp_granularities")
+    if any(g not in ("segment", "word") for g in granularities):
+        raise ApiError(
+            400,
+            "timestamp_granularities: use 'segment'.",
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    if "word" in granularities:
+        raise ApiError(
+            400,
+            "timestamp_granularities: word timestamps are not supported; use 'segment'.",
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    if granularities and response_format != "verbose_json":
+        raise ApiError(
+            400,
+            "timestamp_granularities requires response_format 'verbose_json'.",
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    model = _media_model(
+        key,
+        _form_string(request, "model"),
+        flag="supports_transcription",
+        what="transcription",
+        capability="transcription",
+    )
+    try:
+        media_file = audio_upload_create(
+            workspace_id=key.workspace_id,
+            file=upload,
+            filename=upload.name or "audio",
+            max_bytes=max_transcription_bytes(),
+        )
+    except MediaError as exc:
+        # Too large, wrong type or corrupt: all "this file cannot be used", a 400 as OpenAI does.
+        raise ApiError(400, exc.message, param="file", code=exc.code or "invalid_file") from exc
+    parameters: dict[str, Any] = {
+        "upload": media_file.pk,
+        "language": _form_string(request, "language") or "",
+        "prompt": _form_string(request, "prompt") or "",
+        "format": response_format,
+        "timestamps": bool(granularities) or response_format == "verbose_json",
+    }
+    try:
+        job = _create_job(key, kind=JobKind.TRANSCRIPTION, model=model, parameters=parameters, request_id=request_id)
+    except BaseException:
+        # The job was not created: the upload is not kept.
+        from apps.media.storage import media_file_delete_stored
+
+        media_file_delete_stored(media_file)
+        media_file.delete()
+        raise
+    return key, job.pk, response_format
+
+
+def _transcript(job_id: int, response_format: str) -> str:
+    from apps.media.kinds import transcript_from_json
+
+    media_file = MediaFile.objects.filter(job_id=job_id, kind=MediaKind.TRANSCRIPT).order_by("id").first()
+    if media_file is None:
+        raise ApiError(503, "The transcription produced no transcript.", code="upstream_error")
+    return transcript_as(transcript_from_json(media_file.metadata["transcript"]), response_format)
+
+
+@openai_view(("POST",))
+async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
+    request_id = getattr(request, "request_id", "") or str(time.time_ns())
+    key, job_id, response_format = await db_step(_transcription_start, request, request_id)
+    job = await _wait(job_id, subject="transcription", activity="transcription")
+    text = await db_step(_transcript, job_id, response_format)
+    response = HttpResponse(text.encode(), content_type=TRANSCRIPT_CONTENT_TYPES[response_format])
+    response[CHARGED_HEADER] = str(to_credits(job.credits_charged_units))
+    response[REMAINING_HEADER] = await db_step(_remaining, key)
     return response

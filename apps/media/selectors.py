@@ -88,6 +88,7 @@ def media_file_json(
         "size": media_file.size,
         "width": media_file.width,
         "height": media_file.height,
+        "duration": str(media_file.duration) if media_file.duration is not None else None,
         "metadata": media_file.metadata,
         "created_at": media_file.created_at.isoformat(),
         "url": url(media_file),

@@ -130,7 +130,12 @@ def _authorise(model: AIModel, kind: str, plan_code: str | None) -> None:
 
 
 def job_validate(
-    *, kind: str, model: AIModel, parameters: dict[str, Any], plan_code: str | None = None
+    *,
+    kind: str,
+    model: AIModel,
+    parameters: dict[str, Any],
+    plan_code: str | None = None,
+    workspace_id: int | None = None,
 ) -> dict[str, Any]:
     """The normalised parameters, or MediaError (400/403) saying what is wrong."""
     if kind not in KINDS:
@@ -138,7 +143,7 @@ def job_validate(
     if not isinstance(parameters, dict):
         raise MediaError("parameters must be an object.", param="parameters")
     _authorise(model, kind, plan_code)
-    return KINDS[kind].validate(model, parameters)
+    return KINDS[kind].validate(model, parameters, workspace_id=workspace_id)
 
 
 def job_create(
@@ -166,7 +171,7 @@ def job_create(
         if existing.workspace_id != workspace.pk:
             raise MediaError("This idempotency key was already used.", status_code=409)
         return existing
-    params = job_validate(kind=kind, model=model, parameters=parameters, plan_code=plan_code)
+    params = job_validate(kind=kind, model=model, parameters=parameters, plan_code=plan_code, workspace_id=workspace.pk)
     quote = KINDS[kind].quote(model, params)
     try:
         with transaction.atomic():
@@ -197,6 +202,7 @@ def job_create(
                 reservation = reserve(**reserve_kwargs)
             job.reservation = reservation
             job.save(update_fields=["reservation"])
+            KINDS[kind].attach(job)  # e.g. the uploaded audio of a transcription
             _enqueue(job.pk)
     except IntegrityError:
         # A twin request with the same key committed first.

@@ -13,6 +13,7 @@ import io
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core import signing
@@ -98,7 +99,7 @@ def image_files_create(
 
 def _file_create(
     *,
-    job: GenerationJob,
+    job: GenerationJob | None,
     kind: str,
     data: bytes,
     ext: str,
@@ -108,15 +109,21 @@ def _file_create(
     height: int | None = None,
     parent: MediaFile | None = None,
     expires_at: datetime | None = None,
+    workspace_id: int | None = None,
+    duration: Decimal | None = None,
 ) -> MediaFile:
+    owner = job.workspace_id if job is not None else workspace_id
+    if owner is None:
+        raise ValueError("A media file needs a job or a workspace.")
     row = MediaFile(
-        workspace_id=job.workspace_id,
+        workspace_id=owner,
         job=job,
         kind=kind,
         content_type=content_type,
         size=len(data),
         width=width,
         height=height,
+        duration=duration,
         metadata=metadata,
         parent=parent,
         expires_at=expires_at,
@@ -126,6 +133,86 @@ def _file_create(
     row.file.save(f"file{ext}", ContentFile(data), save=False)
     row.save()
     return row
+
+
+def audio_file_create(
+    *,
+    job: GenerationJob,
+    data: bytes,
+    fmt: str,
+    content_type: str,
+    duration: Decimal | None,
+    metadata: dict[str, Any],
+) -> MediaFile:
+    """Save generated speech as a MediaFile of kind audio."""
+    return _file_create(
+        job=job,
+        kind=MediaKind.AUDIO,
+        data=data,
+        ext=f".{fmt}",
+        content_type=content_type,
+        metadata=metadata,
+        duration=duration,
+    )
+
+
+def transcript_file_create(*, job: GenerationJob, text: str, fmt: str, metadata: dict[str, Any]) -> MediaFile:
+    """Save a transcript, in the format that was asked for, as a MediaFile of kind transcript."""
+    from apps.generation.providers.audio import TRANSCRIPT_CONTENT_TYPES
+
+    ext = {"json": ".json", "verbose_json": ".json", "text": ".txt", "srt": ".srt", "vtt": ".vtt"}[fmt]
+    return _file_create(
+        job=job,
+        kind=MediaKind.TRANSCRIPT,
+        data=text.encode(),
+        ext=ext,
+        content_type=TRANSCRIPT_CONTENT_TYPES[fmt],
+        metadata=metadata,
+    )
+
+
+MAX_AUDIO_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's limit for transcriptions
+
+
+def audio_upload_create(
+    *, workspace_id: int, file: IO[bytes], filename: str = "", max_bytes: int = MAX_AUDIO_UPLOAD_BYTES
+) -> MediaFile:
+    """Check an uploaded audio file by its content (size first, then `probe_audio`, which also
+    measures its real duration) and store it as a MediaFile of kind upload, not yet attached
+    to a job. Raises MediaError (400, code `invalid_file` or `too_large`) with a message for
+    the person who uploaded it."""
+    from apps.core.audio import AudioError, probe_audio
+
+    size = getattr(file, "size", None)
+    if size is None:
+        file.seek(0, io.SEEK_END)
+        size = file.tell()
+    if size > max_bytes:
+        raise MediaError(
+            f"The file is too large: {size / (1024 * 1024):.1f} MB (the limit is {max_bytes / (1024 * 1024):g} MB).",
+            param="file",
+            code="too_large",
+        )
+    if size == 0:
+        raise MediaError("The file is empty.", param="file", code="invalid_file")
+    file.seek(0)
+    data = file.read()
+    try:
+        info = probe_audio(data)
+    except AudioError as exc:
+        raise MediaError(exc.message, param="file", code="invalid_file") from exc
+    name = (filename or "audio").rsplit("/", 1)[-1].rsplit("\\", 1)[-1][:200]
+    ext = ".ogg" if info.kind == "opus" else f".{info.kind}"
+    return _file_create(
+        job=None,
+        workspace_id=workspace_id,
+        kind=MediaKind.UPLOAD,
+        data=data,
+        ext=ext,
+        content_type=info.content_type,
+        metadata={"filename": name, "audio_kind": info.kind},
+        duration=info.duration_seconds,
+    )
 
 
 def media_file_delete_stored(media_file: MediaFile) -> None:

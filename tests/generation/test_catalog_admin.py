@@ -28,6 +28,8 @@ def test_default_catalog_is_seeded_with_mock_enabled_and_hosted_providers_off():
         "mock-chat",
         "mock-embed",
         "mock-image",
+        "mock-tts",
+        "mock-whisper",
     }
     assert AIModel.objects.filter(model_id__in=["gpt-4o", "claude-sonnet-4", "gemini-2.0-flash"]).count() == 3
     chain = [link.fallback.model_id for link in ModelFallback.objects.filter(model__model_id="gpt-4o")]

@@ -385,15 +385,19 @@ def test_web_chat_is_rate_limited_per_member(
     async def scenario() -> None:
         communicator = await open_socket(conversation, headers)
         try:
-            await communicator.send_json_to({"type": "send", "content": "first"})
-            results.append(await until_done(communicator))
-            await communicator.send_json_to({"type": "send", "content": "second"})
-            results.append(await until_done(communicator))
+            for text in ("first", "second", "third"):
+                await communicator.send_json_to({"type": "send", "content": text})
+                results.append(await until_done(communicator))
         finally:
             await communicator.disconnect()
 
     run(scenario)
     assert results[0][-1]["status"] == "complete"
-    assert results[1] == [{"type": "error", "message": results[1][0]["message"]}]
-    assert "too quickly" in results[1][0]["message"]
-    assert Message.objects.filter(conversation=conversation, role="user").count() == 1
+    # One message a minute: of the next two, at most one may fall in the next minute's window.
+    # (The first answer's title frame may come in among the next frames.)
+    errors = [[f for f in r if f["type"] == "error"] for r in results[1:]]
+    refused = [e for e in errors if e]
+    assert refused
+    assert all(len(e) == 1 and "too quickly" in e[0]["message"] for e in refused)
+    sent = Message.objects.filter(conversation=conversation, role="user").count()
+    assert sent == 3 - len(refused)
