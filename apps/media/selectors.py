@@ -96,3 +96,10 @@ def media_file_json(
         "preview_url": url(media_file.derivative(MediaKind.PREVIEW)),
         "thumbnail_url": url(media_file.derivative(MediaKind.THUMBNAIL)),
     }
+
+
+def audio_results(*, workspace: Workspace, kind: str) -> QuerySet[MediaFile]:
+    """The workspace's speech audio (`kind=audio`) or transcripts (`kind=transcript`), newest
+    first, with their job (for its id and model)."""
+    files = MediaFile.objects.for_workspace(workspace).filter(kind=kind, parent__isnull=True)
+    return _with_derivatives(files.select_related("job")).order_by("-created_at", "-id")

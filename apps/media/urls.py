@@ -10,6 +10,9 @@ app_name = "media"
 
 urlpatterns = [
     path("images/", views.image_studio, name="images"),
+    path("speech/", views.speech_studio, name="speech"),
+    path("transcribe/", views.transcription_studio, name="transcribe"),
+    path("transcribe/<int:job_id>/<str:fmt>/", views.transcript_download, name="transcript_download"),
     path("gallery/", views.gallery, name="gallery"),
     path("jobs/<int:job_id>/", views.job_status, name="job_status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),

@@ -18,9 +18,16 @@ from apps.core.http import WorkspaceRequest
 from apps.credits.exceptions import CreditsError
 from apps.generation.models import AIModel
 from apps.media.exceptions import MediaError
-from apps.media.forms import GalleryFilterForm, ImageForm
-from apps.media.models import GenerationJob, JobKind, MediaFile
-from apps.media.selectors import GalleryFilters, gallery_images, gallery_models, job_results, media_file_json
+from apps.media.forms import GalleryFilterForm, ImageForm, SpeechForm, TranscriptionForm
+from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind
+from apps.media.selectors import (
+    GalleryFilters,
+    audio_results,
+    gallery_images,
+    gallery_models,
+    job_results,
+    media_file_json,
+)
 from apps.media.services import job_cancel, job_create, media_file_delete
 from apps.media.storage import download_token_read
 from apps.workspaces.decorators import workspace_required
@@ -29,6 +36,13 @@ from apps.workspaces.roles import Perm
 from apps.workspaces.scoping import get_for_workspace_or_404
 
 GALLERY_PAGE_SIZE = 24
+AUDIO_PAGE_SIZE = 20
+TRANSCRIPT_DOWNLOADS = {
+    "text": ("txt", "text"),
+    "srt": ("srt", "srt"),
+    "vtt": ("vtt", "vtt"),
+    "json": ("json", "verbose_json"),
+}
 
 
 def image_models() -> Any:
@@ -92,6 +106,171 @@ def image_studio(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "media/studio.html", context, status=status)
 
 
+def speech_models() -> Any:
+    return AIModel.objects.available().filter(supports_speech=True).select_related("provider").order_by("position")
+
+
+def transcription_models() -> Any:
+    return (
+        AIModel.objects.available().filter(supports_transcription=True).select_related("provider").order_by("position")
+    )
+
+
+def _studio_key(request: WorkspaceRequest, prefix: str) -> str:
+    return f"{prefix}:{request.user.pk}:{request.POST.get('nonce') or uuid.uuid4().hex}"
+
+
+def _shown_job(request: WorkspaceRequest, kind: str) -> GenerationJob | None:
+    if not request.GET.get("job", "").isdigit():
+        return None
+    return get_for_workspace_or_404(
+        GenerationJob.objects.filter(kind=kind), request.workspace, pk=int(request.GET["job"])
+    )
+
+
+def _audio_page(request: WorkspaceRequest, kind: str) -> tuple[Any, list[dict[str, Any]]]:
+    page = Paginator(audio_results(workspace=request.workspace, kind=kind), AUDIO_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    items = []
+    for media_file in page.object_list:
+        item = media_file_json(media_file, user=request.user)
+        item["job_id"] = media_file.job_id
+        item["model"] = media_file.job.model_label if media_file.job is not None else ""
+        items.append(item)
+    return page, items
+
+
+@workspace_required(Perm.USE)
+@require_http_methods(["GET", "POST"])
+def speech_studio(request: WorkspaceRequest) -> HttpResponse:
+    models = speech_models()
+    status = 200
+    if request.method == "POST":
+        form = SpeechForm(request.POST, models=models)
+        if form.is_valid():
+            try:
+                created = job_create(
+                    workspace=request.workspace,
+                    user=request.user,
+                    kind=JobKind.SPEECH,
+                    model=form.cleaned_data["model"],
+                    parameters=form.parameters(),
+                    idempotency_key=_studio_key(request, "studio-speech"),
+                )
+            except (MediaError, CreditsError) as exc:
+                field = getattr(exc, "param", None)
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                return redirect(f"{reverse('media:speech')}?job={created.pk}")
+        status = 400
+    else:
+        form = SpeechForm(models=models)
+    job = _shown_job(request, JobKind.SPEECH)
+    page, items = _audio_page(request, MediaKind.AUDIO)
+    context = {
+        "form": form,
+        "has_models": models.exists(),
+        "job": job,
+        "job_state": job_json(request, job) if job else None,
+        "nonce": uuid.uuid4().hex,
+        "page_obj": page,
+        "items": items,
+    }
+    return render(request, "media/speech.html", context, status=status)
+
+
+@workspace_required(Perm.USE)
+@require_http_methods(["GET", "POST"])
+def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
+    from apps.media.openai_api import max_transcription_bytes
+    from apps.media.storage import audio_upload_create, media_file_delete_stored
+
+    models = transcription_models()
+    status = 200
+    if request.method == "POST":
+        form = TranscriptionForm(request.POST, request.FILES, models=models)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            created = None
+            try:
+                media_file = audio_upload_create(
+                    workspace_id=request.workspace.pk,
+                    file=upload,
+                    filename=upload.name or "audio",
+                    max_bytes=max_transcription_bytes(),
+                )
+            except MediaError as exc:
+                form.add_error("file", exc.message)
+            else:
+                try:
+                    created = job_create(
+                        workspace=request.workspace,
+                        user=request.user,
+                        kind=JobKind.TRANSCRIPTION,
+                        model=form.cleaned_data["model"],
+                        parameters=form.parameters(media_file.pk),
+                        idempotency_key=_studio_key(request, "studio-transcription"),
+                    )
+                except (MediaError, CreditsError) as exc:
+                    # No job: the upload is not kept.
+                    media_file_delete_stored(media_file)
+                    media_file.delete()
+                    field = getattr(exc, "param", None)
+                    form.add_error(field if field in form.fields else None, exc.message)
+                else:
+                    if created.parameters.get("upload") != media_file.pk:
+                        # A resubmitted form (same nonce) returned the job it made before:
+                        # this second copy of the file is not kept.
+                        media_file_delete_stored(media_file)
+                        media_file.delete()
+            if created is not None:
+                return redirect(f"{reverse('media:transcribe')}?job={created.pk}")
+        status = 400
+    else:
+        form = TranscriptionForm(models=models)
+    job = _shown_job(request, JobKind.TRANSCRIPTION)
+    transcript = None
+    if job is not None and job.is_finished:
+        output = MediaFile.objects.filter(job=job, kind=MediaKind.TRANSCRIPT).order_by("id").first()
+        transcript = (output.metadata.get("transcript") or {}) if output is not None else None
+    page, items = _audio_page(request, MediaKind.TRANSCRIPT)
+    context = {
+        "form": form,
+        "has_models": models.exists(),
+        "job": job,
+        "transcript": transcript,
+        "downloads": list(TRANSCRIPT_DOWNLOADS),
+        "nonce": uuid.uuid4().hex,
+        "page_obj": page,
+        "items": items,
+    }
+    return render(request, "media/transcribe.html", context, status=status)
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def transcript_download(request: WorkspaceRequest, job_id: int, fmt: str) -> HttpResponse:
+    """A finished transcription's transcript as text, SRT, VTT or JSON (with segments)."""
+    from apps.generation.providers.audio import TRANSCRIPT_CONTENT_TYPES, transcript_as
+    from apps.media.kinds import transcript_from_json
+
+    if fmt not in TRANSCRIPT_DOWNLOADS:
+        raise Http404("No such format.")
+    job = get_for_workspace_or_404(
+        GenerationJob.objects.filter(kind=JobKind.TRANSCRIPTION), request.workspace, pk=job_id
+    )
+    output = MediaFile.objects.filter(job=job, workspace_id=job.workspace_id, kind=MediaKind.TRANSCRIPT).first()
+    if output is None or not output.metadata.get("transcript"):
+        raise Http404("This job has no transcript.")
+    ext, response_format = TRANSCRIPT_DOWNLOADS[fmt]
+    text = transcript_as(transcript_from_json(output.metadata["transcript"]), response_format)
+    response = HttpResponse(text.encode(), content_type=TRANSCRIPT_CONTENT_TYPES[response_format])
+    response["Content-Disposition"] = f'attachment; filename="transcript-{job.pk}.{ext}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 @workspace_required(Perm.USE)
 @require_GET
 def job_status(request: WorkspaceRequest, job_id: int) -> JsonResponse:
@@ -113,7 +292,9 @@ def job_cancel_view(request: WorkspaceRequest, job_id: int) -> HttpResponse:
         messages.success(request, "Job cancelled; its credits were released.")
     if request.headers.get("Accept") == "application/json":
         return JsonResponse(job_json(request, job))
-    return redirect(f"{reverse('media:images')}?job={job.pk}")
+    pages = {JobKind.SPEECH.value: "media:speech", JobKind.TRANSCRIPTION.value: "media:transcribe"}
+    page = pages.get(job.kind, "media:images")
+    return redirect(f"{reverse(page)}?job={job.pk}")
 
 
 @workspace_required(Perm.USE)

@@ -58,6 +58,8 @@
       if (pollTimer) window.clearTimeout(pollTimer);
       if (socket) socket.close();
       if (cancel) cancel.remove();
+      // Speech and transcription pages render their results server-side.
+      if (root.hasAttribute("data-reload-on-finish")) return window.location.reload();
       fetch(statusUrl, { credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (state) { show(state); render(state.results || []); });
