@@ -95,6 +95,7 @@ class AIModel(models.Model):
     supports_images = models.BooleanField(default=False)
     supports_speech = models.BooleanField(default=False, help_text="Text to speech (TTS).")
     supports_transcription = models.BooleanField(default=False, help_text="Speech to text (Whisper-class).")
+    supports_voice_cloning = models.BooleanField(default=False, help_text="Clones voices from audio samples.")
     image_options = models.JSONField(
         default=dict,
         blank=True,

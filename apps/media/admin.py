@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from apps.accounts.models import User
 from apps.media.exceptions import MediaError
-from apps.media.models import GenerationJob, MediaFile
+from apps.media.models import GenerationJob, MediaFile, Voice
 from apps.media.services import job_cancel
 
 
@@ -82,3 +82,11 @@ class MediaFileAdmin(admin.ModelAdmin):
     list_select_related = ["workspace", "job"]
     raw_id_fields = ["job", "parent"]
     readonly_fields = ["workspace", "file", "content_type", "size", "width", "height", "duration", "created_at"]
+
+
+@admin.register(Voice)
+class VoiceAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "workspace", "model", "provider_voice_id", "created_at"]
+    search_fields = ["name", "workspace__name", "provider_voice_id"]
+    list_select_related = ["workspace", "model"]
+    readonly_fields = ["provider_voice_id", "job", "created_by", "created_at", "consent_at", "consent_text"]

@@ -80,11 +80,25 @@ DEFAULT_AUDIO_MODELS: list[tuple[str, str, str, str, str]] = [
     ("whisper-1", "Whisper", "OpenAI", "whisper-1", "supports_transcription"),
 ]
 
+# Voice cloning models (added by migration 0005_voice_catalog).
+DEFAULT_VOICE_MODELS: list[tuple[str, str, str, str, str]] = [
+    ("mock-voice", "Mock voice cloning", "Mock (offline)", "mock-voice", "supports_voice_cloning"),
+]
+
 
 def audio_catalog_seed(provider_model: Any, model_model: Any) -> None:
     """Add the speech and transcription models whose provider exists (idempotent; models
     already present are left as staff set them)."""
-    for position, (model_id, display, provider_name, upstream, flag) in enumerate(DEFAULT_AUDIO_MODELS):
+    _seed(provider_model, model_model, DEFAULT_AUDIO_MODELS, 70)
+
+
+def voice_catalog_seed(provider_model: Any, model_model: Any) -> None:
+    """Add the voice cloning models whose provider exists (idempotent)."""
+    _seed(provider_model, model_model, DEFAULT_VOICE_MODELS, 80)
+
+
+def _seed(provider_model: Any, model_model: Any, rows: list[tuple[str, str, str, str, str]], base: int) -> None:
+    for position, (model_id, display, provider_name, upstream, flag) in enumerate(rows):
         provider = provider_model.objects.filter(name=provider_name).first()
         if provider is None:
             continue
@@ -96,6 +110,6 @@ def audio_catalog_seed(provider_model: Any, model_model: Any) -> None:
                 "upstream_model": upstream,
                 "supports_chat": False,
                 flag: True,
-                "position": 70 + position,
+                "position": base + position,
             },
         )

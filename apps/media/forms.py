@@ -103,3 +103,19 @@ class TranscriptionForm(forms.Form):
             "format": data["format"],
             "timestamps": bool(data.get("timestamps")),
         }
+
+
+class VoiceCloneForm(forms.Form):
+    """The voices page's cloning form; the samples (`samples`, several files) are read from
+    `request.FILES` and checked by their content by `audio_upload_create`."""
+
+    model = forms.ModelChoiceField(queryset=AIModel.objects.none(), to_field_name="model_id", empty_label=None)
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(max_length=500, required=False)
+    consent = forms.BooleanField(
+        required=False, label="I confirm I have the right to clone this voice (my own, or with the speaker's consent)."
+    )
+
+    def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].queryset = models  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """What each job kind does: validate its parameters against the model, quote them, and run.
 
 A kind is registered in `KINDS`; the jobs framework (services, task) is the same for all of
-them: `image`, `speech` and `transcription` (voice cloning plugs in here next).
+them: `image`, `speech`, `transcription` and `voice_clone`.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ class SpeechKind:
             voice = "alloy"
         if not isinstance(voice, str) or not VOICE_PATTERN.match(voice):
             raise _error("voice", "voice must be a voice name (letters, digits, - and _).")
+        _check_cloned_voice(voice, workspace_id)
         if model.provider.kind == "openai" and voice.lower() not in OPENAI_VOICES:
             voices = ", ".join(OPENAI_VOICES)
             raise _error("voice", f"Invalid voice {voice!r} for `{model.model_id}`: use one of {voices}.")
@@ -435,8 +436,129 @@ def transcript_from_json(data: dict[str, Any]) -> Any:
     )
 
 
+# ----------------------------------------------------------------------------- voice cloning
+
+VOICE_CLONE_PARAMETERS = frozenset({"name", "description", "samples", "consent"})
+MAX_VOICE_DESCRIPTION = 500
+CONSENT_TEXT = (
+    "I confirm that I have the right to clone this voice: it is my own voice, or I have the "
+    "speaker's permission to clone it and to use the cloned voice."
+)
+CONSENT_REQUIRED = "You must confirm you have the right to clone this voice."
+
+
+def _check_cloned_voice(voice: str, workspace_id: int | None) -> None:
+    """A cloned voice may only be used by the workspace that cloned it (an id that is not a
+    cloned voice is left to the provider to judge)."""
+    from apps.media.models import Voice
+
+    voices = Voice.objects.filter(provider_voice_id=voice)
+    if not voices.exists():
+        return
+    if workspace_id is None or not voices.filter(workspace_id=workspace_id).exists():
+        raise _error("voice", f"No such voice: {voice!r}.")
+
+
+class VoiceCloneKind:
+    service: str = Service.VOICE_CLONE
+    capability: str = "voice cloning"
+
+    def supports(self, model: AIModel) -> bool:
+        return model.supports_voice_cloning
+
+    def validate(
+        self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
+    ) -> dict[str, Any]:
+        from apps.generation.providers.audio import MAX_VOICE_NAME, MAX_VOICE_SAMPLES
+
+        _unknown(parameters, VOICE_CLONE_PARAMETERS)
+        if parameters.get("consent") is not True:
+            raise _error("consent", CONSENT_REQUIRED)
+        name = parameters.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _error("name", "The voice needs a name.")
+        name = name.strip()
+        if len(name) > MAX_VOICE_NAME:
+            raise _error("name", f"The voice name is longer than {MAX_VOICE_NAME} characters.")
+        description = parameters.get("description") or ""
+        if not isinstance(description, str):
+            raise _error("description", "description must be a string.")
+        description = description.strip()
+        if len(description) > MAX_VOICE_DESCRIPTION:
+            raise _error("description", f"The description is too long (at most {MAX_VOICE_DESCRIPTION} characters).")
+        samples = parameters.get("samples")
+        if (
+            not isinstance(samples, list)
+            or not samples
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in samples)
+        ):
+            raise _error("samples", "samples must be a list of the ids of uploaded audio files.")
+        if len(samples) > MAX_VOICE_SAMPLES or len(set(samples)) != len(samples):
+            raise _error("samples", f"Upload 1 to {MAX_VOICE_SAMPLES} different audio samples.")
+        uploads = MediaFile.objects.filter(pk__in=samples, kind=MediaKind.UPLOAD, job__isnull=True)
+        if workspace_id is not None:
+            uploads = uploads.filter(workspace_id=workspace_id)
+        if uploads.filter(duration__isnull=False).count() != len(samples):
+            raise _error("samples", "No such audio upload (or it was already used).")
+        return {"name": name, "description": description, "samples": samples, "consent": True}
+
+    def attach(self, job: GenerationJob) -> None:
+        """The samples belong to the job from now on (so the orphan cleanup leaves them alone)."""
+        MediaFile.objects.filter(
+            pk__in=job.parameters["samples"], workspace_id=job.workspace_id, job__isnull=True
+        ).update(job=job)
+
+    def quote(self, model: AIModel, parameters: dict[str, Any], rate_card: RateCard | None = None) -> Quote:
+        return self._quote(model.model_id, rate_card)
+
+    def _quote(self, model_id: str, rate_card: RateCard | None) -> Quote:
+        return credits_quote(service=Service.VOICE_CLONE, model=model_id, rate_card=rate_card, items=1)
+
+    def run(self, job: GenerationJob, context: RunContext) -> RunResult:
+        from apps.core.audio import AudioError
+        from apps.generation.providers.audio import clone_voice
+        from apps.media.models import Voice
+
+        assert job.model is not None
+        params = job.parameters
+        rate_card = job.reservation.rate_card if job.reservation is not None else None
+        delivered = {"items": 1}
+        existing = Voice.objects.filter(job=job).first()
+        if existing is not None:  # cloned by an earlier attempt that did not finish
+            return RunResult(files=[], delivered=delivered, charge_units=self._quote(job.model_label, rate_card).units)
+        uploads = list(MediaFile.objects.filter(pk__in=params["samples"], workspace_id=job.workspace_id))
+        if len(uploads) != len(params["samples"]):
+            raise MediaError("An uploaded sample was deleted.")
+        context.progress(5)
+        samples = []
+        for upload in uploads:
+            with upload.file.open("rb") as handle:
+                samples.append((str(upload.metadata.get("filename") or "sample"), handle.read()))
+        context.progress(20)
+        try:
+            cloned = clone_voice(
+                job.model.target().provider, name=params["name"], samples=samples, description=params["description"]
+            )
+        except (ValueError, AudioError) as exc:
+            raise MediaError(getattr(exc, "message", str(exc))) from exc
+        context.progress(90)
+        Voice.objects.create(
+            workspace_id=job.workspace_id,
+            name=params["name"],
+            description=params["description"],
+            model=job.model,
+            provider_voice_id=cloned.voice_id,
+            job=job,
+            created_by_id=job.user_id,
+            consent_at=job.created_at,
+            consent_text=CONSENT_TEXT,
+        )
+        return RunResult(files=[], delivered=delivered, charge_units=self._quote(job.model_label, rate_card).units)
+
+
 KINDS: dict[str, Kind] = {
     JobKind.IMAGE.value: ImageKind(),
     JobKind.SPEECH.value: SpeechKind(),
     JobKind.TRANSCRIPTION.value: TranscriptionKind(),
+    JobKind.VOICE_CLONE.value: VoiceCloneKind(),
 }

@@ -144,3 +144,29 @@ class MediaFile(WorkspaceOwnedModel):
         cache: Any = getattr(self, "_prefetched_objects_cache", {})
         items = cache["derivatives"] if "derivatives" in cache else self.derivatives.all()
         return next((d for d in items if d.kind == kind), None)
+
+
+class Voice(WorkspaceOwnedModel):
+    """A voice cloned at a provider from the workspace's samples, usable for speech by its
+    `provider_voice_id`. The consent the cloning person gave is kept with it."""
+
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=500, blank=True)
+    model = models.ForeignKey("generation.AIModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    provider_voice_id = models.CharField(max_length=100)
+    job = models.OneToOneField(GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="voice")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    consent_at = models.DateTimeField()
+    consent_text = models.TextField()
+
+    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["workspace", "provider_voice_id"], name="media_voice_ws_provider_id")]
+
+    def __str__(self) -> str:
+        return self.name

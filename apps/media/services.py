@@ -38,7 +38,7 @@ from apps.generation.models import AIModel
 from apps.generation.providers.base import ProviderError
 from apps.media.exceptions import MediaError
 from apps.media.kinds import KINDS, RunContext
-from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobStatus, MediaFile, job_group
+from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobStatus, MediaFile, Voice, job_group
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -440,6 +440,57 @@ def media_file_delete(*, media_file: MediaFile, acting_user: User | None) -> Non
     # row pointing at nothing.
     for row in rows:
         media_file_delete_stored(row)
+
+
+# ---------------------------------------------------------------------------- voices
+
+
+def voice_cloning_allowed(workspace: Workspace) -> bool:
+    """Whether `workspace` may clone voices. Always True for now: there are no plans yet, and
+    this is the hook the plans will gate voice cloning through."""
+    return True
+
+
+def voice_rename(*, voice: Voice, name: str, acting_user: User | None) -> Voice:
+    """Rename a cloned voice locally (audited); the provider keeps the name it was cloned with."""
+    from apps.generation.providers.audio import MAX_VOICE_NAME
+
+    name = (name or "").strip()
+    if not name or len(name) > MAX_VOICE_NAME:
+        raise MediaError(f"A voice name has 1 to {MAX_VOICE_NAME} characters.", param="name")
+    old = voice.name
+    voice.name = name
+    voice.save(update_fields=["name"])
+    audit_record(
+        actor=acting_user,
+        action="media.voice_rename",
+        target=voice,
+        workspace=voice.workspace,
+        metadata={"from": old, "to": name},
+    )
+    return voice
+
+
+def voice_delete(*, voice: Voice, acting_user: User | None) -> None:
+    """Delete a cloned voice at its provider, then here (audited). A provider error leaves the
+    voice in place (MediaError 502) so the delete can be tried again."""
+    from apps.generation.providers.audio import delete_voice
+
+    if voice.model is not None:
+        try:
+            delete_voice(voice.model.provider.config(), voice.provider_voice_id)
+        except ProviderError as exc:
+            raise MediaError(f"The provider could not delete the voice: {exc.message}", status_code=502) from exc
+    else:
+        logger.warning("voice %s has no model: not deleted at the provider", voice.pk)
+    audit_record(
+        actor=acting_user,
+        action="media.voice_delete",
+        target=voice,
+        workspace=voice.workspace,
+        metadata={"name": voice.name, "provider_voice_id": voice.provider_voice_id},
+    )
+    voice.delete()
 
 
 def media_cleanup(*, orphan_grace: timedelta = timedelta(hours=1)) -> dict[str, int]:

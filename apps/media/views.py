@@ -18,8 +18,8 @@ from apps.core.http import WorkspaceRequest
 from apps.credits.exceptions import CreditsError
 from apps.generation.models import AIModel
 from apps.media.exceptions import MediaError
-from apps.media.forms import GalleryFilterForm, ImageForm, SpeechForm, TranscriptionForm
-from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind
+from apps.media.forms import GalleryFilterForm, ImageForm, SpeechForm, TranscriptionForm, VoiceCloneForm
+from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind, Voice
 from apps.media.selectors import (
     GalleryFilters,
     audio_results,
@@ -28,7 +28,14 @@ from apps.media.selectors import (
     job_results,
     media_file_json,
 )
-from apps.media.services import job_cancel, job_create, media_file_delete
+from apps.media.services import (
+    job_cancel,
+    job_create,
+    media_file_delete,
+    voice_cloning_allowed,
+    voice_delete,
+    voice_rename,
+)
 from apps.media.storage import download_token_read
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.models import Membership
@@ -248,6 +255,120 @@ def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "media/transcribe.html", context, status=status)
 
 
+def voice_models() -> Any:
+    models = AIModel.objects.available().filter(supports_voice_cloning=True)
+    return models.select_related("provider").order_by("position")
+
+
+@workspace_required(Perm.USE)
+@require_http_methods(["GET", "POST"])
+def voices(request: WorkspaceRequest) -> HttpResponse:
+    """The workspace's cloned voices (rename, delete) and a form to clone one from samples."""
+    from apps.media.kinds import CONSENT_REQUIRED
+    from apps.media.storage import audio_upload_create, media_file_delete_stored
+
+    models = voice_models()
+    allowed = voice_cloning_allowed(request.workspace)
+    status = 200
+    if request.method == "POST":
+        form = VoiceCloneForm(request.POST, models=models)
+        files = request.FILES.getlist("samples")
+        if not allowed:
+            form.add_error(None, "Your plan does not include voice cloning.")
+        elif form.is_valid():
+            if not form.cleaned_data["consent"]:
+                form.add_error("consent", CONSENT_REQUIRED)
+            elif not files:
+                form.add_error(None, "Upload at least one audio sample.")
+            else:
+                created = _voice_clone_create(request, form, files, audio_upload_create, media_file_delete_stored)
+                if created is not None:
+                    return redirect(f"{reverse('media:voices')}?job={created.pk}")
+        status = 400
+    else:
+        form = VoiceCloneForm(models=models)
+    job = _shown_job(request, JobKind.VOICE_CLONE)
+    context = {
+        "form": form,
+        "has_models": models.exists(),
+        "allowed": allowed,
+        "job": job,
+        "job_state": job_json(request, job) if job else None,
+        "nonce": uuid.uuid4().hex,
+        "voices": Voice.objects.for_workspace(request.workspace).select_related("model", "created_by"),
+    }
+    return render(request, "media/voices.html", context, status=status)
+
+
+def _voice_clone_create(
+    request: WorkspaceRequest, form: VoiceCloneForm, files: list[Any], upload_create: Any, delete_stored: Any
+) -> GenerationJob | None:
+    uploads: list[MediaFile] = []
+
+    def discard() -> None:
+        for item in uploads:
+            delete_stored(item)
+            item.delete()
+
+    try:
+        for upload in files:
+            uploads.append(
+                upload_create(workspace_id=request.workspace.pk, file=upload, filename=upload.name or "sample")
+            )
+    except MediaError as exc:
+        discard()
+        form.add_error(None, exc.message)
+        return None
+    try:
+        created = job_create(
+            workspace=request.workspace,
+            user=request.user,
+            kind=JobKind.VOICE_CLONE,
+            model=form.cleaned_data["model"],
+            parameters={
+                "name": form.cleaned_data["name"],
+                "description": form.cleaned_data["description"],
+                "samples": [item.pk for item in uploads],
+                "consent": True,
+            },
+            idempotency_key=_studio_key(request, "studio-voice"),
+        )
+    except (MediaError, CreditsError) as exc:
+        discard()
+        field = getattr(exc, "param", None)
+        form.add_error(field if field in form.fields else None, exc.message)
+        return None
+    if created.parameters.get("samples") != [item.pk for item in uploads]:
+        discard()  # a resubmitted form returned the job it made before
+    return created
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def voice_rename_view(request: WorkspaceRequest, voice_id: int) -> HttpResponse:
+    voice = get_for_workspace_or_404(Voice.objects.all(), request.workspace, pk=voice_id)
+    try:
+        voice_rename(voice=voice, name=request.POST.get("name", ""), acting_user=request.user)
+    except MediaError as exc:
+        messages.error(request, exc.message)
+        return redirect("media:voices")
+    messages.success(request, "Voice renamed.")
+    return redirect("media:voices")
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def voice_delete_view(request: WorkspaceRequest, voice_id: int) -> HttpResponse:
+    voice = get_for_workspace_or_404(Voice.objects.select_related("model__provider"), request.workspace, pk=voice_id)
+    try:
+        voice_delete(voice=voice, acting_user=request.user)
+    except MediaError as exc:
+        messages.error(request, exc.message)
+        return redirect("media:voices")
+    messages.success(request, "Voice deleted.")
+    return redirect("media:voices")
+
+
 @workspace_required(Perm.USE)
 @require_GET
 def transcript_download(request: WorkspaceRequest, job_id: int, fmt: str) -> HttpResponse:
@@ -292,7 +413,11 @@ def job_cancel_view(request: WorkspaceRequest, job_id: int) -> HttpResponse:
         messages.success(request, "Job cancelled; its credits were released.")
     if request.headers.get("Accept") == "application/json":
         return JsonResponse(job_json(request, job))
-    pages = {JobKind.SPEECH.value: "media:speech", JobKind.TRANSCRIPTION.value: "media:transcribe"}
+    pages = {
+        JobKind.SPEECH.value: "media:speech",
+        JobKind.TRANSCRIPTION.value: "media:transcribe",
+        JobKind.VOICE_CLONE.value: "media:voices",
+    }
     page = pages.get(job.kind, "media:images")
     return redirect(f"{reverse(page)}?job={job.pk}")
 

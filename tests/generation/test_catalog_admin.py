@@ -29,6 +29,7 @@ def test_default_catalog_is_seeded_with_mock_enabled_and_hosted_providers_off():
         "mock-embed",
         "mock-image",
         "mock-tts",
+        "mock-voice",
         "mock-whisper",
     }
     assert AIModel.objects.filter(model_id__in=["gpt-4o", "claude-sonnet-4", "gemini-2.0-flash"]).count() == 3
