@@ -3,6 +3,7 @@ outsider, so every view test can check that another workspace's ids answer 404."
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -130,9 +131,13 @@ def upstream_server() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
-def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
     """The module's fake upstream, with this test's requests only."""
     upstream_server.requests.clear()
     upstream_server.disconnects.clear()
     upstream_server.script.clear()
-    return upstream_server
+    yield upstream_server
+    # A response stream a test abandoned (an error mid-stream, a provider SDK that keeps it) is
+    # freed here, at a safe point: freed later by a garbage collection that happens to run
+    # inside httpcore's connection-pool lock, its close() waits for that same lock for ever.
+    gc.collect()
