@@ -18,6 +18,9 @@ urlpatterns = [
     path("workspaces/", include("apps.workspaces.urls")),
     path("credits/", include("apps.credits.urls")),
     path("api-keys/", include("apps.apikeys.urls")),
+    path("billing/", include("apps.billing.urls")),
+    # Stripe webhooks: dj-stripe's endpoint, one URL per registered endpoint (`billing webhook`).
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("chat/", include("apps.generation.urls")),
     path("studio/", include("apps.media.urls")),
     # Before the `/v1/` catch-all and the `/api/` include:

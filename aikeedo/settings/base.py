@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "apps.ratelimits",
     "apps.api",
     "apps.media",
+    "djstripe",
+    "apps.billing",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +184,8 @@ CELERY_BEAT_SCHEDULE = {
     "generation-sweep-interrupted": {"task": "apps.generation.tasks.sweep_interrupted", "schedule": 60.0},
     "media-sweep-stale-jobs": {"task": "apps.media.tasks.sweep_stale_jobs", "schedule": 60.0},
     "media-cleanup-files": {"task": "apps.media.tasks.cleanup_media", "schedule": 3600.0},
+    "billing-retry-events": {"task": "apps.billing.tasks.retry_failed_events", "schedule": 60.0},
+    "billing-daily": {"task": "apps.billing.tasks.billing_daily", "schedule": 3600.0},
 }
 
 # ---------------------------------------------------------------------------- auth
@@ -284,6 +288,23 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Key for provider credentials stored in the admin (derived from SECRET_KEY when empty).
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 
+# ---------------------------------------------------------------------------- payments (Stripe)
+# Without a secret key the site runs with payments off: pricing is shown, purchases are refused
+# with an explanation and staff assign plans and credits from the admin.
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
+STRIPE_LIVE_SECRET_KEY = env.str("STRIPE_LIVE_SECRET_KEY", default="")
+STRIPE_TEST_PUBLIC_KEY = env.str("STRIPE_TEST_PUBLIC_KEY", default="")
+STRIPE_LIVE_PUBLIC_KEY = env.str("STRIPE_LIVE_PUBLIC_KEY", default="")
+# An S3-style override for Stripe-compatible servers (a local fake in tests); empty: Stripe.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Signing secret of the webhook endpoint; `billing webhook` registers it with dj-stripe.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Customers belong to workspaces, not users: dj-stripe's subscriber link is not used.
+DJSTRIPE_SUBSCRIBER_CUSTOMER_KEY = ""
+
 # ---------------------------------------------------------------------------- DRF
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
@@ -322,6 +343,13 @@ CONSTANCE_ADDITIONAL_FIELDS = {
     "theme_select": [
         "django.forms.fields.ChoiceField",
         {"widget": "django.forms.Select", "choices": (("light", "Light"), ("dark", "Dark"), ("auto", "Auto"))},
+    ],
+    "tax_behavior_select": [
+        "django.forms.fields.ChoiceField",
+        {
+            "widget": "django.forms.Select",
+            "choices": (("exclusive", "Exclusive"), ("inclusive", "Inclusive"), ("unspecified", "Unspecified")),
+        },
     ],
 }
 CONSTANCE_CONFIG = {
@@ -380,6 +408,19 @@ CONSTANCE_CONFIG = {
         "A queued media job no worker took for this long is re-queued or failed.",
         int,
     ),
+    "BILLING_GRACE_DAYS": (
+        7,
+        "Days a workspace keeps its plan after a failed renewal before paid features pause.",
+        int,
+    ),
+    "BILLING_ALLOW_PROMOTION_CODES": (True, "Let customers enter Stripe promotion codes at checkout.", bool),
+    "BILLING_AUTOMATIC_TAX": (False, "Let Stripe Tax compute taxes at checkout (enable Stripe Tax first).", bool),
+    "BILLING_TAX_BEHAVIOR": (
+        "exclusive",
+        "Whether prices created by `billing sync_stripe` include tax: exclusive, inclusive or unspecified.",
+        "tax_behavior_select",
+    ),
+    "BILLING_TRIAL_ONCE": (True, "A workspace gets a plan's trial only once.", bool),
     "MEDIA_JOB_MAX_ATTEMPTS": (3, "Attempts per media job before it fails and its credits are released.", int),
     "MEDIA_API_WAIT_SECONDS": (120, "How long /v1/images/generations waits for its job before answering 504.", int),
     "RESERVATION_MAX_AGE_MINUTES": (
@@ -406,6 +447,13 @@ CONSTANCE_CONFIG_FIELDSETS = {
         "MEDIA_JOB_QUEUED_TIMEOUT_SECONDS",
         "MEDIA_JOB_MAX_ATTEMPTS",
         "MEDIA_API_WAIT_SECONDS",
+    ),
+    "Billing": (
+        "BILLING_GRACE_DAYS",
+        "BILLING_ALLOW_PROMOTION_CODES",
+        "BILLING_AUTOMATIC_TAX",
+        "BILLING_TAX_BEHAVIOR",
+        "BILLING_TRIAL_ONCE",
     ),
     "Chat": ("RESPONSE_CACHE_TTL_SECONDS", "RESPONSE_CACHE_RATE_PERCENT", "TITLE_MODEL", "TITLE_CHARGED"),
     "Security": (

@@ -207,7 +207,22 @@ class _Writes:
             account_id, threshold = self.account.pk, self.alert_threshold
             # robust: a mail failure must not turn a committed charge into an error for the caller.
             transaction.on_commit(lambda: _notify_low_balance(account_id, threshold), robust=True)
+        if written and self._crosses_topup_threshold():
+            workspace_id = self.account.workspace_id
+            # robust: a broker or payment failure must not undo the committed charge.
+            transaction.on_commit(lambda: _request_topup(workspace_id), robust=True)
         return written
+
+    def _crosses_topup_threshold(self) -> bool:
+        """Whether this call takes the available balance from at or above the auto top-up
+        threshold to below it: one request per downward crossing."""
+        account = self.account
+        threshold = account.auto_topup_threshold_units
+        if not account.auto_topup_enabled or threshold is None:
+            return False
+        after = account.available_units
+        before = after - (self.balance_delta - self.held_delta)
+        return before >= threshold > after
 
     def _flush_orm(self) -> bool:
         if self.end is not None:
@@ -384,6 +399,18 @@ def _expire_due(account: CreditAccount, now: datetime, writes: _Writes) -> int:
     return expired_total
 
 
+def _expire_source(account: CreditAccount, source: str, now: datetime, writes: _Writes) -> int:
+    """End every live grant of `source` now (their free part expires at once, a held part when
+    its reservation ends). Caller holds the account lock."""
+    live = CreditGrant.objects.filter(account=account, source=source, balance_units__gt=0).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    if not live.update(expires_at=now):
+        return 0
+    account.next_expiry_at = now
+    return _expire_due(account, now, writes)
+
+
 def _consumption_key(grant: CreditGrant) -> tuple[bool, datetime | None, int, int]:
     # The same order as `_consumption_order`, for grants already loaded.
     return (grant.expires_at is None, grant.expires_at, grant.source_rank, grant.pk)
@@ -429,6 +456,13 @@ def _notify_low_balance(account_id: int, threshold_units: int) -> None:
     from apps.credits.tasks import send_low_balance_alert
 
     send_low_balance_alert.delay(account_id, threshold_units)
+
+
+def _request_topup(workspace_id: int) -> None:
+    # Billing performs the charge (the workspace's saved card, the chosen pack).
+    from apps.billing.tasks import auto_topup
+
+    auto_topup.delay(workspace_id)
 
 
 # ---------------------------------------------------------------------------- grants
@@ -489,8 +523,13 @@ def credits_grant(
     reference: str = "",
     reason: str = "",
     actor: User | None = None,
+    replace_source: bool = False,
 ) -> CreditGrant:
-    """Add a bucket of credits. Replaying the same key returns the first grant unchanged."""
+    """Add a bucket of credits. Replaying the same key returns the first grant unchanged.
+
+    `replace_source`: what is left of earlier grants from the same source expires now (a new
+    subscription period resets the period's credits; purchased credits are untouched). Credits
+    held by calls in flight on those grants are charged or, if released, expire then."""
     if source not in Source.values:
         raise CreditsError(f"Unknown credit source: {source}.")
     units = _units(amount)
@@ -504,6 +543,8 @@ def credits_grant(
     if expires_at is not None and expires_at <= now:
         raise CreditsError("The expiry must be in the future.")
     writes = _Writes(account, now)
+    if replace_source:
+        _expire_source(account, source, now, writes)
     grant = _grant_in_lock(
         writes,
         units=units,

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    name = "apps.billing"
+    label = "billing"
+    verbose_name = "Billing"
+
+    def ready(self) -> None:
+        # Connects the dj-stripe webhook receiver (signature verified by dj-stripe) to our
+        # fulfilment queue.
+        from apps.billing import webhooks  # noqa: F401

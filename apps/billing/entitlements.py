@@ -1,0 +1,91 @@
+"""What a workspace's plan lets it do. The one place other apps ask: models allowed, voice
+cloning, API access, workspace/member/storage/upload limits, result retention, rate limits.
+
+A workspace is on the plan of its `BillingAccount` while that plan applies (an active or
+trialing subscription, or a staff/code/trial assignment not past `plan_expires_at`), and not
+restricted for non-payment; otherwise on the default plan. With no plans at all (a fresh
+install before `seed_demo`/`billing seed_plans`) every gate is open and limits are the site
+defaults, so nothing breaks before billing is set up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from apps.billing.models import BillingAccount, Plan
+    from apps.workspaces.models import Workspace
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    plan_code: str | None
+    plan_name: str
+    voice_cloning: bool = True
+    api_access: bool = True
+    max_workspaces: int | None = None
+    max_members: int | None = None
+    storage_bytes: int | None = None
+    upload_max_bytes: int | None = None
+    result_retention_days: int | None = None
+    rate_limits: dict[str, int] = field(default_factory=dict)
+
+
+OPEN = Entitlements(plan_code=None, plan_name="")
+
+
+def _applies(account: BillingAccount, now: Any) -> bool:
+    from apps.billing.models import PlanSource
+
+    if account.plan_id is None or account.restricted:
+        return False
+    if account.plan_expires_at is not None and account.plan_expires_at <= now:
+        return False
+    if account.plan_source == PlanSource.STRIPE:
+        return account.has_subscription
+    return True
+
+
+def plan_for(workspace: Workspace | int) -> Plan | None:
+    """The plan in force for the workspace (one query; two without an own plan)."""
+    from apps.billing.models import BillingAccount, Plan
+
+    workspace_id = workspace if isinstance(workspace, int) else workspace.pk
+    account = BillingAccount.objects.select_related("plan").filter(workspace_id=workspace_id).first()
+    if account is not None and _applies(account, timezone.now()):
+        return account.plan
+    return Plan.objects.filter(is_default=True).first()
+
+
+def entitlements_from_plan(plan: Plan | None) -> Entitlements:
+    if plan is None:
+        return OPEN
+    rate_limits = {k: int(v) for k, v in (plan.rate_limits or {}).items() if isinstance(v, int) and v >= 0}
+    return Entitlements(
+        plan_code=plan.code,
+        plan_name=plan.name,
+        voice_cloning=plan.voice_cloning,
+        api_access=plan.api_access,
+        max_workspaces=plan.max_workspaces,
+        max_members=plan.max_members,
+        storage_bytes=plan.storage_mb * MB if plan.storage_mb is not None else None,
+        upload_max_bytes=plan.upload_max_mb * MB if plan.upload_max_mb is not None else None,
+        result_retention_days=plan.result_retention_days,
+        rate_limits=rate_limits,
+    )
+
+
+def workspace_entitlements(workspace: Workspace | int) -> Entitlements:
+    return entitlements_from_plan(plan_for(workspace))
+
+
+def model_plan_code(workspace: Workspace | int) -> str | None:
+    """What generation checks `AIModel.plans` against: a model listing plan codes is usable
+    only by workspaces on one of those plans; a model listing none, by every plan."""
+    plan = plan_for(workspace)
+    return plan.code if plan is not None else None

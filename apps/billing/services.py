@@ -1,0 +1,404 @@
+"""Billing actions: Stripe customer, Checkout, the Customer Portal, subscription changes, and
+staff assignments. Stripe calls carry idempotency keys; nothing here grants credits for a
+payment (that is the webhooks' job, `fulfilment.py`), so a user returning from Checkout and
+the webhook can never both grant.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from constance import config
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.billing.fulfilment import account_for_workspace
+from apps.billing.models import BillingAccount, CreditPack, Fulfilment, Plan, PlanSource, SubscriptionStatus
+from apps.billing.stripe_api import stripe_client, stripe_options, to_dict
+from apps.workspaces.models import Membership, Workspace
+from apps.workspaces.roles import Role
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+
+logger = logging.getLogger(__name__)
+
+
+class BillingError(Exception):
+    """A billing request that cannot be done, with a message for the user."""
+
+
+def billing_account(workspace: Workspace) -> BillingAccount:
+    account, _ = BillingAccount.objects.select_related("plan").get_or_create(workspace=workspace)
+    return account
+
+
+def _owner_email(workspace: Workspace, user: User | None) -> str:
+    if user is not None and user.email:
+        return user.email
+    owner = Membership.objects.filter(workspace=workspace, role=Role.OWNER).select_related("user").first()
+    return owner.user.email if owner else ""
+
+
+def billing_customer_ensure(*, workspace: Workspace, user: User | None = None) -> str:
+    """The workspace's Stripe customer id, created once (row lock + idempotency key)."""
+    account = billing_account(workspace)
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    with transaction.atomic():
+        # Two first checkouts at once must not make two customers for one workspace.
+        account = account_for_workspace(workspace.pk, lock=True)
+        if account.stripe_customer_id:
+            return account.stripe_customer_id
+        customer = stripe_client().v1.customers.create(
+            params={
+                "name": workspace.name,
+                "email": _owner_email(workspace, user),
+                "metadata": {"workspace_id": str(workspace.pk), "workspace_slug": workspace.slug},
+            },
+            options=stripe_options(f"customer:{workspace.pk}"),  # type: ignore[arg-type]
+        )
+        account.stripe_customer_id = customer.id
+        account.save(update_fields=["stripe_customer_id", "updated_at"])
+    return account.stripe_customer_id
+
+
+def _had_trial(workspace: Workspace) -> bool:
+    return Fulfilment.objects.filter(workspace=workspace, kind=Fulfilment.Kind.TRIAL).exists()
+
+
+def _checkout_common(workspace: Workspace, customer: str, success_url: str, cancel_url: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "customer": customer,
+        "client_reference_id": str(workspace.pk),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "customer_update": {"address": "auto", "name": "auto"},
+    }
+    if config.BILLING_ALLOW_PROMOTION_CODES:
+        params["allow_promotion_codes"] = True
+    if config.BILLING_AUTOMATIC_TAX:
+        params["automatic_tax"] = {"enabled": True}
+    return params
+
+
+def billing_checkout_subscription(
+    *,
+    workspace: Workspace,
+    user: User,
+    plan: Plan,
+    interval: str,
+    success_url: str,
+    cancel_url: str,
+    request_key: str,
+) -> str:
+    """A Stripe Checkout Session for subscribing to `plan`; returns its URL. `request_key`
+    (one per rendered form) makes a double-submit return the same session."""
+    account = billing_account(workspace)
+    if account.has_subscription:
+        raise BillingError("This workspace already has a subscription: change its plan from the billing page.")
+    if not plan.is_active or plan.is_free:
+        raise BillingError("This plan cannot be subscribed to.")
+    price = plan.stripe_price_id(interval)
+    if not price:
+        raise BillingError("This plan has no Stripe price for that billing period yet (run `billing sync_stripe`).")
+    customer = billing_customer_ensure(workspace=workspace, user=user)
+    metadata = {"workspace_id": str(workspace.pk), "plan": plan.code, "interval": interval, "kind": "subscription"}
+    subscription_data: dict[str, Any] = {"metadata": metadata}
+    params = _checkout_common(workspace, customer, success_url, cancel_url)
+    trial = plan.trial_days > 0 and not (config.BILLING_TRIAL_ONCE and _had_trial(workspace))
+    if trial:
+        subscription_data["trial_period_days"] = plan.trial_days
+        if not plan.trial_requires_card:
+            params["payment_method_collection"] = "if_required"
+            subscription_data["trial_settings"] = {"end_behavior": {"missing_payment_method": "cancel"}}
+    params.update(
+        mode="subscription",
+        line_items=[{"price": price, "quantity": 1}],
+        metadata=metadata,
+        subscription_data=subscription_data,
+    )
+    session = stripe_client().v1.checkout.sessions.create(
+        params=params,  # type: ignore[arg-type]
+        options=stripe_options(f"checkout:{workspace.pk}:{request_key}"),  # type: ignore[arg-type]
+    )
+    audit_record(
+        actor=user,
+        action="billing.checkout",
+        target=account,
+        workspace=workspace,
+        metadata={"plan": plan.code, "interval": interval, "session": session.id},
+    )
+    return str(session.url)
+
+
+def billing_checkout_pack(
+    *, workspace: Workspace, user: User, pack: CreditPack, success_url: str, cancel_url: str, request_key: str
+) -> str:
+    """A Stripe Checkout Session (one-time payment) for a credit pack; returns its URL. The
+    credits promised are written into the session, so a later price change cannot alter them."""
+    if not pack.is_active:
+        raise BillingError("This credit pack is not for sale.")
+    customer = billing_customer_ensure(workspace=workspace, user=user)
+    metadata = {
+        "workspace_id": str(workspace.pk),
+        "kind": "pack",
+        "pack": pack.code,
+        "credit_units": str(pack.credit_units),
+        "bonus_units": str(pack.bonus_units),
+    }
+    line_item: dict[str, Any]
+    if pack.stripe_price_id:
+        line_item = {"price": pack.stripe_price_id, "quantity": 1}
+    else:
+        line_item = {
+            "price_data": {
+                "currency": pack.currency,
+                "unit_amount": pack.price_cents,
+                "product_data": {"name": pack.name},
+                "tax_behavior": config.BILLING_TAX_BEHAVIOR,
+            },
+            "quantity": 1,
+        }
+    params = _checkout_common(workspace, customer, success_url, cancel_url)
+    params.update(
+        mode="payment",
+        line_items=[line_item],
+        metadata=metadata,
+        payment_intent_data={"metadata": metadata, "setup_future_usage": "off_session"},
+        invoice_creation={"enabled": True},
+    )
+    session = stripe_client().v1.checkout.sessions.create(
+        params=params,  # type: ignore[arg-type]
+        options=stripe_options(f"checkout:{workspace.pk}:{request_key}"),  # type: ignore[arg-type]
+    )
+    audit_record(
+        actor=user,
+        action="billing.checkout",
+        target=billing_account(workspace),
+        workspace=workspace,
+        metadata={"pack": pack.code, "session": session.id},
+    )
+    return str(session.url)
+
+
+def billing_checkout_reconcile(*, workspace: Workspace, session_id: str) -> str:
+    """On return from Checkout: if the webhook has not arrived yet, fetch the session and
+    fulfil it now through the same (idempotent) handler. Returns the session's status."""
+    from apps.billing.webhooks import event_record
+
+    session = to_dict(stripe_client().v1.checkout.sessions.retrieve(session_id))
+    if str(session.get("client_reference_id") or "") != str(workspace.pk):
+        raise BillingError("This checkout belongs to another workspace.")
+    if session.get("status") != "complete":
+        return str(session.get("status") or "open")
+    # A synthetic event id keyed by the session: the webhook's own event, when it comes, is a
+    # different row but grants under the same Fulfilment key, so only one of them grants.
+    from apps.billing.fulfilment import event_process
+
+    event = event_record(
+        {
+            "id": f"reconcile_{session['id']}",
+            "type": "checkout.session.completed",
+            "created": int(session.get("created") or timezone.now().timestamp()),
+            "livemode": bool(session.get("livemode")),
+            "data": {"object": session},
+        },
+        mirror=False,
+    )
+    if event is not None:
+        event_process(event_id=event.pk)
+    if session.get("mode") == "subscription" and session.get("subscription"):
+        billing_subscription_refresh(workspace=workspace, subscription_id=_sid(session["subscription"]))
+    return "complete"
+
+
+def _sid(value: Any) -> str:
+    return str(value.get("id") if isinstance(value, dict) else value)
+
+
+def billing_subscription_refresh(*, workspace: Workspace, subscription_id: str = "") -> None:
+    """Apply the subscription's current state from Stripe (return from Checkout, reconcile)."""
+    from apps.billing.fulfilment import event_process
+    from apps.billing.webhooks import event_record
+
+    account = billing_account(workspace)
+    subscription_id = subscription_id or account.subscription_id
+    if not subscription_id:
+        return
+    sub = to_dict(stripe_client().v1.subscriptions.retrieve(subscription_id))
+    now = int(timezone.now().timestamp())
+    event = event_record(
+        {
+            "id": f"refresh_{subscription_id}_{now}",
+            "type": "customer.subscription.updated",
+            "created": now,
+            "livemode": bool(sub.get("livemode")),
+            "data": {"object": sub},
+        },
+        mirror=False,
+    )
+    if event is not None:
+        event_process(event_id=event.pk)
+
+
+def billing_portal_url(*, workspace: Workspace, user: User, return_url: str) -> str:
+    """A Stripe Customer Portal session (payment methods, invoices, cancellation)."""
+    customer = billing_customer_ensure(workspace=workspace, user=user)
+    session = stripe_client().v1.billing_portal.sessions.create(params={"customer": customer, "return_url": return_url})
+    audit_record(actor=user, action="billing.portal", target=billing_account(workspace), workspace=workspace)
+    return str(session.url)
+
+
+def _subscription_item(sub: dict[str, Any]) -> str:
+    items = (sub.get("items") or {}).get("data") or []
+    if not items:
+        raise BillingError("The subscription has no item to change.")
+    return str(items[0]["id"])
+
+
+def billing_subscription_change(*, workspace: Workspace, user: User, plan: Plan, interval: str) -> None:
+    """Upgrade or downgrade: swap the subscription's price, prorated as Stripe computes it.
+    Our state follows from the `customer.subscription.updated` webhook."""
+    account = billing_account(workspace)
+    if not account.has_subscription:
+        raise BillingError("This workspace has no subscription to change.")
+    price = plan.stripe_price_id(interval)
+    if not price or not plan.is_active:
+        raise BillingError("This plan cannot be subscribed to for that billing period.")
+    client = stripe_client()
+    sub = to_dict(client.v1.subscriptions.retrieve(account.subscription_id))
+    client.v1.subscriptions.update(
+        account.subscription_id,
+        params={
+            "items": [{"id": _subscription_item(sub), "price": price}],
+            "proration_behavior": "create_prorations",
+            "cancel_at_period_end": False,
+            "metadata": {"workspace_id": str(workspace.pk), "plan": plan.code, "interval": interval},
+        },
+        options=stripe_options(
+            f"change:{account.subscription_id}:{price}:{sub.get('items', {}).get('data', [{}])[0].get('id')}"
+        ),  # type: ignore[arg-type]
+    )
+    previous = account.plan.code if account.plan else ""
+    audit_record(
+        actor=user,
+        action="billing.plan_change",
+        target=account,
+        workspace=workspace,
+        metadata={"from": previous, "to": plan.code, "interval": interval},
+    )
+    billing_subscription_refresh(workspace=workspace)
+
+
+def billing_subscription_cancel(*, workspace: Workspace, user: User, resume: bool = False) -> None:
+    """Cancel at the end of the paid period (or undo that). The plan stays until then; the
+    `customer.subscription.deleted` webhook moves the workspace to the free plan."""
+    account = billing_account(workspace)
+    if not account.has_subscription:
+        raise BillingError("This workspace has no subscription.")
+    stripe_client().v1.subscriptions.update(account.subscription_id, params={"cancel_at_period_end": not resume})
+    audit_record(
+        actor=user,
+        action="billing.resume" if resume else "billing.cancel",
+        target=account,
+        workspace=workspace,
+        metadata={"subscription": account.subscription_id},
+    )
+    billing_subscription_refresh(workspace=workspace)
+
+
+# ---------------------------------------------------------------------------- staff
+
+
+def billing_plan_assign(
+    *,
+    workspace: Workspace,
+    plan: Plan | None,
+    acting_user: User | None,
+    days: int | None = None,
+    source: str = PlanSource.STAFF,
+    reason: str = "",
+) -> BillingAccount:
+    """Put a workspace on `plan` (None: the default plan), for `days` or until changed. A
+    Stripe subscription's own plan is left to Stripe: the next subscription event restores it."""
+    with transaction.atomic():
+        account = account_for_workspace(workspace.pk, lock=True)
+        previous = account.plan.code if account.plan else ""
+        account.plan = plan
+        account.plan_source = source if plan is not None else PlanSource.DEFAULT
+        account.plan_expires_at = timezone.now() + timedelta(days=days) if days else None
+        account.restricted = False
+        account.save()
+        audit_record(
+            actor=acting_user,
+            action="billing.plan_assign",
+            target=account,
+            workspace=workspace,
+            metadata={
+                "from": previous,
+                "to": plan.code if plan else "",
+                "days": days,
+                "source": source,
+                "reason": reason,
+            },
+        )
+    return account
+
+
+def billing_trial_extend(*, workspace: Workspace, acting_user: User, days: int) -> datetime:
+    """Push the trial end `days` further: at Stripe for a trialing subscription, else the end
+    of a time-limited plan assignment."""
+    if days <= 0:
+        raise BillingError("Extend by at least one day.")
+    account = billing_account(workspace)
+    if account.subscription_status == SubscriptionStatus.TRIALING and account.subscription_id:
+        base = account.trial_ends_at or timezone.now()
+        new_end = base + timedelta(days=days)
+        stripe_client().v1.subscriptions.update(
+            account.subscription_id, params={"trial_end": int(new_end.timestamp()), "proration_behavior": "none"}
+        )
+        BillingAccount.objects.filter(pk=account.pk).update(trial_ends_at=new_end)
+    elif account.plan_expires_at is not None:
+        new_end = max(account.plan_expires_at, timezone.now()) + timedelta(days=days)
+        BillingAccount.objects.filter(pk=account.pk).update(plan_expires_at=new_end)
+    else:
+        raise BillingError("This workspace is not on a trial or a time-limited plan.")
+    audit_record(
+        actor=acting_user,
+        action="billing.trial_extend",
+        target=account,
+        workspace=workspace,
+        metadata={"days": days, "until": new_end.isoformat()},
+    )
+    return new_end
+
+
+def billing_restrict_overdue(*, now: datetime | None = None) -> int:
+    """Workspaces whose grace period after a failed payment has run out lose their paid plan's
+    features (credits are kept) until an invoice is paid. Returns how many were restricted."""
+    from apps.billing.emails import send_restricted
+
+    now = now or timezone.now()
+    ids = list(
+        BillingAccount.objects.filter(
+            restricted=False, grace_until__lte=now, payment_failed_at__isnull=False
+        ).values_list("workspace_id", flat=True)
+    )
+    for workspace_id in ids:
+        BillingAccount.objects.filter(workspace_id=workspace_id, restricted=False).update(restricted=True)
+        transaction.on_commit(lambda ws=workspace_id: send_restricted(ws), robust=True)
+    return len(ids)
+
+
+def billing_plan_expire(*, now: datetime | None = None) -> int:
+    """Time-limited plans (staff, codes) past their end go back to the default plan."""
+    now = now or timezone.now()
+    return (
+        BillingAccount.objects.filter(plan_expires_at__lte=now)
+        .exclude(plan_source=PlanSource.STRIPE)
+        .update(plan=None, plan_source=PlanSource.DEFAULT, plan_expires_at=None)
+    )

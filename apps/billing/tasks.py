@@ -1,0 +1,44 @@
+"""Thin Celery tasks: ids in, one service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def process_event(event_id: int) -> None:
+    from apps.billing.fulfilment import event_process
+
+    event_process(event_id=event_id)
+
+
+@shared_task(ignore_result=True)
+def retry_failed_events() -> int:
+    from apps.billing.fulfilment import events_retry_due
+
+    return events_retry_due()
+
+
+@shared_task(ignore_result=True)
+def billing_daily() -> dict[str, Any]:
+    """Hourly upkeep: monthly credits of yearly plans, overdue restrictions, expired
+    time-limited plans, re-armed auto top-ups."""
+    from apps.billing.fulfilment import subscription_grant_months
+    from apps.billing.services import billing_plan_expire, billing_restrict_overdue
+    from apps.billing.topup import topup_rearm_all
+
+    return {
+        "yearly_months": subscription_grant_months(),
+        "restricted": billing_restrict_overdue(),
+        "plans_expired": billing_plan_expire(),
+        "topups_rearmed": topup_rearm_all(),
+    }
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def auto_topup(workspace_id: int) -> None:
+    from apps.billing.topup import billing_auto_topup
+
+    billing_auto_topup(workspace_id=workspace_id)
