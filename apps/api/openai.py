@@ -284,10 +284,15 @@ def _model_json(model: AIModel) -> dict[str, Any]:
 
 
 def _models_for(request: HttpRequest) -> list[dict[str, Any]]:
+    from apps.billing.entitlements import model_plan_code
+
     key = _authenticate(request)
+    plan_code = model_plan_code(key.workspace)
     models = AIModel.objects.available().select_related("provider").order_by("position", "model_id")
     return [
-        _model_json(m) for m in models if m.provider.is_configured and key.allows_model(m.model_id) and m.plans == []
+        _model_json(m)
+        for m in models
+        if m.provider.is_configured and key.allows_model(m.model_id) and m.allowed_for_plan(plan_code)
     ]
 
 

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from apps.accounts.models import User
-from apps.apikeys.exceptions import ApiKeyError
+from apps.apikeys.exceptions import ApiKeyError, ApiKeyPlanDenied
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_authenticate, apikey_create, apikey_revoke
 from apps.credits.amounts import AmountError, to_credits, to_units
@@ -69,6 +69,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         try:
             key = apikey_authenticate(raw_key=token.strip(), ip=request.META.get("REMOTE_ADDR"))
+        except ApiKeyPlanDenied as exc:
+            raise exceptions.PermissionDenied(exc.message) from exc
         except ApiKeyError as exc:
             raise exceptions.AuthenticationFailed(exc.message) from exc
         # A key made by a command has no creator: it reads, but has nobody to act as for changes.

@@ -41,6 +41,19 @@ class ApiKeyScopeDenied(ApiKeyError):
         self.scope = scope
 
 
+class ApiKeyPlanDenied(ApiKeyError):
+    """The workspace's plan does not include API access (the key itself is valid)."""
+
+    status_code = 403
+    code = "plan_no_api_access"
+
+    def __init__(self, plan_name: str) -> None:
+        super().__init__(
+            f"The {plan_name or 'current'} plan does not include API access. "
+            "Upgrade the workspace's plan to use the API."
+        )
+
+
 class ApiKeyModelDenied(ApiKeyError):
     status_code = 403
     code = "model_not_allowed"

@@ -25,6 +25,7 @@ from apps.apikeys.exceptions import (
     ApiKeyError,
     ApiKeyInvalid,
     ApiKeyModelDenied,
+    ApiKeyPlanDenied,
     ApiKeyScopeDenied,
 )
 from apps.apikeys.models import KEY_LENGTH, KEY_PREFIX, PREFIX_LENGTH, ApiKey, Scope
@@ -251,7 +252,9 @@ def apikey_authenticate(*, raw_key: str, ip: str | None = None) -> ApiKey:
         raise _refuse("malformed", "")
     prefix = raw_key[:PREFIX_LENGTH]
     try:
-        key = ApiKey.objects.select_related("workspace", "created_by").get(key_hash=hash_key(raw_key))
+        key = ApiKey.objects.select_related("workspace", "created_by", "workspace__billing__plan").get(
+            key_hash=hash_key(raw_key)
+        )
     except ApiKey.DoesNotExist:
         raise _refuse("unknown", prefix) from None
     now = timezone.now()
@@ -264,6 +267,11 @@ def apikey_authenticate(*, raw_key: str, ip: str | None = None) -> ApiKey:
     creator = key.created_by
     if creator is not None and (not creator.is_active or creator.suspended_at is not None):
         raise _refuse("creator suspended or inactive", prefix)
+    from apps.billing.entitlements import workspace_entitlements
+
+    entitlements = workspace_entitlements(key.workspace)
+    if not entitlements.api_access:
+        raise ApiKeyPlanDenied(entitlements.plan_name)
     _touch(key, now=now, ip=_clean_ip(ip))
     return key
 

@@ -51,12 +51,31 @@ def _applies(account: BillingAccount, now: Any) -> bool:
     return True
 
 
+_MEMO = "_billing_plan_memo"
+
+
 def plan_for(workspace: Workspace | int) -> Plan | None:
-    """The plan in force for the workspace (one query; two without an own plan)."""
+    """The plan in force for the workspace (one query; two without an own plan). Remembered
+    on the workspace instance, so the checks of one request (API access, rate limits, models)
+    look it up once."""
+    if not isinstance(workspace, int) and _MEMO in workspace.__dict__:
+        return workspace.__dict__[_MEMO]
+    plan = _plan_lookup(workspace)
+    if not isinstance(workspace, int):
+        workspace.__dict__[_MEMO] = plan
+    return plan
+
+
+def _plan_lookup(workspace: Workspace | int) -> Plan | None:
     from apps.billing.models import BillingAccount, Plan
 
-    workspace_id = workspace if isinstance(workspace, int) else workspace.pk
-    account = BillingAccount.objects.select_related("plan").filter(workspace_id=workspace_id).first()
+    account: BillingAccount | None
+    if not isinstance(workspace, int) and "billing" in workspace._state.fields_cache:
+        # Loaded with the workspace (`select_related("workspace__billing__plan")`): no query.
+        account = workspace._state.fields_cache["billing"]
+    else:
+        workspace_id = workspace if isinstance(workspace, int) else workspace.pk
+        account = BillingAccount.objects.select_related("plan").filter(workspace_id=workspace_id).first()
     if account is not None and _applies(account, timezone.now()):
         return account.plan
     return Plan.objects.filter(is_default=True).first()
@@ -89,3 +108,25 @@ def model_plan_code(workspace: Workspace | int) -> str | None:
     only by workspaces on one of those plans; a model listing none, by every plan."""
     plan = plan_for(workspace)
     return plan.code if plan is not None else None
+
+
+def member_limit(workspace: Workspace | int, default: int) -> int:
+    """Members (with pending invitations) the workspace's plan allows; `default` when the plan
+    sets none."""
+    limit = workspace_entitlements(workspace).max_members
+    return default if limit is None else limit
+
+
+def workspace_limit(owned_workspace_ids: list[int], default: int) -> int:
+    """Workspaces a user may own: the most any plan of the workspaces they own allows (a paid
+    team workspace lifts the limit), `default` when no plan sets one."""
+    limits = [workspace_entitlements(pk).max_workspaces for pk in owned_workspace_ids]
+    known = [limit for limit in limits if limit is not None]
+    if not known or len(known) < len(limits):
+        return max([default, *known])
+    return max(known)
+
+
+def entitlements_forget(workspace: Workspace) -> None:
+    """Drop the plan remembered on this workspace instance (after changing its plan)."""
+    workspace.__dict__.pop(_MEMO, None)

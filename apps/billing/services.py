@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.billing.entitlements import entitlements_forget
 from apps.billing.fulfilment import account_for_workspace
 from apps.billing.models import BillingAccount, CreditPack, Fulfilment, Plan, PlanSource, SubscriptionStatus
 from apps.billing.stripe_api import stripe_client, stripe_options, to_dict
@@ -333,6 +334,7 @@ def billing_plan_assign(
         account.plan_expires_at = timezone.now() + timedelta(days=days) if days else None
         account.restricted = False
         account.save()
+        entitlements_forget(workspace)
         audit_record(
             actor=acting_user,
             action="billing.plan_assign",

@@ -295,6 +295,10 @@ class _GenerationSteps:
         are logged, then raised (`GenerationRefused`, `CreditsError`)."""
         model = self.model
         try:
+            if self.plan_code is None:
+                from apps.billing.entitlements import model_plan_code
+
+                self.plan_code = model_plan_code(self.workspace)
             _authorise(model, self.plan_code)
             max_output = min(self.max_tokens or model.max_output_tokens, model.max_output_tokens)
             self.request.max_tokens = max_output

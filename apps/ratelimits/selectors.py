@@ -87,10 +87,11 @@ def ratelimit_limits(*, workspace: Workspace, user: User | None = None, api_key:
 def plan_rate_limits(*, workspace: Workspace) -> dict[str, int]:
     """The limits the workspace's plan sets, keyed like the `WorkspaceRateLimit` fields
     (`key_rpm`, …; leave a field out to keep the site default). Merged over the site defaults
-    and under the workspace's own override.
+    and under the workspace's own override (the plan's `rate_limits` in the admin)."""
+    from apps.billing.entitlements import workspace_entitlements
 
-    Billing has no plans yet: this is where a plan's limits get merged in."""
-    return {}
+    limits = workspace_entitlements(workspace).rate_limits
+    return {field: value for field, value in limits.items() if field in LIMIT_FIELDS}
 
 
 def _site_defaults() -> dict[str, int]:

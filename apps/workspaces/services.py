@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.audit.services import audit_record
+from apps.billing.entitlements import member_limit, workspace_limit
 from apps.workspaces.exceptions import (
     InvitationInvalid,
     WorkspaceError,
@@ -83,8 +84,11 @@ def workspace_create(*, user: User, name: str, is_personal: bool = False) -> Wor
     name = _clean_name(name)
     if not is_personal:
         _lock_user(user)
-        owned = Membership.objects.active().filter(user=user, role=Role.OWNER).count()
-        limit = config.MAX_WORKSPACES_PER_USER
+        owned_ids = list(
+            Membership.objects.active().filter(user=user, role=Role.OWNER).values_list("workspace_id", flat=True)
+        )
+        owned = len(owned_ids)
+        limit = workspace_limit(owned_ids, config.MAX_WORKSPACES_PER_USER)
         if owned >= limit:
             raise WorkspaceLimitReached(
                 f"You already own {owned} workspaces, the most your plan allows ({limit}). "
@@ -180,7 +184,7 @@ def workspace_delete_by_system(*, workspace: Workspace, actor: User | None, reas
 def _member_limit_check(workspace: Workspace, *, adding: int = 1) -> None:
     members = Membership.objects.filter(workspace=workspace).count()
     pending = Invitation.objects.filter(workspace=workspace).open().count()
-    limit = config.MAX_MEMBERS_PER_WORKSPACE
+    limit = member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE)
     if members + pending + adding > limit:
         raise WorkspaceLimitReached(
             f"This workspace has {members} members and {pending} pending invitations; "
@@ -329,7 +333,7 @@ def workspace_invitation_accept(*, token: str, user: User) -> Membership:
     membership = Membership.objects.filter(workspace=workspace, user=user).first()
     if membership is None:
         members = Membership.objects.filter(workspace=workspace).count()
-        if members + 1 > config.MAX_MEMBERS_PER_WORKSPACE:
+        if members + 1 > member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE):
             raise WorkspaceLimitReached("This workspace is full. Ask an admin to make room.")
         membership = Membership.objects.create(workspace=workspace, user=user, role=invitation.role)
     invitation.accepted_at = timezone.now()

@@ -157,11 +157,16 @@ def test_no_keys_for_a_deleted_workspace(alpha):
 # ---------------------------------------------------------------------------- authenticate
 
 
-def test_authenticate_returns_the_key_with_workspace_and_creator_in_one_query(alpha, django_assert_num_queries):
+def test_authenticate_returns_the_key_with_workspace_creator_and_plan_in_one_query(alpha, django_assert_num_queries):
+    from apps.billing.services import billing_account
+
     key, raw_key = make_key(alpha)
+    billing_account(alpha.workspace)  # the workspace's plan comes in the same query
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())  # used a moment ago: no touch
 
-    with django_assert_num_queries(1):
+    # The key with its workspace, creator and billing account; then the default plan (the
+    # workspace has no plan of its own).
+    with django_assert_num_queries(2):
         found = apikey_authenticate(raw_key=raw_key)
         assert found.workspace == alpha.workspace
         assert found.created_by == alpha.owner
@@ -260,8 +265,9 @@ def test_authentication_records_use_at_most_once_a_minute(alpha, monkeypatch, dj
     clock = Clock(monkeypatch)
     key, raw_key = make_key(alpha)
 
-    # First use: the lookup and one write; within the minute: the lookup only.
-    with django_assert_num_queries(3):
+    # First use: the lookup (+ the default plan) and one write; within the minute: the lookup
+    # (+ the default plan) only.
+    with django_assert_num_queries(5):
         apikey_authenticate(raw_key=raw_key, ip="203.0.113.7")
         clock.advance(seconds=59)
         apikey_authenticate(raw_key=raw_key, ip="198.51.100.1")
@@ -270,7 +276,7 @@ def test_authentication_records_use_at_most_once_a_minute(alpha, monkeypatch, dj
     assert (key.last_used_at, key.last_used_ip) == (clock.now - timedelta(seconds=59), "203.0.113.7")
 
     clock.advance(seconds=2)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         apikey_authenticate(raw_key=raw_key, ip="198.51.100.1")
 
     key.refresh_from_db()

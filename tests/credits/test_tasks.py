@@ -225,5 +225,7 @@ def test_every_scheduled_task_exists():
         "apps.generation.tasks.sweep_interrupted",
         "apps.media.tasks.sweep_stale_jobs",
         "apps.media.tasks.cleanup_media",
+        "apps.billing.tasks.retry_failed_events",
+        "apps.billing.tasks.billing_daily",
     }
     assert scheduled <= set(app.tasks)

@@ -59,7 +59,10 @@ def test_defaults_come_from_constance_when_configured(constance_keys):
 def test_site_defaults_are_read_in_one_query(constance_keys, django_assert_num_queries):
     workspace, user, key = WorkspaceFactory(), UserFactory(), api_key()
 
-    with django_assert_num_queries(2):  # constance values, the workspace override
+    # constance values, the plan (billing account, then the default plan), the workspace override
+    with django_assert_num_queries(4):
+        ratelimit_limits(workspace=workspace, user=user, api_key=key)
+    with django_assert_num_queries(2):  # the plan is remembered on the workspace for the request
         ratelimit_limits(workspace=workspace, user=user, api_key=key)
 
 
