@@ -44,6 +44,17 @@ class Unattributable(Exception):
     customer may still be on its way."""
 
 
+# How long a refund or dispute for a payment we have not fulfilled (yet) keeps being retried:
+# its payment's own event may arrive later. After that it is not one of ours.
+WAIT_FOR_PAYMENT = timedelta(days=3)
+
+
+def _payment_not_seen(event: StripeEvent, payment_intent: str) -> Outcome:
+    if timezone.now() - event.created < WAIT_FOR_PAYMENT:
+        raise Unattributable(f"No fulfilled payment for {payment_intent or '-'} yet.")
+    return Outcome(None, ignored=True)
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -394,7 +405,7 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
         if expires is not None and end is not None:
             expires = min(expires, end)
         latest = account.credits_period_start
-        if latest is None or start >= latest:
+        if (latest is None or start >= latest) and (expires is None or expires > timezone.now()):
             grant = _grant(
                 workspace=workspace,
                 units=units,
@@ -402,12 +413,12 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
                 key=f"stripe:sub:{subscription}:{int(start.timestamp())}:0",
                 reference=invoice["id"],
                 reason=f"{plan.name}: credits for the period",
-                expires_at=expires if expires and expires > timezone.now() else None,
+                expires_at=expires,
                 replace_source=True,
             )
             account.credits_period_start = start
         else:
-            units = 0  # an invoice for a period already superseded: paid, nothing to reset
+            units = 0  # a period already superseded or over: paid, nothing to reset
     account.payment_failed_at = None
     account.grace_until = None
     account.restricted = False
@@ -509,13 +520,18 @@ def _claw_back(
     clawed = shortfall = 0
     if units > 0:
         from apps.credits.amounts import to_credits
+        from apps.credits.models import CreditGrant
 
+        # The payment's own grants (a pack and its bonus) give back first.
+        own_grants = CreditGrant.objects.filter(workspace=workspace, reference=paid.stripe_object_id)
+        own = list(own_grants.values_list("pk", flat=True))
         result = credits_clawback(
             workspace=workspace,
             amount=to_credits(units),
             idempotency_key=f"stripe:{key}",
             reason=f"{Fulfilment.Kind(kind).label} of {paid.description or paid.stripe_object_id}",
             reference=object_id,
+            from_grants=own,
         )
         clawed, shortfall = result.clawed_units, result.shortfall_units
     Fulfilment.objects.create(
@@ -537,7 +553,7 @@ def _charge_refunded(event: StripeEvent) -> Outcome:
     charge = event.object
     paid = _paid_fulfilment(_id(charge.get("payment_intent")))
     if paid is None:
-        return Outcome(None, ignored=True)
+        return _payment_not_seen(event, _id(charge.get("payment_intent")))
     paid_cents = int(charge.get("amount_captured") or charge.get("amount") or paid.amount_cents or 0)
     refunded_cents = int(charge.get("amount_refunded") or 0)
     if paid_cents <= 0 or refunded_cents <= 0:
@@ -569,7 +585,7 @@ def _dispute_created(event: StripeEvent) -> Outcome:
     dispute = event.object
     paid = _paid_fulfilment(_id(dispute.get("payment_intent")))
     if paid is None:
-        return Outcome(None, ignored=True)
+        return _payment_not_seen(event, _id(dispute.get("payment_intent")))
     _claw_back(
         event=event,
         paid=paid,
@@ -585,9 +601,11 @@ def _dispute_created(event: StripeEvent) -> Outcome:
 def _dispute_closed(event: StripeEvent) -> Outcome:
     """A dispute won gives back what it took."""
     dispute = event.object
+    if dispute.get("status") != "won":
+        return Outcome(None, ignored=True)
     taken = Fulfilment.objects.filter(key=f"dispute:{dispute['id']}").select_related("workspace").first()
-    if taken is None or dispute.get("status") != "won":
-        return Outcome(taken.workspace_id if taken else None, ignored=True)
+    if taken is None:  # the dispute's creation may not have been processed yet
+        return _payment_not_seen(event, _id(dispute.get("payment_intent")))
     key = f"dispute_won:{dispute['id']}"
     account_for_workspace(taken.workspace_id, lock=True)
     if _fulfilled(key):

@@ -7,6 +7,7 @@ the webhook can never both grant.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -231,12 +232,13 @@ def billing_subscription_refresh(*, workspace: Workspace, subscription_id: str =
     if not subscription_id:
         return
     sub = to_dict(stripe_client().v1.subscriptions.retrieve(subscription_id))
-    now = int(timezone.now().timestamp())
+    now = timezone.now()
     event = event_record(
         {
-            "id": f"refresh_{subscription_id}_{now}",
+            # Unique per refresh (two in one second are two states to apply).
+            "id": f"refresh_{subscription_id}_{time.time_ns()}",
             "type": "customer.subscription.updated",
-            "created": now,
+            "created": int(now.timestamp()),
             "livemode": bool(sub.get("livemode")),
             "data": {"object": sub},
         },

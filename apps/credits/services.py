@@ -933,12 +933,22 @@ def credits_expire(*, now: datetime | None = None) -> int:
 
 
 def _take_available(
-    writes: _Writes, *, units: int, kind: str, key: str, actor: User | None, metadata: dict[str, Any]
+    writes: _Writes,
+    *,
+    units: int,
+    kind: str,
+    key: str,
+    actor: User | None,
+    metadata: dict[str, Any],
+    prefer: list[int] | None = None,
 ) -> int:
-    """Stage removing up to `units` from available credits in consumption order; returns the
-    units taken."""
+    """Stage removing up to `units` from available credits in consumption order (the grants
+    in `prefer` first); returns the units taken."""
     taken = 0
-    for grant in _consumption_order(writes.account, writes.now):
+    order = _consumption_order(writes.account, writes.now)
+    if prefer:
+        order.sort(key=lambda grant: grant.pk not in prefer)  # stable: consumption order within
+    for grant in order:
         take = min(units - taken, grant.available_units)
         if take <= 0:
             break
@@ -1040,9 +1050,11 @@ def credits_clawback(
     reason: str,
     reference: str = "",
     actor: User | None = None,
+    from_grants: list[int] | None = None,
 ) -> Clawback:
-    """Take back credits (refunded payment, dispute). Takes what is available and records the
-    rest as a shortfall: the balance never goes negative. Replays change nothing."""
+    """Take back credits (refunded payment, dispute). Takes what is available — from
+    `from_grants` (the payment's own grants) first — and records the rest as a shortfall: the
+    balance never goes negative. Replays change nothing."""
     units = _units(amount)
     key = _key(idempotency_key)
     account = account_lock(workspace)
@@ -1054,7 +1066,9 @@ def credits_clawback(
     writes = _Writes(account, now)
     _expire_due(account, now, writes)
     metadata = {"reason": reason, "reference": reference}
-    taken = _take_available(writes, units=units, kind=EntryKind.CLAWBACK, key=key, actor=actor, metadata=metadata)
+    taken = _take_available(
+        writes, units=units, kind=EntryKind.CLAWBACK, key=key, actor=actor, metadata=metadata, prefer=from_grants
+    )
     writes.entry(
         kind=EntryKind.CLAWBACK,
         idempotency_key=f"clawback-record:{key}",

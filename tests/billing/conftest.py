@@ -22,6 +22,7 @@ from tests.fakes.stripe import FakeStripe
 WEBHOOK_SECRET = "whsec_test_secret"
 _event_ids = itertools.count(1)
 _clock = itertools.count(1)
+_EPOCH = int(time.time()) - 86_400  # events of the last day, in the order they are built
 
 
 @pytest.fixture
@@ -48,12 +49,12 @@ def stripe_server() -> Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def fake_stripe(stripe_server: FakeStripe, settings) -> Iterator[FakeStripe]:  # type: ignore[no-untyped-def]
+def fake_stripe(stripe_server: FakeStripe, settings) -> FakeStripe:  # type: ignore[no-untyped-def]
     """Payments on, against the local fake (this test's objects and requests only)."""
     stripe_server.reset()
     settings.STRIPE_TEST_SECRET_KEY = "sk_test_fake"
     settings.STRIPE_API_BASE = stripe_server.base_url
-    yield stripe_server
+    return stripe_server
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def event(
         "id": event_id or f"evt_test_{next(_event_ids):06d}",
         "object": "event",
         "api_version": "2026-08-26.dahlia",
-        "created": created or 1_800_000_000 + next(_clock),
+        "created": created or _EPOCH + next(_clock),
         "livemode": False,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},

@@ -86,6 +86,18 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 def _merge(target: dict[str, Any], params: dict[str, Any]) -> None:
     for key, value in params.items():
+        if key == "items" and isinstance(value, list) and isinstance(target.get(key), dict):
+            # A subscription update names items by id and sets their price: Stripe keeps the
+            # list object and swaps the price on the item.
+            items = target[key].setdefault("data", [])
+            for change in value:
+                item = next((i for i in items if i.get("id") == change.get("id")), None)
+                if item is None:
+                    item = {"id": change.get("id") or f"si_{len(items) + 1}"}
+                    items.append(item)
+                if "price" in change:
+                    item["price"] = {"id": change["price"], "object": "price"}
+            continue
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value)
         else:
