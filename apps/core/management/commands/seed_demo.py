@@ -58,6 +58,10 @@ class Command(BaseCommand):
             if demo is None:
                 demo = user_create(email=DEMO_EMAIL, password=demo_password, verified=True, display_name="Demo User")
                 created.append(DEMO_EMAIL)
+            # Plans and credit packs first: workspace limits come from the plans.
+            from apps.billing.seed import billing_seed_catalogue
+
+            catalogue = billing_seed_catalogue()
             if not Workspace.objects.for_user(demo).filter(name=DEMO_TEAM).exists():
                 from apps.workspaces.services import workspace_create
 
@@ -76,6 +80,14 @@ class Command(BaseCommand):
                     idempotency_key=f"seed-demo:{workspace.pk}",
                     reason="Demo credits",
                 )
+            # The demo team shows every feature (voice cloning is a Professional feature).
+            from apps.billing.models import Plan
+            from apps.billing.services import billing_account, billing_plan_assign
+
+            team = Workspace.objects.for_user(demo).filter(name=DEMO_TEAM).first()
+            professional = Plan.objects.filter(code="professional").first()
+            if team is not None and professional is not None and billing_account(team).plan_id is None:
+                billing_plan_assign(workspace=team, plan=professional, acting_user=None, reason="Demo workspace")
         summary = f"seed_demo: created {', '.join(created)}" if created else "seed_demo: demo data already present"
         self.stdout.write(summary)
         unchanged = "(password set when first created)"
@@ -83,5 +95,8 @@ class Command(BaseCommand):
         shown_demo = demo_password if demo_known or DEMO_EMAIL in created else unchanged
         self.stdout.write(f"  staff login: {STAFF_EMAIL} / {shown_admin}  (admin at /admin/)")
         self.stdout.write(f"  demo login:  {DEMO_EMAIL} / {shown_demo}")
+        if catalogue["plans"] or catalogue["packs"]:
+            plans, packs = catalogue["plans"], catalogue["packs"]
+            self.stdout.write(f"  billing:     {plans} plan(s) and {packs} credit pack(s) created")
         if rate_cards:
             self.stdout.write(f"  rate cards:  default prices published for {len(rate_cards)} model(s)")
