@@ -24,6 +24,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 ACCOUNT_RATE_LIMITS = False  # type: ignore[assignment]
 # dj-stripe's migrations take ~90 s to apply (hundreds of operations over its models); the test
-# database gets its tables straight from the models instead. `makemigrations --check` and real
-# deployments still use the migrations.
-MIGRATION_MODULES = {"djstripe": None}
+# database is built from one migration generated from its current models instead
+# (`tests/djstripe_migrations`, regenerate with `DJANGO_SETTINGS_MODULE=aikeedo.settings.test
+# manage.py makemigrations djstripe` after upgrading dj-stripe). Deployments use dj-stripe's own.
+MIGRATION_MODULES = {"djstripe": "tests.djstripe_migrations"}
