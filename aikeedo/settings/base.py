@@ -300,6 +300,9 @@ STRIPE_LIVE_PUBLIC_KEY = env.str("STRIPE_LIVE_PUBLIC_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Signing secret of the webhook endpoint; `billing webhook` registers it with dj-stripe.
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# After fulfilling an event, let dj-stripe sync its copy of the Stripe objects (invoices for the
+# billing page, its admin). Best effort: it re-fetches from Stripe; fulfilment never waits on it.
+BILLING_MIRROR_DJSTRIPE = env.bool("BILLING_MIRROR_DJSTRIPE", default=True)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 # Customers belong to workspaces, not users: dj-stripe's subscriber link is not used.

@@ -28,3 +28,6 @@ ACCOUNT_RATE_LIMITS = False  # type: ignore[assignment]
 # (`tests/djstripe_migrations`, regenerate with `DJANGO_SETTINGS_MODULE=aikeedo.settings.test
 # manage.py makemigrations djstripe` after upgrading dj-stripe). Deployments use dj-stripe's own.
 MIGRATION_MODULES = {"djstripe": "tests.djstripe_migrations"}
+# dj-stripe's sync fetches from api.stripe.com (no network here); tests that cover it turn it on
+# against the local fake.
+BILLING_MIRROR_DJSTRIPE = False

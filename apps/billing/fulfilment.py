@@ -802,3 +802,27 @@ def subscription_grant_months(*, now: datetime | None = None) -> int:
             )
         granted += 1
     return granted
+
+
+def djstripe_mirror(event: StripeEvent) -> bool:
+    """Best effort, after fulfilment: let dj-stripe sync its own copy of the event's object
+    (customers, subscriptions, invoices, charges) for its admin and the billing page's invoice
+    list. dj-stripe re-fetches each object from Stripe; a failure is logged and changes nothing
+    of ours (fulfilment never depends on it)."""
+    from django.conf import settings
+    from djstripe.models import Event
+
+    from apps.billing.stripe_api import payments_enabled
+
+    if not settings.BILLING_MIRROR_DJSTRIPE or not payments_enabled():
+        return False
+    mirrored = Event.objects.filter(id=event.stripe_id).first()
+    if mirrored is None:  # an event we built ourselves (reconcile, refresh)
+        return False
+    try:
+        with transaction.atomic():
+            mirrored.invoke_webhook_handlers()
+    except Exception as exc:  # network, API version or dj-stripe model differences
+        logger.warning("dj-stripe could not sync %s (%s): %s", event.stripe_id, event.type, exc, exc_info=True)
+        return False
+    return True

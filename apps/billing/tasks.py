@@ -9,9 +9,10 @@ from celery import shared_task
 
 @shared_task(acks_late=True, ignore_result=True)
 def process_event(event_id: int) -> None:
-    from apps.billing.fulfilment import event_process
+    from apps.billing.fulfilment import djstripe_mirror, event_process
 
-    event_process(event_id=event_id)
+    event = event_process(event_id=event_id)
+    djstripe_mirror(event)
 
 
 @shared_task(ignore_result=True)

@@ -52,7 +52,7 @@ def stripe_server() -> Iterator[FakeStripe]:
 def fake_stripe(stripe_server: FakeStripe, settings) -> FakeStripe:  # type: ignore[no-untyped-def]
     """Payments on, against the local fake (this test's objects and requests only)."""
     stripe_server.reset()
-    settings.STRIPE_TEST_SECRET_KEY = "sk_test_fake"
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_" + "0" * 24  # the shape Stripe (and dj-stripe) expect
     settings.STRIPE_API_BASE = stripe_server.base_url
     return stripe_server
 

@@ -236,6 +236,22 @@ class FakeStripe:
 
     def _dispatch(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         resource, object_id, action = self._split(path)
+        if resource == "account":  # the platform account of the key (dj-stripe asks for it)
+            return 200, {
+                "id": "acct_fake",
+                "object": "account",
+                "type": "standard",
+                "country": "US",
+                "default_currency": "usd",
+                "email": "billing@aikeedo.test",
+                "charges_enabled": True,
+                "payouts_enabled": True,
+                "details_submitted": True,
+                "settings": {"dashboard": {"display_name": "Aikeedo"}},
+                "business_profile": {"name": "Aikeedo"},
+                "metadata": {},
+                "created": 1_700_000_000,
+            }
         store = self.objects.setdefault(resource, {})
         if method == "POST" and object_id is None:
             if resource == "payment_intents" and params.get("payment_method") == "pm_card_declined":
