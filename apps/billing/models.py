@@ -189,7 +189,7 @@ class BillingAccount(WorkspaceOwnedModel):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects: Any = WorkspaceScopedQuerySet.as_manager()
+    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
 
     class Meta:
         constraints = [

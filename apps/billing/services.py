@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from constance import config
@@ -394,7 +395,7 @@ def billing_restrict_overdue(*, now: datetime | None = None) -> int:
     )
     for workspace_id in ids:
         BillingAccount.objects.filter(workspace_id=workspace_id, restricted=False).update(restricted=True)
-        transaction.on_commit(lambda ws=workspace_id: send_restricted(ws), robust=True)
+        transaction.on_commit(partial(send_restricted, workspace_id), robust=True)
     return len(ids)
 
 
