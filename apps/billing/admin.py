@@ -134,7 +134,29 @@ def _audit_save(request: HttpRequest, obj: Plan | CreditPack, form: Any, change:
 # ---------------------------------------------------------------------------- catalogue
 
 
-class PlanForm(forms.ModelForm):
+class CreditsInUnitsForm(forms.ModelForm):
+    """Credits typed as decimal credits, stored as units: `credit_fields` pairs each form field
+    with its model field."""
+
+    credit_fields: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            for field, attr in self.credit_fields:
+                self.initial[field] = to_credits(getattr(self.instance, attr))
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        # Set before model validation (which runs after clean) so it checks the stored values.
+        for field, attr in self.credit_fields:
+            if data.get(field) is not None:
+                setattr(self.instance, attr, to_units(data[field]))
+        return data
+
+
+class PlanForm(CreditsInUnitsForm):
     """Credits in credits (stored in units); prices in cents as Stripe takes them."""
 
     monthly_credits = CreditsField(min_value=0, initial=0, help_text="Subscription credits granted each month.")
@@ -166,20 +188,7 @@ class PlanForm(forms.ModelForm):
             "rate_limits",
         ]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.initial["monthly_credits"] = to_credits(self.instance.monthly_credit_units)
-            self.initial["trial_credits"] = to_credits(self.instance.trial_credit_units)
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        # Set before model validation (which runs after clean) so it checks the stored values.
-        for field, attr in (("monthly_credits", "monthly_credit_units"), ("trial_credits", "trial_credit_units")):
-            if data.get(field) is not None:
-                setattr(self.instance, attr, to_units(data[field]))
-        return data
+    credit_fields = (("monthly_credits", "monthly_credit_units"), ("trial_credits", "trial_credit_units"))
 
 
 @admin.register(Plan)
@@ -287,7 +296,7 @@ class PlanAdmin(admin.ModelAdmin):
         _audit_save(request, obj, form, change, "plan")
 
 
-class CreditPackForm(forms.ModelForm):
+class CreditPackForm(CreditsInUnitsForm):
     credits = CreditsField(min_value=MIN_CREDITS, help_text="Credits bought.")
     bonus = CreditsField(min_value=0, initial=0, help_text="Extra credits given with the pack.")
 
@@ -295,19 +304,7 @@ class CreditPackForm(forms.ModelForm):
         model = CreditPack
         fields = ["name", "code", "price_cents", "currency", "is_active", "sort_order"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.initial["credits"] = to_credits(self.instance.credit_units)
-            self.initial["bonus"] = to_credits(self.instance.bonus_units)
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        for field, attr in (("credits", "credit_units"), ("bonus", "bonus_units")):
-            if data.get(field) is not None:
-                setattr(self.instance, attr, to_units(data[field]))
-        return data
+    credit_fields = (("credits", "credit_units"), ("bonus", "bonus_units"))
 
 
 @admin.register(CreditPack)
