@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -250,6 +251,10 @@ def _fulfil_pack(
         grant=grant,
     )
     _rearm_topup(account)
+    if amount_cents > 0:
+        from apps.billing.emails import send_receipt
+
+        transaction.on_commit(partial(send_receipt, key), robust=True)
     return fulfilment
 
 
@@ -447,8 +452,7 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
     if int(invoice.get("amount_paid") or 0) > 0:
         from apps.billing.emails import send_receipt
 
-        fulfilment_key = key
-        transaction.on_commit(lambda: send_receipt(fulfilment_key), robust=True)
+        transaction.on_commit(partial(send_receipt, key), robust=True)
     return Outcome(workspace_id)
 
 
@@ -481,9 +485,7 @@ def _invoice_payment_failed(event: StripeEvent) -> Outcome:
     )
     from apps.billing.emails import send_payment_failed
 
-    workspace_pk = workspace_id
-    grace_until = account.grace_until
-    transaction.on_commit(lambda: send_payment_failed(workspace_pk, grace_until), robust=True)
+    transaction.on_commit(partial(send_payment_failed, workspace_id, account.grace_until), robust=True)
     return Outcome(workspace_id)
 
 

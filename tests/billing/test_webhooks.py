@@ -155,6 +155,8 @@ def test_pack_checkout_grants_purchased_and_bonus_once(alpha, catalogue, deliver
 
     assert Event.objects.filter(id=payload["id"]).exists()
     assert WebhookEventTrigger.objects.filter(valid=True).count() == 2
+    assert [m.to for m in mail.outbox] == [[alpha.owner.email]]  # one receipt
+    assert "$35.00" in mail.outbox[0].subject
 
 
 def by_source(workspace) -> dict[str, int]:  # type: ignore[no-untyped-def]
