@@ -2,7 +2,14 @@
 
 Same authentication as the rest of the platform API (a session in its current workspace, or a
 workspace API key: `platform_read` to read, `platform_write` to change, plus the kind's scope —
-`images`, or `audio` for speech and transcription — to create). Another workspace's job answers 404.
+`images`, or `audio` for speech, transcription and voice cloning — to create). Another
+workspace's job answers 404.
+
+A job is created with a JSON body, or — for the kinds that take audio (`transcription`,
+`voice_clone`) — as multipart/form-data: `kind`, `model`, optional `idempotency_key` and
+`parameters` (a JSON object, as text) as fields, and the audio as `file` (a transcription) or
+`samples` (a voice clone, repeated for each sample). The files are checked as everywhere else
+(by content, within the plan's upload limit: 413 when larger); the answer is the job, to poll.
 """
 
 from __future__ import annotations
@@ -27,11 +34,18 @@ from apps.generation.services import GenerationRefused
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, JobKind, JobStatus
 from apps.media.selectors import job_list, job_results, media_file_json
-from apps.media.services import job_cancel, job_create
+from apps.media.services import job_cancel, job_create, job_create_with_uploads
 from apps.workspaces.roles import Perm
 from apps.workspaces.services import require_perm
 
-KIND_SCOPES = {JobKind.IMAGE: Scope.IMAGES, JobKind.SPEECH: Scope.AUDIO, JobKind.TRANSCRIPTION: Scope.AUDIO}
+KIND_SCOPES = {
+    JobKind.IMAGE: Scope.IMAGES,
+    JobKind.SPEECH: Scope.AUDIO,
+    JobKind.TRANSCRIPTION: Scope.AUDIO,
+    JobKind.VOICE_CLONE: Scope.AUDIO,
+}
+# The multipart field that carries each upload kind's audio.
+UPLOAD_FIELDS = {JobKind.TRANSCRIPTION: "file", JobKind.VOICE_CLONE: "samples"}
 
 
 def media_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -64,12 +78,17 @@ class JobOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    results_expired = serializers.SerializerMethodField(help_text="The result files were deleted (plan retention).")
+    results_expired_at = serializers.DateTimeField(allow_null=True)
 
     def get_credits_reserved(self, obj: GenerationJob) -> str:
         return str(to_credits(obj.credits_reserved_units))
 
     def get_credits_charged(self, obj: GenerationJob) -> str:
         return str(to_credits(obj.credits_charged_units))
+
+    def get_results_expired(self, obj: GenerationJob) -> bool:
+        return obj.results_expired_at is not None
 
 
 class JobDetailOut(JobOut):
@@ -82,10 +101,26 @@ class JobDetailOut(JobOut):
 
 
 class JobIn(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=[JobKind.IMAGE, JobKind.SPEECH, JobKind.TRANSCRIPTION])
+    kind = serializers.ChoiceField(choices=JobKind.choices)
     model = serializers.CharField(max_length=100)
     parameters = serializers.DictField()
     idempotency_key = serializers.CharField(max_length=100, required=False)
+
+
+class JobUploadIn(serializers.Serializer):
+    """The multipart form of a job that takes audio; the files are read from `request.FILES`."""
+
+    kind = serializers.ChoiceField(choices=list(UPLOAD_FIELDS))
+    model = serializers.CharField(max_length=100)
+    parameters = serializers.JSONField(binary=True, required=False, help_text="A JSON object, as text.")
+    idempotency_key = serializers.CharField(max_length=100, required=False)
+    file = serializers.FileField(required=False, help_text="A transcription's audio.")
+    samples = serializers.ListField(child=serializers.FileField(), required=False, help_text="A voice's samples.")
+
+    def validate_parameters(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("parameters must be a JSON object.")
+        return value
 
 
 class JobFilterIn(serializers.Serializer):
@@ -116,40 +151,48 @@ class JobListView(MediaView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True).data)
 
-    @extend_schema(request=JobIn, responses={202: JobDetailOut}, summary="Start a media job")
+    @extend_schema(
+        request={"application/json": JobIn, "multipart/form-data": JobUploadIn},
+        responses={202: JobDetailOut},
+        summary="Start a media job (JSON, or multipart with the audio of a transcription or voice clone)",
+    )
     def post(self, request: Request) -> Response:
-        data = JobIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        files: list[Any] | None = None
+        if (request.content_type or "").startswith("multipart/form-data"):
+            data: serializers.Serializer = JobUploadIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            field = UPLOAD_FIELDS[data.validated_data["kind"]]
+            files = request.FILES.getlist(field)
+            if not files:
+                raise MediaError(f"Send the audio as the `{field}` field.", param=field)
+        else:
+            data = JobIn(data=request.data)
+            data.is_valid(raise_exception=True)
         who = caller(request)
         values = data.validated_data
         model = AIModel.objects.select_related("provider").filter(model_id=values["model"]).first()
         if model is None:
             raise exceptions.NotFound(f"The model `{values['model']}` does not exist.")
         key_suffix = values.get("idempotency_key") or uuid.uuid4().hex
+        options: dict[str, Any] = {
+            "workspace": who.workspace,
+            "kind": values["kind"],
+            "model": model,
+            "parameters": values.get("parameters") or {},
+        }
         if who.key is not None:
             apikey_check_scope(key=who.key, scope=KIND_SCOPES[values["kind"]])
             apikey_check_model(key=who.key, model_id=model.model_id)
-            job = job_create(
-                workspace=who.workspace,
+            options.update(
                 api_key=who.key,
                 user=who.person,
-                kind=values["kind"],
-                model=model,
-                parameters=values["parameters"],
                 idempotency_key=f"jobs:key{who.key.pk}:{key_suffix}",
                 reserve=partial(_key_reserve, who.key),
             )
         else:
-            user = who.user
-            require_perm(workspace=who.workspace, user=user, perm=Perm.USE)
-            job = job_create(
-                workspace=who.workspace,
-                user=user,
-                kind=values["kind"],
-                model=model,
-                parameters=values["parameters"],
-                idempotency_key=f"jobs:user{user.pk}:{key_suffix}",
-            )
+            require_perm(workspace=who.workspace, user=who.user, perm=Perm.USE)
+            options.update(user=who.user, idempotency_key=f"jobs:user{who.user.pk}:{key_suffix}")
+        job = job_create_with_uploads(files=files, **options) if files is not None else job_create(**options)
         job.refresh_from_db()
         return Response(JobDetailOut(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 

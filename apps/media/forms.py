@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 
 from apps.generation.models import AIModel
-from apps.media.kinds import MAX_N, MAX_PROMPT, MAX_SPEECH_CHARACTERS
+from apps.media.kinds import CONSENT_REQUIRED, MAX_N, MAX_PROMPT, MAX_SPEECH_CHARACTERS
 
 SIZES = ["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792"]
 
@@ -49,17 +49,24 @@ class GalleryFilterForm(forms.Form):
 
 
 class SpeechForm(forms.Form):
-    """The speech studio's form; the speech kind validates the voice against the model."""
+    """The speech studio's form. `voices` are the grouped choices of the voice picker (the
+    providers' stock voices and the workspace's own cloned voices); the speech kind checks the
+    voice against the model."""
 
     model = forms.ModelChoiceField(queryset=AIModel.objects.none(), to_field_name="model_id", empty_label=None)
-    voice = forms.CharField(max_length=64, initial="alloy", help_text="For example alloy, echo, nova or shimmer.")
+    voice = forms.ChoiceField(
+        initial="alloy",
+        help_text="A stock voice of the model's provider, or one of your cloned voices.",
+        error_messages={"invalid_choice": "Pick one of the listed voices."},
+    )
     speed = forms.FloatField(min_value=0.25, max_value=4.0, initial=1.0)
     format = forms.ChoiceField(choices=[("mp3", "MP3"), ("wav", "WAV"), ("opus", "Opus")], initial="mp3")
     text = forms.CharField(max_length=MAX_SPEECH_CHARACTERS, widget=forms.Textarea(attrs={"rows": 5}))
 
-    def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, models: Any, voices: list[tuple[str, list[tuple[str, str]]]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self.fields["voice"].choices = voices  # type: ignore[attr-defined]
 
     def parameters(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -77,7 +84,9 @@ TRANSCRIPT_OUTPUTS = [
 
 class TranscriptionForm(forms.Form):
     """The transcription studio's upload form; the file is checked by its content (and its
-    duration measured) by `audio_upload_create` when the job is created."""
+    duration measured), within the plan's upload limit, when the job is created."""
+
+    upload_field = "file"
 
     model = forms.ModelChoiceField(queryset=AIModel.objects.none(), to_field_name="model_id", empty_label=None)
     file = forms.FileField(label="Audio file", help_text="MP3, WAV, OGG/Opus, FLAC, M4A or WebM.")
@@ -95,27 +104,57 @@ class TranscriptionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["model"].queryset = models  # type: ignore[attr-defined]
 
-    def parameters(self, upload_id: int) -> dict[str, Any]:
+    def parameters(self) -> dict[str, Any]:
+        """The job's parameters but its upload (added when the file is stored)."""
         data = self.cleaned_data
         return {
-            "upload": upload_id,
             "language": data.get("language") or "",
             "format": data["format"],
             "timestamps": bool(data.get("timestamps")),
         }
 
 
+class MultipleAudioInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleAudioField(forms.FileField):
+    """Several audio files in one field (a list of them once cleaned)."""
+
+    widget = MultipleAudioInput
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        files = list(data) if isinstance(data, list | tuple) else [data] if data else []
+        if not files and self.required:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        clean_one = super().clean
+        return [clean_one(file, initial) for file in files]
+
+
 class VoiceCloneForm(forms.Form):
-    """The voices page's cloning form; the samples (`samples`, several files) are read from
-    `request.FILES` and checked by their content by `audio_upload_create`."""
+    """The voices page's cloning form; the samples are checked by their content (within the
+    plan's upload limit) when the job is created."""
+
+    upload_field = "samples"
 
     model = forms.ModelChoiceField(queryset=AIModel.objects.none(), to_field_name="model_id", empty_label=None)
     name = forms.CharField(max_length=100)
     description = forms.CharField(max_length=500, required=False)
+    samples = MultipleAudioField(
+        label="Audio samples",
+        widget=MultipleAudioInput(attrs={"accept": "audio/*"}),
+        error_messages={"required": "Upload at least one audio sample."},
+    )
     consent = forms.BooleanField(
-        required=False, label="I confirm I have the right to clone this voice (my own, or with the speaker's consent)."
+        label="I confirm I have the right to clone this voice (my own, or with the speaker's consent).",
+        error_messages={"required": CONSENT_REQUIRED},
     )
 
     def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["model"].queryset = models  # type: ignore[attr-defined]
+
+    def parameters(self) -> dict[str, Any]:
+        """The job's parameters but its samples (added when the files are stored)."""
+        data = self.cleaned_data
+        return {"name": data["name"], "description": data["description"], "consent": data["consent"]}

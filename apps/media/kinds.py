@@ -40,6 +40,9 @@ class RunContext:
 class Kind(Protocol):
     service: str
     capability: str
+    # The parameter that names the job's uploaded files ("" when it takes none) and how many.
+    upload_parameter: str
+    max_uploads: int
 
     def supports(self, model: AIModel) -> bool: ...
     def validate(
@@ -90,6 +93,8 @@ def _choice(params: dict[str, Any], name: str, allowed: list[str], default: str 
 class ImageKind:
     service: str = Service.IMAGE
     capability: str = "image generation"
+    upload_parameter: str = ""
+    max_uploads: int = 0
 
     def supports(self, model: AIModel) -> bool:
         return model.supports_images
@@ -200,6 +205,28 @@ MAX_SPEECH_CHARACTERS = 4096  # OpenAI's limit
 SPEECH_PARAMETERS = frozenset({"text", "voice", "speed", "format", "instructions"})
 VOICE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse")
+# ElevenLabs' premade voices (every account has them): id, name.
+ELEVENLABS_VOICES = (
+    ("21m00Tcm4TlvDq8ikWAM", "Rachel"),
+    ("9BWtsMINqrJLrRacOk9x", "Aria"),
+    ("EXAVITQu4vr4xnSDxMaL", "Sarah"),
+    ("FGY2WhTYpPnrIDTdsKH5", "Laura"),
+    ("CwhRBWXzGAHq8TQ4Fs17", "Roger"),
+    ("IKne3meq5aSn9XLyUdCD", "Charlie"),
+    ("JBFqnCBsd6RMkjVDRZzb", "George"),
+    ("N2lVS1w4EtoT3dr4eOWO", "Callum"),
+    ("pNInz6obpgDQGcFmaJgB", "Adam"),
+)
+
+
+def stock_voices(provider_kind: str) -> list[tuple[str, str]]:
+    """The voices a speech provider offers every account (id, label): ElevenLabs' premade
+    voices; OpenAI's for OpenAI, the OpenAI-compatible providers and the mock."""
+    from apps.generation.providers.audio import ELEVENLABS
+
+    if provider_kind == ELEVENLABS:
+        return list(ELEVENLABS_VOICES)
+    return [(voice, voice.capitalize()) for voice in OPENAI_VOICES]
 
 
 def _unknown(parameters: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -211,6 +238,8 @@ def _unknown(parameters: dict[str, Any], allowed: frozenset[str]) -> None:
 class SpeechKind:
     service: str = Service.SPEECH
     capability: str = "speech synthesis"
+    upload_parameter: str = ""
+    max_uploads: int = 0
 
     def supports(self, model: AIModel) -> bool:
         return model.supports_speech
@@ -317,6 +346,8 @@ def billed_seconds(duration: Decimal) -> Decimal:
 class TranscriptionKind:
     service: str = Service.TRANSCRIPTION
     capability: str = "transcription"
+    upload_parameter: str = "upload"  # one id
+    max_uploads: int = 1
 
     def supports(self, model: AIModel) -> bool:
         return model.supports_transcription
@@ -462,6 +493,8 @@ def _check_cloned_voice(voice: str, workspace_id: int | None) -> None:
 class VoiceCloneKind:
     service: str = Service.VOICE_CLONE
     capability: str = "voice cloning"
+    upload_parameter: str = "samples"  # a list of ids
+    max_uploads: int = 25  # MAX_VOICE_SAMPLES of the provider layer
 
     def supports(self, model: AIModel) -> bool:
         return model.supports_voice_cloning

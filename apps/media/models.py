@@ -63,6 +63,9 @@ class GenerationJob(WorkspaceOwnedModel):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the cleanup deleted the job's files (plan retention or `expires_at`): pages and the
+    # API say "expired" instead of offering links to files that are gone.
+    results_expired_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=150, unique=True)
 
     objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]

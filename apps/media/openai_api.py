@@ -36,7 +36,7 @@ from apps.generation.providers.audio import TRANSCRIPT_CONTENT_TYPES, TRANSCRIPT
 from apps.generation.services import db_step
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
-from apps.media.services import job_create
+from apps.media.services import job_create, job_create_with_uploads
 from apps.media.storage import media_file_url
 from apps.ratelimits.services import ratelimit_enforce
 
@@ -99,19 +99,7 @@ def _start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
     parameters = {name: data[name] for name in ("prompt", "n", "size", "quality", "style") if name in data}
     if "prompt" not in data:
         raise ApiError(400, "prompt: This field is required.", param="prompt", code="missing_required_parameter")
-    ratelimit_enforce(workspace=key.workspace, api_key=key)
-    try:
-        job = job_create(
-            workspace=key.workspace,
-            api_key=key,
-            kind=JobKind.IMAGE,
-            model=model,
-            parameters=parameters,
-            idempotency_key=f"api:{key.pk}:{request_id}",
-            reserve=partial(_key_reserve, key),
-        )
-    except MediaError as exc:
-        raise _api_error(exc) from exc
+    job = _create_job(key, kind=JobKind.IMAGE, model=model, parameters=parameters, request_id=request_id)
     return key, job.pk, response_format
 
 
@@ -178,19 +166,28 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
 
 def _create_job(
-    key: ApiKey, *, kind: str, model: AIModel, parameters: dict[str, Any], request_id: str
+    key: ApiKey,
+    *,
+    kind: str,
+    model: AIModel,
+    parameters: dict[str, Any],
+    request_id: str,
+    files: list[Any] | None = None,
 ) -> GenerationJob:
+    """Create the job through the key (its spending cap holds), storing `files` as its uploads
+    when given (within the plan's upload limit)."""
     ratelimit_enforce(workspace=key.workspace, api_key=key)
+    options: dict[str, Any] = {
+        "workspace": key.workspace,
+        "api_key": key,
+        "kind": kind,
+        "model": model,
+        "parameters": parameters,
+        "idempotency_key": f"api:{key.pk}:{request_id}",
+        "reserve": partial(_key_reserve, key),
+    }
     try:
-        return job_create(
-            workspace=key.workspace,
-            api_key=key,
-            kind=kind,
-            model=model,
-            parameters=parameters,
-            idempotency_key=f"api:{key.pk}:{request_id}",
-            reserve=partial(_key_reserve, key),
-        )
+        return job_create_with_uploads(files=files, **options) if files is not None else job_create(**options)
     except MediaError as exc:
         raise _api_error(exc) from exc
 
@@ -242,20 +239,12 @@ async def audio_speech(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def max_transcription_bytes() -> int:
-    from apps.media.storage import MAX_AUDIO_UPLOAD_BYTES
-
-    return MAX_AUDIO_UPLOAD_BYTES
-
-
 def _form_string(request: HttpRequest, name: str) -> str | None:
     value = request.POST.get(name)
     return value if value not in (None, "") else None
 
 
 def _transcription_start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
-    from apps.media.storage import audio_upload_create
-
     key = _authenticate(request)
     apikey_check_scope(key=key, scope=Scope.AUDIO)
     if not request.content_type or request.content_type != "multipart/form-data":
@@ -302,32 +291,17 @@ def _transcription_start(request: HttpRequest, request_id: str) -> tuple[ApiKey,
         what="transcription",
         capability="transcription",
     )
-    try:
-        media_file = audio_upload_create(
-            workspace_id=key.workspace_id,
-            file=upload,
-            filename=upload.name or "audio",
-            max_bytes=max_transcription_bytes(),
-        )
-    except MediaError as exc:
-        # Too large, wrong type or corrupt: all "this file cannot be used", a 400 as OpenAI does.
-        raise ApiError(400, exc.message, param="file", code=exc.code or "invalid_file") from exc
     parameters: dict[str, Any] = {
-        "upload": media_file.pk,
         "language": _form_string(request, "language") or "",
         "prompt": _form_string(request, "prompt") or "",
         "format": response_format,
         "timestamps": bool(granularities) or response_format == "verbose_json",
     }
-    try:
-        job = _create_job(key, kind=JobKind.TRANSCRIPTION, model=model, parameters=parameters, request_id=request_id)
-    except BaseException:
-        # The job was not created: the upload is not kept.
-        from apps.media.storage import media_file_delete_stored
-
-        media_file_delete_stored(media_file)
-        media_file.delete()
-        raise
+    # Too large (413), not audio or corrupt (400): refused before any job or hold exists; an
+    # upload no job took is not kept.
+    job = _create_job(
+        key, kind=JobKind.TRANSCRIPTION, model=model, parameters=parameters, request_id=request_id, files=[upload]
+    )
     return key, job.pk, response_format
 
 

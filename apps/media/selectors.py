@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, Sum
 
-from apps.media.models import GenerationJob, MediaFile, MediaKind
+from apps.media.models import GenerationJob, MediaFile, MediaKind, Voice
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -103,3 +103,31 @@ def audio_results(*, workspace: Workspace, kind: str) -> QuerySet[MediaFile]:
     first, with their job (for its id and model)."""
     files = MediaFile.objects.for_workspace(workspace).filter(kind=kind, parent__isnull=True)
     return _with_derivatives(files.select_related("job")).order_by("-created_at", "-id")
+
+
+def workspace_storage_used(*, workspace: Workspace | int) -> int:
+    """Bytes the workspace stores (files, previews, uploads kept with their job). Uploads no
+    job took yet are left out: they become a job's input or are deleted within the hour."""
+    workspace_id = workspace if isinstance(workspace, int) else workspace.pk
+    files = MediaFile.objects.filter(workspace_id=workspace_id).exclude(kind=MediaKind.UPLOAD, job__isnull=True)
+    return int(files.aggregate(total=Sum("size"))["total"] or 0)
+
+
+def speech_voice_choices(*, workspace: Workspace, models: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The speech studio's voice picker: each speech provider's stock voices, then the voices
+    this workspace cloned (only its own), as grouped choices."""
+    from apps.media.kinds import stock_voices
+
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    providers: set[int] = set()
+    for model in models:
+        if model.provider_id not in providers:
+            providers.add(model.provider_id)
+            groups.append((f"{model.provider.name} voices", stock_voices(model.provider.kind)))
+    cloned = [
+        (voice.provider_voice_id, f"{voice.name} (cloned)")
+        for voice in Voice.objects.for_workspace(workspace).order_by("name", "id")
+    ]
+    if cloned:
+        groups.append(("Your cloned voices", cloned))
+    return groups

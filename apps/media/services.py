@@ -21,8 +21,10 @@ job claimed after that is failed instead of run (it could no longer be charged).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,17 +34,20 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.billing.entitlements import model_plan_code, workspace_entitlements
 from apps.credits.models import Reservation
 from apps.credits.services import credits_release, credits_reserve, credits_settle
 from apps.generation.models import AIModel
 from apps.generation.providers.base import ProviderError
 from apps.media.exceptions import MediaError
 from apps.media.kinds import KINDS, RunContext
-from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobStatus, MediaFile, Voice, job_group
+from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobKind, JobStatus, MediaFile, Voice, job_group
+from apps.media.selectors import workspace_storage_used
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
     from apps.apikeys.models import ApiKey
+    from apps.billing.entitlements import Entitlements
     from apps.workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,13 @@ DEFAULTS = {
     "MEDIA_JOB_MAX_ATTEMPTS": 3,
 }
 MAX_KEY_LENGTH = 150
+MB = 1024 * 1024
+
+
+def pricing_url() -> str:
+    from django.urls import reverse
+
+    return reverse("billing:pricing")
 
 
 class JobAbandoned(Exception):
@@ -137,11 +149,14 @@ def job_validate(
     plan_code: str | None = None,
     workspace_id: int | None = None,
 ) -> dict[str, Any]:
-    """The normalised parameters, or MediaError (400/403) saying what is wrong."""
+    """The normalised parameters, or MediaError (400/403) saying what is wrong. Without
+    `plan_code`, the model is checked against the plan of the workspace `workspace_id`."""
     if kind not in KINDS:
         raise MediaError(f"Unknown or unsupported job kind: {kind}.", param="kind")
     if not isinstance(parameters, dict):
         raise MediaError("parameters must be an object.", param="parameters")
+    if plan_code is None and workspace_id is not None:
+        plan_code = model_plan_code(workspace_id)
     _authorise(model, kind, plan_code)
     return KINDS[kind].validate(model, parameters, workspace_id=workspace_id)
 
@@ -161,8 +176,9 @@ def job_create(
     """Validate, quote, and in one short transaction create the job and hold its credits; the
     task is enqueued when that commits. `reserve` replaces `credits_reserve` (the API passes one
     that also checks the key's spending cap). A replayed `idempotency_key` returns the job it
-    created and holds nothing more. Raises MediaError, InsufficientCredits, SpendingCapReached,
-    RateNotFound, or what `reserve` raises."""
+    created and holds nothing more. The workspace's plan must include the kind (voice cloning)
+    and the model, and its storage must not be full. Raises MediaError, InsufficientCredits,
+    SpendingCapReached, RateNotFound, or what `reserve` raises."""
     key = str(idempotency_key)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise MediaError(f"An idempotency key must have 1 to {MAX_KEY_LENGTH} characters.")
@@ -171,6 +187,7 @@ def job_create(
         if existing.workspace_id != workspace.pk:
             raise MediaError("This idempotency key was already used.", status_code=409)
         return existing
+    _check_plan(workspace, kind)
     params = job_validate(kind=kind, model=model, parameters=parameters, plan_code=plan_code, workspace_id=workspace.pk)
     quote = KINDS[kind].quote(model, params)
     try:
@@ -211,6 +228,109 @@ def job_create(
             raise
         return existing
     return job
+
+
+# ---------------------------------------------------------------------------- plan limits
+
+
+def _check_plan(workspace: Workspace, kind: str) -> Entitlements:
+    """Refuse what the workspace's plan does not allow before anything is stored or held:
+    voice cloning (403) and new files once its storage is full (403). Every kind stores files:
+    its results, or the uploads it keeps (voice samples)."""
+    entitlements = workspace_entitlements(workspace)
+    if kind == JobKind.VOICE_CLONE:
+        refusal = _voice_cloning_refusal(entitlements)
+        if refusal is not None:
+            raise refusal
+    limit = entitlements.storage_bytes
+    if limit is not None:
+        used = workspace_storage_used(workspace=workspace)
+        if used >= limit:
+            raise MediaError(
+                f"Your workspace's storage is full: {used / MB:.1f} MB used of the {limit / MB:g} MB included in "
+                f"the {entitlements.plan_name} plan. Delete files you no longer need, or upgrade your plan "
+                f"({pricing_url()}), to create more.",
+                status_code=403,
+                code="storage_full",
+            )
+    return entitlements
+
+
+def _voice_cloning_refusal(entitlements: Entitlements) -> MediaError | None:
+    if entitlements.voice_cloning:
+        return None
+    return MediaError(
+        f"Voice cloning is not included in your {entitlements.plan_name} plan: the Professional plan and "
+        f"higher plans include it ({pricing_url()}).",
+        status_code=403,
+        code="plan_upgrade_required",
+    )
+
+
+def job_create_with_uploads(
+    *,
+    workspace: Workspace,
+    kind: str,
+    files: Sequence[Any],
+    parameters: dict[str, Any],
+    **options: Any,
+) -> GenerationJob:
+    """Store the uploaded audio `files` (checked by content, each within the plan's upload
+    limit), then `job_create` the job that uses them: their ids go in the kind's upload
+    parameter (`upload` for a transcription, `samples` for a voice clone). Uploads no job took
+    (refused, or a replayed key that returned the earlier job) are deleted again. `options`
+    are `job_create`'s. Raises what `job_create` raises, and MediaError for the files (413
+    too large, 400 not audio)."""
+    handler = KINDS.get(kind)
+    if handler is None or not handler.upload_parameter:
+        raise MediaError(f"A {kind} job takes no uploaded files.", param="file")
+    if not files:
+        raise MediaError("Upload an audio file.", param="file")
+    if len(files) > handler.max_uploads:
+        raise MediaError(f"Upload at most {handler.max_uploads} audio file(s).", param="file")
+    entitlements = _check_plan(workspace, kind)  # refused before any byte is stored
+    uploads = _uploads_create(workspace=workspace, files=files, entitlements=entitlements)
+    ids = [upload.pk for upload in uploads]
+    parameters = {**parameters, handler.upload_parameter: ids[0] if handler.max_uploads == 1 else ids}
+    try:
+        return job_create(workspace=workspace, kind=kind, parameters=parameters, **options)
+    finally:
+        media_uploads_discard(uploads)
+
+
+def _uploads_create(*, workspace: Workspace, files: Sequence[Any], entitlements: Entitlements) -> list[MediaFile]:
+    """All the files stored, or none (MediaError): the plan's upload limit, else the site's."""
+    from apps.media.storage import MAX_AUDIO_UPLOAD_BYTES, audio_upload_create
+
+    limit, plan_name = MAX_AUDIO_UPLOAD_BYTES, ""
+    if entitlements.upload_max_bytes is not None:
+        limit, plan_name = entitlements.upload_max_bytes, entitlements.plan_name
+    uploads: list[MediaFile] = []
+    try:
+        for file in files:
+            uploads.append(
+                audio_upload_create(
+                    workspace_id=workspace.pk,
+                    file=file,
+                    filename=getattr(file, "name", "") or "audio",
+                    max_bytes=limit,
+                    plan_name=plan_name,
+                )
+            )
+    except BaseException:
+        media_uploads_discard(uploads)
+        raise
+    return uploads
+
+
+def media_uploads_discard(uploads: Sequence[MediaFile]) -> None:
+    """Delete those of `uploads` that no job took (their rows, then their bytes)."""
+    from apps.media.storage import media_file_delete_stored
+
+    unattached = list(MediaFile.objects.filter(pk__in=[u.pk for u in uploads], job__isnull=True))
+    MediaFile.objects.filter(pk__in=[u.pk for u in unattached]).delete()
+    for upload in unattached:
+        media_file_delete_stored(upload)
 
 
 # ---------------------------------------------------------------------------- endings
@@ -446,9 +566,13 @@ def media_file_delete(*, media_file: MediaFile, acting_user: User | None) -> Non
 
 
 def voice_cloning_allowed(workspace: Workspace) -> bool:
-    """Whether `workspace` may clone voices. Always True for now: there are no plans yet, and
-    this is the hook the plans will gate voice cloning through."""
-    return True
+    """Whether `workspace`'s plan includes voice cloning."""
+    return workspace_entitlements(workspace).voice_cloning
+
+
+def voice_cloning_refusal(workspace: Workspace) -> MediaError | None:
+    """Why `workspace` may not clone voices (its plan; 403), or None when it may."""
+    return _voice_cloning_refusal(workspace_entitlements(workspace))
 
 
 def voice_rename(*, voice: Voice, name: str, acting_user: User | None) -> Voice:
@@ -493,21 +617,82 @@ def voice_delete(*, voice: Voice, acting_user: User | None) -> None:
     voice.delete()
 
 
-def media_cleanup(*, orphan_grace: timedelta = timedelta(hours=1)) -> dict[str, int]:
-    """Delete files whose `expires_at` passed, and files whose job was deleted (after a grace
-    period for uploads that are not attached to a job yet). Files in storage without any row
-    are not listed (listing a bucket is slow); they can only come from a crash between writing
-    the bytes and the row."""
+def media_cleanup(*, orphan_grace: timedelta = timedelta(hours=1), batch: int = 1000) -> dict[str, int]:
+    """The hourly cleanup (`cleanup_media`); each step deletes at most `batch` files a run, so
+    a backlog is worked off over several runs. Safe to run again: what is gone stays gone.
+
+    - `expired`: files whose `expires_at` passed;
+    - `retention`: files (results and uploads) older than the workspace plan's
+      `result_retention_days` — their jobs are marked `results_expired_at`;
+    - `orphaned`: uploads no job took within `orphan_grace`, and files whose job was deleted;
+    - `stored_orphans`: stored objects under the media prefix, older than `orphan_grace`, that
+      no row names (a crash between writing the bytes and the row, or a failed delete)."""
+    now = timezone.now()
+    originals = MediaFile.objects.filter(parent__isnull=True)
+    return {
+        "expired": _files_purge(originals.filter(expires_at__lt=now)[:batch]),
+        "retention": _retention_purge(now, batch),
+        "orphaned": _files_purge(originals.filter(job__isnull=True, created_at__lt=now - orphan_grace)[:batch]),
+        "stored_orphans": media_storage_sweep(older_than=orphan_grace, limit=batch),
+    }
+
+
+def _files_purge(files: Any) -> int:
+    """Delete these original files and their previews: the rows first, with their jobs marked
+    as expired, then the bytes. A delete that fails leaves bytes without a row (never a row
+    without its bytes), which `media_storage_sweep` removes later."""
     from apps.media.storage import media_file_delete_stored
 
-    now = timezone.now()
-    counts = {"expired": 0, "orphaned": 0}
-    expired = MediaFile.objects.filter(expires_at__lt=now)
-    orphaned = MediaFile.objects.filter(job__isnull=True, parent__isnull=True, created_at__lt=now - orphan_grace)
-    for label, queryset in (("expired", expired), ("orphaned", orphaned)):
-        for row in list(queryset.prefetch_related("derivatives")[:1000]):
-            for item in [*row.derivatives.all(), row]:
-                media_file_delete_stored(item)
-            row.delete()  # derivatives cascade
-            counts[label] += 1
-    return counts
+    originals = list(files.prefetch_related("derivatives"))
+    if not originals:
+        return 0
+    rows = [derivative for original in originals for derivative in original.derivatives.all()] + originals
+    with transaction.atomic():
+        MediaFile.objects.filter(pk__in=[row.pk for row in rows]).delete()
+        GenerationJob.objects.filter(
+            pk__in={row.job_id for row in originals if row.job_id}, results_expired_at__isnull=True
+        ).update(results_expired_at=timezone.now())
+    for row in rows:
+        media_file_delete_stored(row)
+    return len(originals)
+
+
+def _retention_purge(now: Any, batch: int) -> int:
+    """Files older than their workspace plan's result retention. One plan look-up per
+    workspace that has files; jobs still queued or running keep theirs."""
+    purged = 0
+    originals = MediaFile.objects.filter(parent__isnull=True)
+    workspace_ids = list(originals.order_by().values_list("workspace_id", flat=True).distinct())
+    for workspace_id in sorted(workspace_ids):
+        days = workspace_entitlements(workspace_id).result_retention_days
+        if days is None:
+            continue
+        old = originals.filter(workspace_id=workspace_id, created_at__lt=now - timedelta(days=days)).exclude(
+            job__status__in=ACTIVE_STATUSES
+        )
+        purged += _files_purge(old.order_by("created_at", "id")[: batch - purged])
+        if purged >= batch:
+            break
+    return purged
+
+
+def media_storage_sweep(*, older_than: timedelta = timedelta(hours=1), limit: int = 1000) -> int:
+    """Delete stored files under the media prefix that no MediaFile row names and that were
+    written more than `older_than` ago (a file is written before its row: the grace period
+    keeps one whose row is about to be saved). At most `limit` deletions a run."""
+    from apps.media.storage import stored_media_files
+
+    storage = MediaFile._meta.get_field("file").storage  # type: ignore[attr-defined]
+    deleted = 0
+    names = stored_media_files(modified_before=timezone.now() - older_than, storage=storage)
+    while deleted < limit:
+        chunk = list(itertools.islice(names, 500))
+        if not chunk:
+            break
+        known = set(MediaFile.objects.filter(file__in=chunk).values_list("file", flat=True))
+        for name in chunk:
+            if name not in known and deleted < limit:
+                with contextlib.suppress(FileNotFoundError):
+                    storage.delete(name)
+                deleted += 1
+    return deleted

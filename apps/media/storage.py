@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -171,16 +172,22 @@ def transcript_file_create(*, job: GenerationJob, text: str, fmt: str, metadata:
     )
 
 
-MAX_AUDIO_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's limit for transcriptions
+MB = 1024 * 1024
+MAX_AUDIO_UPLOAD_BYTES = 25 * MB  # OpenAI's limit for transcriptions; plans may set a lower one
 
 
 def audio_upload_create(
-    *, workspace_id: int, file: IO[bytes], filename: str = "", max_bytes: int = MAX_AUDIO_UPLOAD_BYTES
+    *,
+    workspace_id: int,
+    file: IO[bytes],
+    filename: str = "",
+    max_bytes: int = MAX_AUDIO_UPLOAD_BYTES,
+    plan_name: str = "",
 ) -> MediaFile:
     """Check an uploaded audio file by its content (size first, then `probe_audio`, which also
     measures its real duration) and store it as a MediaFile of kind upload, not yet attached
-    to a job. Raises MediaError (400, code `invalid_file` or `too_large`) with a message for
-    the person who uploaded it."""
+    to a job. Raises MediaError (413 `too_large`, naming `plan_name` when the limit is the
+    plan's; 400 `invalid_file`) with a message for the person who uploaded it."""
     from apps.core.audio import AudioError, probe_audio
 
     size = getattr(file, "size", None)
@@ -188,8 +195,10 @@ def audio_upload_create(
         file.seek(0, io.SEEK_END)
         size = file.tell()
     if size > max_bytes:
+        whose = f"the {plan_name} plan's limit" if plan_name else "the limit"
         raise MediaError(
-            f"The file is too large: {size / (1024 * 1024):.1f} MB (the limit is {max_bytes / (1024 * 1024):g} MB).",
+            f"The file is too large: {size / MB:.1f} MB ({whose} is {max_bytes / MB:g} MB).",
+            status_code=413,
             param="file",
             code="too_large",
         )
@@ -221,6 +230,51 @@ def media_file_delete_stored(media_file: MediaFile) -> None:
     if name:
         with contextlib.suppress(FileNotFoundError):
             media_file.file.storage.delete(name)
+
+
+# ------------------------------------------------------------------------------ listing stored files
+
+MEDIA_PREFIX = "ws"  # every MediaFile is stored under it (`media_upload_to`)
+
+
+def stored_media_files(*, modified_before: datetime, storage: Any = None, page_size: int = 1000) -> Iterator[str]:
+    """The names (as a FileField stores them) of the stored files under the media prefix that
+    were last written before `modified_before`. S3 is listed page by page (`list_objects_v2`,
+    `page_size` keys a request, with their modification times: no request per file); local
+    storage is walked with `listdir`."""
+    storage = storage if storage is not None else default_storage
+    if _is_s3(storage):
+        yield from _s3_files(storage, modified_before, page_size)
+    else:
+        yield from _local_files(storage, MEDIA_PREFIX, modified_before)
+
+
+def _s3_files(storage: Any, modified_before: datetime, page_size: int) -> Iterator[str]:
+    # Keys include the storage's `location`; FileField names do not.
+    location = (storage.location or "").strip("/")
+    root = f"{location}/" if location else ""
+    paginator = storage.bucket.meta.client.get_paginator("list_objects_v2")
+    pages = paginator.paginate(
+        Bucket=storage.bucket_name, Prefix=f"{root}{MEDIA_PREFIX}/", PaginationConfig={"PageSize": page_size}
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            if item["LastModified"] < modified_before:
+                yield item["Key"][len(root) :]
+
+
+def _local_files(storage: Any, directory: str, modified_before: datetime) -> Iterator[str]:
+    try:
+        directories, files = storage.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in sorted(directories):
+        yield from _local_files(storage, f"{directory}/{name}", modified_before)
+    for name in sorted(files):
+        path = f"{directory}/{name}"
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+            if storage.get_modified_time(path) < modified_before:
+                yield path
 
 
 # ------------------------------------------------------------------------------ download URLs

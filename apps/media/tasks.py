@@ -57,7 +57,8 @@ def sweep_stale_jobs() -> dict[str, int]:
 
 @shared_task
 def cleanup_media() -> dict[str, int]:
-    """Every hour: delete expired files and files whose job was deleted."""
+    """Every hour: delete expired files, results past the plan's retention, uploads no job
+    took, and stored objects no file row names (see `media_cleanup`)."""
     from apps.media.services import media_cleanup
 
     return media_cleanup()

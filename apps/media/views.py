@@ -27,12 +27,15 @@ from apps.media.selectors import (
     gallery_models,
     job_results,
     media_file_json,
+    speech_voice_choices,
 )
 from apps.media.services import (
     job_cancel,
     job_create,
+    job_create_with_uploads,
     media_file_delete,
-    voice_cloning_allowed,
+    pricing_url,
+    voice_cloning_refusal,
     voice_delete,
     voice_rename,
 )
@@ -44,6 +47,13 @@ from apps.workspaces.scoping import get_for_workspace_or_404
 
 GALLERY_PAGE_SIZE = 24
 AUDIO_PAGE_SIZE = 20
+# The studio page of each job kind.
+KIND_PAGES = {
+    JobKind.IMAGE.value: "media:images",
+    JobKind.SPEECH.value: "media:speech",
+    JobKind.TRANSCRIPTION.value: "media:transcribe",
+    JobKind.VOICE_CLONE.value: "media:voices",
+}
 TRANSCRIPT_DOWNLOADS = {
     "text": ("txt", "text"),
     "srt": ("srt", "srt"),
@@ -70,36 +80,58 @@ def job_json(request: WorkspaceRequest, job: GenerationJob) -> dict[str, Any]:
         "error": job.error,
         "finished": job.is_finished,
         "parameters": job.parameters,
+        "results_expired": job.results_expired_at is not None,
         "results": [media_file_json(f, user=request.user) for f in job_results(job=job)] if job.is_finished else [],
     }
+
+
+def _studio_key(request: WorkspaceRequest, kind: str) -> str:
+    """The idempotency key of a studio form: a resubmitted form (same nonce) makes no second job."""
+    return f"studio-{kind}:{request.user.pk}:{request.POST.get('nonce') or uuid.uuid4().hex}"
+
+
+def _studio_form(
+    request: WorkspaceRequest, form_class: Any, kind: str, **options: Any
+) -> tuple[Any, HttpResponse | None]:
+    """A studio page's form and, when a POST made a job, the redirect to the kind's page
+    showing it. A valid form becomes a job through the services (its files, in the form's
+    `upload_field`, stored as the job's uploads); a refusal is put on the form, for the page to
+    be shown again with a 400 (`form.is_bound`). `options` go to the form."""
+    if request.method != "POST":
+        return form_class(**options), None
+    form = form_class(request.POST, request.FILES, **options)
+    if not form.is_valid():
+        return form, None
+    create: dict[str, Any] = {
+        "workspace": request.workspace,
+        "user": request.user,
+        "kind": kind,
+        "model": form.cleaned_data["model"],
+        "parameters": form.parameters(),
+        "idempotency_key": _studio_key(request, kind),
+    }
+    upload_field = getattr(form, "upload_field", "")
+    try:
+        if upload_field:
+            files = form.cleaned_data[upload_field]
+            created = job_create_with_uploads(files=files if isinstance(files, list) else [files], **create)
+        else:
+            created = job_create(**create)
+    except (MediaError, CreditsError) as exc:
+        field = getattr(exc, "param", None)
+        form.add_error(field if field in form.fields else None, exc.message)
+        return form, None
+    return form, redirect(f"{reverse(KIND_PAGES[kind])}?job={created.pk}")
 
 
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def image_studio(request: WorkspaceRequest) -> HttpResponse:
     models = image_models()
-    status = 200
-    if request.method == "POST":
-        form = ImageForm(request.POST, models=models)
-        if form.is_valid():
-            try:
-                created = job_create(
-                    workspace=request.workspace,
-                    user=request.user,
-                    kind=JobKind.IMAGE,
-                    model=form.cleaned_data["model"],
-                    parameters=form.parameters(),
-                    idempotency_key=f"studio:{request.user.pk}:{request.POST.get('nonce') or uuid.uuid4().hex}",
-                )
-            except (MediaError, CreditsError) as exc:
-                field = getattr(exc, "param", None)
-                form.add_error(field if field in form.fields else None, exc.message)
-            else:
-                return redirect(f"{reverse('media:images')}?job={created.pk}")
-        status = 400
-    else:
-        initial = {k: v for k, v in request.GET.items() if k in ImageForm.base_fields and k != "job"}
-        form = ImageForm(initial=initial, models=models)
+    initial = {k: v for k, v in request.GET.items() if k in ImageForm.base_fields and k != "job"}
+    form, submitted = _studio_form(request, ImageForm, JobKind.IMAGE, models=models, initial=initial)
+    if submitted is not None:
+        return submitted
     job: GenerationJob | None = None
     if request.GET.get("job", "").isdigit():
         job = _job(request, int(request.GET["job"]))
@@ -110,7 +142,7 @@ def image_studio(request: WorkspaceRequest) -> HttpResponse:
         "job_state": job_json(request, job) if job else None,
         "nonce": uuid.uuid4().hex,
     }
-    return render(request, "media/studio.html", context, status=status)
+    return render(request, "media/studio.html", context, status=400 if form.is_bound else 200)
 
 
 def speech_models() -> Any:
@@ -121,10 +153,6 @@ def transcription_models() -> Any:
     return (
         AIModel.objects.available().filter(supports_transcription=True).select_related("provider").order_by("position")
     )
-
-
-def _studio_key(request: WorkspaceRequest, prefix: str) -> str:
-    return f"{prefix}:{request.user.pk}:{request.POST.get('nonce') or uuid.uuid4().hex}"
 
 
 def _shown_job(request: WorkspaceRequest, kind: str) -> GenerationJob | None:
@@ -152,27 +180,10 @@ def _audio_page(request: WorkspaceRequest, kind: str) -> tuple[Any, list[dict[st
 @require_http_methods(["GET", "POST"])
 def speech_studio(request: WorkspaceRequest) -> HttpResponse:
     models = speech_models()
-    status = 200
-    if request.method == "POST":
-        form = SpeechForm(request.POST, models=models)
-        if form.is_valid():
-            try:
-                created = job_create(
-                    workspace=request.workspace,
-                    user=request.user,
-                    kind=JobKind.SPEECH,
-                    model=form.cleaned_data["model"],
-                    parameters=form.parameters(),
-                    idempotency_key=_studio_key(request, "studio-speech"),
-                )
-            except (MediaError, CreditsError) as exc:
-                field = getattr(exc, "param", None)
-                form.add_error(field if field in form.fields else None, exc.message)
-            else:
-                return redirect(f"{reverse('media:speech')}?job={created.pk}")
-        status = 400
-    else:
-        form = SpeechForm(models=models)
+    voices = speech_voice_choices(workspace=request.workspace, models=models)
+    form, submitted = _studio_form(request, SpeechForm, JobKind.SPEECH, models=models, voices=voices)
+    if submitted is not None:
+        return submitted
     job = _shown_job(request, JobKind.SPEECH)
     page, items = _audio_page(request, MediaKind.AUDIO)
     context = {
@@ -184,58 +195,16 @@ def speech_studio(request: WorkspaceRequest) -> HttpResponse:
         "page_obj": page,
         "items": items,
     }
-    return render(request, "media/speech.html", context, status=status)
+    return render(request, "media/speech.html", context, status=400 if form.is_bound else 200)
 
 
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
-    from apps.media.openai_api import max_transcription_bytes
-    from apps.media.storage import audio_upload_create, media_file_delete_stored
-
     models = transcription_models()
-    status = 200
-    if request.method == "POST":
-        form = TranscriptionForm(request.POST, request.FILES, models=models)
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            created = None
-            try:
-                media_file = audio_upload_create(
-                    workspace_id=request.workspace.pk,
-                    file=upload,
-                    filename=upload.name or "audio",
-                    max_bytes=max_transcription_bytes(),
-                )
-            except MediaError as exc:
-                form.add_error("file", exc.message)
-            else:
-                try:
-                    created = job_create(
-                        workspace=request.workspace,
-                        user=request.user,
-                        kind=JobKind.TRANSCRIPTION,
-                        model=form.cleaned_data["model"],
-                        parameters=form.parameters(media_file.pk),
-                        idempotency_key=_studio_key(request, "studio-transcription"),
-                    )
-                except (MediaError, CreditsError) as exc:
-                    # No job: the upload is not kept.
-                    media_file_delete_stored(media_file)
-                    media_file.delete()
-                    field = getattr(exc, "param", None)
-                    form.add_error(field if field in form.fields else None, exc.message)
-                else:
-                    if created.parameters.get("upload") != media_file.pk:
-                        # A resubmitted form (same nonce) returned the job it made before:
-                        # this second copy of the file is not kept.
-                        media_file_delete_stored(media_file)
-                        media_file.delete()
-            if created is not None:
-                return redirect(f"{reverse('media:transcribe')}?job={created.pk}")
-        status = 400
-    else:
-        form = TranscriptionForm(models=models)
+    form, submitted = _studio_form(request, TranscriptionForm, JobKind.TRANSCRIPTION, models=models)
+    if submitted is not None:
+        return submitted
     job = _shown_job(request, JobKind.TRANSCRIPTION)
     transcript = None
     if job is not None and job.is_finished:
@@ -252,7 +221,7 @@ def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
         "page_obj": page,
         "items": items,
     }
-    return render(request, "media/transcribe.html", context, status=status)
+    return render(request, "media/transcribe.html", context, status=400 if form.is_bound else 200)
 
 
 def voice_models() -> Any:
@@ -263,84 +232,26 @@ def voice_models() -> Any:
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def voices(request: WorkspaceRequest) -> HttpResponse:
-    """The workspace's cloned voices (rename, delete) and a form to clone one from samples."""
-    from apps.media.kinds import CONSENT_REQUIRED
-    from apps.media.storage import audio_upload_create, media_file_delete_stored
-
+    """The workspace's cloned voices (rename, delete) and a form to clone one from samples, or
+    a note on which plans include voice cloning."""
     models = voice_models()
-    allowed = voice_cloning_allowed(request.workspace)
-    status = 200
-    if request.method == "POST":
-        form = VoiceCloneForm(request.POST, models=models)
-        files = request.FILES.getlist("samples")
-        if not allowed:
-            form.add_error(None, "Your plan does not include voice cloning.")
-        elif form.is_valid():
-            if not form.cleaned_data["consent"]:
-                form.add_error("consent", CONSENT_REQUIRED)
-            elif not files:
-                form.add_error(None, "Upload at least one audio sample.")
-            else:
-                created = _voice_clone_create(request, form, files, audio_upload_create, media_file_delete_stored)
-                if created is not None:
-                    return redirect(f"{reverse('media:voices')}?job={created.pk}")
-        status = 400
-    else:
-        form = VoiceCloneForm(models=models)
+    refusal = voice_cloning_refusal(request.workspace)
+    form, submitted = _studio_form(request, VoiceCloneForm, JobKind.VOICE_CLONE, models=models)
+    if submitted is not None:
+        return submitted
     job = _shown_job(request, JobKind.VOICE_CLONE)
     context = {
         "form": form,
         "has_models": models.exists(),
-        "allowed": allowed,
+        "allowed": refusal is None,
+        "upgrade_note": refusal.message if refusal is not None else "",
+        "pricing_url": pricing_url(),
         "job": job,
         "job_state": job_json(request, job) if job else None,
         "nonce": uuid.uuid4().hex,
         "voices": Voice.objects.for_workspace(request.workspace).select_related("model", "created_by"),
     }
-    return render(request, "media/voices.html", context, status=status)
-
-
-def _voice_clone_create(
-    request: WorkspaceRequest, form: VoiceCloneForm, files: list[Any], upload_create: Any, delete_stored: Any
-) -> GenerationJob | None:
-    uploads: list[MediaFile] = []
-
-    def discard() -> None:
-        for item in uploads:
-            delete_stored(item)
-            item.delete()
-
-    try:
-        for upload in files:
-            uploads.append(
-                upload_create(workspace_id=request.workspace.pk, file=upload, filename=upload.name or "sample")
-            )
-    except MediaError as exc:
-        discard()
-        form.add_error(None, exc.message)
-        return None
-    try:
-        created = job_create(
-            workspace=request.workspace,
-            user=request.user,
-            kind=JobKind.VOICE_CLONE,
-            model=form.cleaned_data["model"],
-            parameters={
-                "name": form.cleaned_data["name"],
-                "description": form.cleaned_data["description"],
-                "samples": [item.pk for item in uploads],
-                "consent": True,
-            },
-            idempotency_key=_studio_key(request, "studio-voice"),
-        )
-    except (MediaError, CreditsError) as exc:
-        discard()
-        field = getattr(exc, "param", None)
-        form.add_error(field if field in form.fields else None, exc.message)
-        return None
-    if created.parameters.get("samples") != [item.pk for item in uploads]:
-        discard()  # a resubmitted form returned the job it made before
-    return created
+    return render(request, "media/voices.html", context, status=400 if form.is_bound else 200)
 
 
 @workspace_required(Perm.USE)
@@ -383,7 +294,7 @@ def transcript_download(request: WorkspaceRequest, job_id: int, fmt: str) -> Htt
     )
     output = MediaFile.objects.filter(job=job, workspace_id=job.workspace_id, kind=MediaKind.TRANSCRIPT).first()
     if output is None or not output.metadata.get("transcript"):
-        raise Http404("This job has no transcript.")
+        raise Http404("This transcript expired." if job.results_expired_at else "This job has no transcript.")
     ext, response_format = TRANSCRIPT_DOWNLOADS[fmt]
     text = transcript_as(transcript_from_json(output.metadata["transcript"]), response_format)
     response = HttpResponse(text.encode(), content_type=TRANSCRIPT_CONTENT_TYPES[response_format])
@@ -413,13 +324,7 @@ def job_cancel_view(request: WorkspaceRequest, job_id: int) -> HttpResponse:
         messages.success(request, "Job cancelled; its credits were released.")
     if request.headers.get("Accept") == "application/json":
         return JsonResponse(job_json(request, job))
-    pages = {
-        JobKind.SPEECH.value: "media:speech",
-        JobKind.TRANSCRIPTION.value: "media:transcribe",
-        JobKind.VOICE_CLONE.value: "media:voices",
-    }
-    page = pages.get(job.kind, "media:images")
-    return redirect(f"{reverse(page)}?job={job.pk}")
+    return redirect(f"{reverse(KIND_PAGES.get(job.kind, 'media:images'))}?job={job.pk}")
 
 
 @workspace_required(Perm.USE)

@@ -1,5 +1,6 @@
-"""Fixtures for media jobs: the image catalog (mock-image, dall-e-*) with its rate cards, a
-funded workspace, a local `moto_server` for S3, and a real Celery worker on Redis."""
+"""Fixtures for media jobs: the image catalog (mock-image, dall-e-*) with its rate cards, the
+audio and voice models, the billing plans, a funded workspace, a local `moto_server` for S3,
+and a real Celery worker on Redis."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from apps.credits.rates import rate_cards_seed_defaults
 from apps.credits.services import credits_grant
 from apps.generation.catalog import catalog_seed_defaults
 from apps.generation.models import AIModel, ModelFallback, Provider
-from apps.media.catalog import image_catalog_seed
+from apps.media.catalog import audio_catalog_seed, image_catalog_seed, voice_catalog_seed
+from apps.media.models import GenerationJob, JobKind, JobStatus
 from apps.workspaces.models import Workspace
+from tests.conftest import Team
 
 FUNDS = 1_000_000  # units (100 credits)
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +38,52 @@ def image_model(db: Any) -> AIModel:
     return AIModel.objects.select_related("provider").get(model_id="mock-image")
 
 
+@pytest.fixture
+def media_models(image_model: AIModel) -> dict[str, AIModel]:
+    """Every mock media model (image, speech, transcription, voice cloning), by model id."""
+    audio_catalog_seed(Provider, AIModel)
+    voice_catalog_seed(Provider, AIModel)
+    return {m.model_id: m for m in AIModel.objects.select_related("provider").filter(model_id__startswith="mock-")}
+
+
+@pytest.fixture
+def plans(db: Any) -> None:
+    """The default plans (Free is the default: no voice cloning, 10 MB uploads, 500 MB of
+    storage, results kept 30 days; Professional clones voices)."""
+    from apps.billing.seed import billing_seed_catalogue
+
+    billing_seed_catalogue()
+
+
+def on_plan(workspace: Workspace, code: str) -> None:
+    from apps.billing.models import Plan
+    from apps.billing.services import billing_plan_assign
+
+    billing_plan_assign(workspace=workspace, plan=Plan.objects.get(code=code), acting_user=None)
+
+
 def fund(workspace: Workspace, units: int = FUNDS, key: str = "fund") -> None:
     credits_grant(
         workspace=workspace, amount=to_credits(units), source="purchased", idempotency_key=f"{key}-{workspace.pk}"
     )
+
+
+def image_job(team: Team, model: AIModel, capture: Any, key: str, prompt: str = "a test picture") -> GenerationJob:
+    """A 256 px image job run to success (`capture`: `django_capture_on_commit_callbacks`)."""
+    from apps.media.services import job_create
+
+    with capture(execute=True):
+        job = job_create(
+            workspace=team.workspace,
+            user=team.member,
+            kind=JobKind.IMAGE,
+            model=model,
+            parameters={"prompt": prompt, "size": "256x256"},
+            idempotency_key=key,
+        )
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    return job
 
 
 def set_mock_options(**options: Any) -> None:

@@ -1,17 +1,21 @@
-"""`/api/v1/jobs/`: create, list (paginated, filtered), retrieve with result URLs, cancel;
-another workspace's job is 404."""
+"""`/api/v1/jobs/`: create (JSON, or multipart with the audio of a transcription or voice
+clone), list (paginated, filtered), retrieve with result URLs, cancel; another workspace's job
+is 404."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.generation.models import AIModel
-from apps.media.models import GenerationJob, JobStatus
+from apps.media.models import GenerationJob, JobStatus, MediaFile, MediaKind, Voice
 from tests.api.conftest import make_key
 from tests.conftest import Team
+from tests.fakes.audio import wav_bytes
 from tests.media.conftest import fund
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +122,127 @@ def test_outsider_gets_404(
 
 def test_anonymous_is_refused() -> None:
     assert Client().get("/api/v1/jobs/").status_code in (401, 403)
+
+
+# ------------------------------------------------------------------------------ multipart uploads
+
+
+def multipart(raw: str, capture: Any, data: dict[str, Any]) -> Any:
+    with capture(execute=True):
+        return Client().post("/api/v1/jobs/", data, **bearer(raw))  # a dict body is sent as multipart
+
+
+def test_key_uploads_audio_for_a_transcription_and_polls_it(
+    alpha: Team, beta: Team, media_models: dict[str, AIModel], django_capture_on_commit_callbacks: Any
+) -> None:
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+    response = multipart(
+        raw,
+        django_capture_on_commit_callbacks,
+        {
+            "kind": "transcription",
+            "model": "mock-whisper",
+            "parameters": json.dumps({"language": "en", "format": "srt"}),
+            "idempotency_key": "upload-1",
+            "file": SimpleUploadedFile("talk.mp3", wav_bytes(3), content_type="audio/mpeg"),
+        },
+    )
+    assert response.status_code == 202, response.content
+    created = response.json()
+    assert created["kind"] == "transcription"
+    assert created["parameters"]["duration"] == "3.000"  # measured from the file, not its name
+    upload = MediaFile.objects.get(kind=MediaKind.UPLOAD)
+    assert upload.job_id == created["id"]
+    detail = Client().get(f"/api/v1/jobs/{created['id']}/", **bearer(raw)).json()
+    assert detail["status"] == "succeeded"
+    [transcript] = [r for r in detail["results"] if r["kind"] == "transcript"]
+    assert transcript["content_type"].startswith("application/x-subrip")
+    _, beta_raw = make_key(beta)
+    assert Client().get(f"/api/v1/jobs/{created['id']}/", **bearer(beta_raw)).status_code == 404
+
+
+def test_key_uploads_samples_for_a_voice_clone(
+    alpha: Team, media_models: dict[str, AIModel], django_capture_on_commit_callbacks: Any
+) -> None:
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+    samples = [SimpleUploadedFile(f"s{i}.wav", wav_bytes(2), content_type="audio/wav") for i in range(2)]
+    response = multipart(
+        raw,
+        django_capture_on_commit_callbacks,
+        {
+            "kind": "voice_clone",
+            "model": "mock-voice",
+            "parameters": json.dumps({"name": "API voice", "consent": True}),
+            "samples": samples,
+        },
+    )
+    assert response.status_code == 202, response.content
+    job = GenerationJob.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert len(job.parameters["samples"]) == 2
+    assert MediaFile.objects.filter(job=job, kind=MediaKind.UPLOAD).count() == 2
+    assert Voice.objects.get(job=job).name == "API voice"
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        ({"file": b"this is not audio at all" * 10}, 400, "not a supported audio format"),
+        ({"samples": b"RIFF"}, 400, "`file` field"),
+        ({}, 400, "`file` field"),
+        ({"file": b"RIFF", "parameters": "[1, 2]"}, 400, "JSON object"),
+        ({"file": b"RIFF", "parameters": "{not json"}, 400, "JSON"),
+    ],
+    ids=["not-audio", "wrong-field", "no-file", "parameters-not-object", "parameters-not-json"],
+)
+def test_bad_uploads_are_refused_and_nothing_is_kept(
+    alpha: Team, media_models: dict[str, AIModel], data: dict[str, Any], status: int, words: str
+) -> None:
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+    body: dict[str, Any] = {"kind": "transcription", "model": "mock-whisper"}
+    for name, value in data.items():
+        body[name] = SimpleUploadedFile("a.wav", value) if isinstance(value, bytes) else value
+    response = Client().post("/api/v1/jobs/", body, **bearer(raw))
+    assert response.status_code == status, response.content
+    assert words in json.dumps(response.json())
+    assert not GenerationJob.objects.exists()
+    assert not MediaFile.objects.exists()
+
+
+def test_upload_needs_the_audio_scope_and_an_upload_kind(alpha: Team, media_models: dict[str, AIModel]) -> None:
+    fund(alpha.workspace)
+    _, images_only = make_key(alpha, scopes=["images", "platform_read", "platform_write"])
+    audio = {"kind": "transcription", "model": "mock-whisper", "file": SimpleUploadedFile("a.wav", wav_bytes(1))}
+    assert Client().post("/api/v1/jobs/", audio, **bearer(images_only)).status_code == 403
+    _, raw = make_key(alpha)
+    image = {"kind": "image", "model": "mock-image", "file": SimpleUploadedFile("a.wav", wav_bytes(1))}
+    assert Client().post("/api/v1/jobs/", image, **bearer(raw)).status_code == 400
+    assert not GenerationJob.objects.exists()
+    assert not MediaFile.objects.exists()
+
+
+def test_replayed_upload_returns_the_same_job_and_keeps_one_file(
+    alpha: Team, media_models: dict[str, AIModel], django_capture_on_commit_callbacks: Any
+) -> None:
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+
+    def send() -> Any:
+        return multipart(
+            raw,
+            django_capture_on_commit_callbacks,
+            {
+                "kind": "transcription",
+                "model": "mock-whisper",
+                "idempotency_key": "same",
+                "file": SimpleUploadedFile("a.wav", wav_bytes(1)),
+            },
+        )
+
+    first, again = send(), send()
+    assert first.json()["id"] == again.json()["id"]
+    assert GenerationJob.objects.count() == 1
+    assert MediaFile.objects.filter(kind=MediaKind.UPLOAD).count() == 1

@@ -169,8 +169,8 @@ def test_upload_is_validated_by_content(alpha: Team) -> None:
     assert exc.value.code == "invalid_file"
     with pytest.raises(MediaError) as exc:
         audio_upload_create(workspace_id=alpha.workspace.pk, file=io.BytesIO(wav_bytes(2)), max_bytes=1000)
-    assert exc.value.code == "too_large"
-    assert "limit" in exc.value.message
+    assert (exc.value.status_code, exc.value.code) == (413, "too_large")
+    assert "the limit is" in exc.value.message
     assert not MediaFile.objects.exists()
     stored = upload(alpha, mp3_bytes(100), "song.bin")
     assert (stored.kind, stored.content_type, stored.job_id) == (MediaKind.UPLOAD, "audio/mpeg", None)

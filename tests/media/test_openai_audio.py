@@ -1,6 +1,6 @@
 """`POST /v1/audio/speech` and `POST /v1/audio/transcriptions` through the official `openai`
 SDK on the real ASGI app: bytes and transcripts in OpenAI's formats, charged once, invalid
-uploads refused with 400 in OpenAI's error shape."""
+uploads refused with 400 (too large for the plan: 413) in OpenAI's error shape."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.api.conftest import asgi_client, make_key, run, sdk
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
 from tests.fakes.audio import wav_bytes
-from tests.media.conftest import FUNDS, fund
+from tests.media.conftest import FUNDS, fund, on_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,15 +205,20 @@ def test_invalid_uploads_are_400(alpha: Team, raw_key: str, data: bytes, name: s
     assert available(alpha) == FUNDS
 
 
-def test_too_large_upload_is_400(alpha: Team, raw_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.media import openai_api
+def test_upload_over_the_plans_limit_is_413(alpha: Team, raw_key: str, plans: None) -> None:
+    from apps.billing.models import Plan
 
-    monkeypatch.setattr(openai_api, "max_transcription_bytes", lambda: 10_000)
-    with pytest.raises(openai.BadRequestError) as exc:
-        transcribe(raw_key, wav_bytes(2), model="mock-whisper")
+    Plan.objects.filter(code="starter").update(upload_max_mb=1)  # Starter has the API
+    on_plan(alpha.workspace, "starter")
+    with pytest.raises(openai.APIStatusError) as exc:
+        transcribe(raw_key, wav_bytes(1)[:44] + b"\0" * (1024 * 1024), model="mock-whisper")
+    assert exc.value.status_code == 413
     assert exc.value.body["code"] == "too_large"  # type: ignore[index]
-    assert "limit is" in exc.value.body["message"]  # type: ignore[index]
+    assert exc.value.body["param"] == "file"  # type: ignore[index]
+    assert "the Starter plan's limit is 1 MB" in exc.value.body["message"]  # type: ignore[index]
     assert not MediaFile.objects.exists()
+    assert not GenerationJob.objects.exists()
+    assert transcribe(raw_key, wav_bytes(1), model="mock-whisper").text  # under the limit
 
 
 def test_transcription_bad_parameters(raw_key: str) -> None:

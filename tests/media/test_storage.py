@@ -18,29 +18,17 @@ from PIL import Image
 
 from apps.generation.models import AIModel
 from apps.media.exceptions import MediaError
-from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind
-from apps.media.services import job_create
+from apps.media.models import MediaFile, MediaKind
 from apps.media.storage import download_token, media_file_url, validate_upload
 from tests.conftest import Team
-from tests.media.conftest import fund
+from tests.media.conftest import fund, image_job
 
 pytestmark = pytest.mark.django_db
 
 
 def make_image(team: Team, model: AIModel, capture: Any, key: str = "img") -> MediaFile:
     fund(team.workspace, key=key)
-    with capture(execute=True):
-        job = job_create(
-            workspace=team.workspace,
-            user=team.member,
-            kind=JobKind.IMAGE,
-            model=model,
-            parameters={"prompt": "storage test", "size": "256x256"},
-            idempotency_key=key,
-        )
-    job = GenerationJob.objects.get(pk=job.pk)
-    assert job.status == "succeeded", job.error
-    return MediaFile.objects.get(job=job, kind=MediaKind.IMAGE)
+    return MediaFile.objects.get(job=image_job(team, model, capture, key, prompt="storage test"), kind=MediaKind.IMAGE)
 
 
 # ---------------------------------------------------------------------------- local signed view

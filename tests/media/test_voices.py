@@ -11,16 +11,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.audit.models import AuditEvent
 from apps.credits.models import CreditAccount
-from apps.credits.rates import credits_quote
+from apps.credits.rates import credits_quote, rate_card_publish
 from apps.generation.models import AIModel, Provider
 from apps.media.catalog import audio_catalog_seed, voice_catalog_seed
 from apps.media.exceptions import MediaError
-from apps.media.models import GenerationJob, JobKind, JobStatus, Voice
+from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, Voice
 from apps.media.services import job_create, voice_cloning_allowed, voice_delete, voice_rename
 from apps.media.storage import audio_upload_create
 from apps.media.tasks import run_job
 from tests.conftest import Team
 from tests.fakes.audio import wav_bytes
+from tests.fakes.upstream import FakeUpstream
 from tests.media.conftest import FUNDS, fund
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +84,7 @@ def test_clone_is_charged_once_when_the_task_runs_twice(
     assert voice.created_by == alpha.member
     assert voice.consent_at is not None
     assert voice.consent_text
-    assert voice_cloning_allowed(alpha.workspace) is True
+    assert voice_cloning_allowed(alpha.workspace) is True  # no plans: open
 
 
 def test_consent_is_required(alpha: Team, voice_models: dict[str, AIModel]) -> None:
@@ -191,3 +192,108 @@ def test_outsider_gets_404_on_voice_actions(
     assert voice.provider_voice_id.encode() not in client.get("/studio/voices/").content
     voice.refresh_from_db()
     assert voice.name == "My voice"
+
+
+# ------------------------------------------------------------------------------ voice picker
+
+
+def test_speech_picker_offers_stock_voices_and_only_the_workspaces_own_clones(
+    alpha: Team, beta: Team, voice_models: dict[str, AIModel], client_for: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    voice = cloned_voice(alpha, voice_models, django_capture_on_commit_callbacks)
+    fund(beta.workspace, key="beta")
+    own = client_for(alpha.member, alpha.workspace).get("/studio/speech/")
+    assert b'<option value="alloy"' in own.content
+    assert f'<option value="{voice.provider_voice_id}"'.encode() in own.content
+    assert b"Your cloned voices" in own.content
+    other = client_for(beta.member, beta.workspace)
+    page = other.get("/studio/speech/")
+    assert b'<option value="alloy"' in page.content
+    assert voice.provider_voice_id.encode() not in page.content
+    form = {"model": "mock-tts", "voice": voice.provider_voice_id, "speed": "1", "format": "mp3", "text": "Hi."}
+    refused = other.post("/studio/speech/", {**form, "nonce": "b1"})
+    assert refused.status_code == 400
+    assert refused.context["form"].errors["voice"] == ["Pick one of the listed voices."]
+    assert not GenerationJob.objects.filter(workspace=beta.workspace).exists()
+    mine = client_for(alpha.member, alpha.workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = mine.post("/studio/speech/", {**form, "nonce": "a1"})
+    assert created.status_code == 302
+    job = GenerationJob.objects.get(workspace=alpha.workspace, kind=JobKind.SPEECH)
+    assert (job.status, job.parameters["voice"]) == (JobStatus.SUCCEEDED, voice.provider_voice_id)
+
+
+def test_elevenlabs_picker_lists_its_premade_voices(
+    alpha: Team, voice_models: dict[str, AIModel], client_for: Any, upstream: FakeUpstream
+) -> None:
+    elevenlabs_models(upstream)
+    page = client_for(alpha.member, alpha.workspace).get("/studio/speech/")
+    assert b"ElevenLabs voices" in page.content
+    assert b'<option value="21m00Tcm4TlvDq8ikWAM">Rachel</option>' in page.content
+
+
+# ------------------------------------------------------------------------------ ElevenLabs jobs
+
+
+def elevenlabs_models(upstream: FakeUpstream) -> dict[str, AIModel]:
+    """An ElevenLabs provider on the fake upstream, with a cloning and a speech model, priced."""
+    provider = Provider(name="ElevenLabs", kind="elevenlabs", base_url=upstream.base_url, timeout_seconds=5)
+    provider.set_api_key("xi-test")
+    provider.save()
+    common = {"provider": provider, "supports_chat": False, "upstream_model": "eleven_multilingual_v2"}
+    clone_model = AIModel.objects.create(
+        model_id="eleven-clone", display_name="ElevenLabs cloning", supports_voice_cloning=True, **common
+    )
+    speech_model = AIModel.objects.create(
+        model_id="eleven-tts", display_name="ElevenLabs speech", supports_speech=True, **common
+    )
+    rate_card_publish(service="voice_clone", model="eleven-clone", acting_user=None, per_unit="10")
+    rate_card_publish(service="speech", model="eleven-tts", acting_user=None, per_1k_characters="3")
+    return {"clone": clone_model, "speech": speech_model}
+
+
+def test_elevenlabs_clone_job_end_to_end_then_speech_with_the_voice(
+    alpha: Team,
+    voice_models: dict[str, AIModel],
+    upstream: FakeUpstream,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    models = elevenlabs_models(upstream)
+    fund(alpha.workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = clone(alpha, models["clone"], key="eleven-clone")
+    run_job.apply(args=[job.pk])  # a second delivery: nothing more happens
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    adds = [r for r in upstream.requests if r["path"] == "/v1/voices/add"]
+    assert len(adds) == 1
+    assert adds[0]["headers"]["xi-api-key"] == "xi-test"
+    assert adds[0]["fields"]["name"] == "My voice"
+    assert [f["field"] for f in adds[0]["files"]] == ["files"]
+    voice = Voice.objects.get(workspace=alpha.workspace)
+    assert voice.provider_voice_id in upstream.voices
+    assert voice.model == models["clone"]
+    clone_units = credits_quote(service="voice_clone", model="eleven-clone", items=1).units
+    assert job.credits_charged_units == clone_units > 0
+    assert available(alpha) == FUNDS - clone_units
+
+    text = "Hello from my own voice."
+    with django_capture_on_commit_callbacks(execute=True):
+        speech = job_create(
+            workspace=alpha.workspace,
+            user=alpha.member,
+            kind=JobKind.SPEECH,
+            model=models["speech"],
+            parameters={"text": text, "voice": voice.provider_voice_id},
+            idempotency_key="eleven-speech",
+        )
+    speech.refresh_from_db()
+    assert speech.status == JobStatus.SUCCEEDED, speech.error
+    [spoken] = [r for r in upstream.requests if r["path"].startswith("/v1/text-to-speech/")]
+    assert spoken["path"] == f"/v1/text-to-speech/{voice.provider_voice_id}"
+    assert spoken["body"] == {"text": text, "model_id": "eleven_multilingual_v2"}
+    audio = MediaFile.objects.get(job=speech)
+    assert audio.content_type == "audio/mpeg"
+    assert audio.duration is not None
+    speech_units = credits_quote(service="speech", model="eleven-tts", characters=len(text)).units
+    assert available(alpha) == FUNDS - clone_units - speech_units

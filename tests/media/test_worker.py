@@ -1,9 +1,11 @@
 """A real Celery worker (in a thread of this process) on the Redis broker: the happy path and
-the crash paths, with the same database the test writes to. Needs REDIS_URL (CI sets it)."""
+the crash paths, with the same database the test writes to; speech and transcription with their
+files on S3 (moto_server), fetched back through presigned URLs. Needs REDIS_URL (CI sets it)."""
 
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -11,15 +13,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from apps.credits.models import CreditAccount, Reservation
+from apps.credits.rates import credits_quote
 from apps.generation.models import AIModel
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
-from apps.media.services import job_create, job_sweep_stale
+from apps.media.services import job_create, job_create_with_uploads, job_sweep_stale
+from apps.media.storage import media_file_url
 from apps.media.tasks import run_job
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
+from tests.fakes.audio import wav_bytes
 from tests.media.conftest import FUNDS, REDIS_URL, fund
 
 pytestmark = [
@@ -127,4 +133,66 @@ def test_sweeper_requeues_a_dead_workers_job_and_fails_it_after_max_attempts(
     assert given_up.status == JobStatus.FAILED
     assert Reservation.objects.get(pk=given_up.reservation_id).status == Reservation.Status.RELEASED
     assert available(alpha) == FUNDS - retried.credits_charged_units
+    assert_ledger_consistent()
+
+
+# ------------------------------------------------------------------------------ audio on S3
+
+
+def presigned_bytes(media_file: MediaFile) -> bytes:
+    url = media_file_url(media_file, ttl=60, download=True)
+    assert "Signature=" in url or "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def test_worker_runs_speech_on_s3(s3: str, alpha: Team, media_models: dict[str, AIModel], worker: Any) -> None:
+    fund(alpha.workspace)
+    text = "Spoken by a real worker."
+    with worker():
+        job = job_create(
+            workspace=alpha.workspace,
+            user=alpha.member,
+            kind=JobKind.SPEECH,
+            model=media_models["mock-tts"],
+            parameters={"text": text, "voice": "nova", "format": "wav"},
+            idempotency_key="w-speech",
+        )
+        job = wait_finished(job)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    audio = MediaFile.objects.get(job=job, kind=MediaKind.AUDIO)
+    data = presigned_bytes(audio)
+    assert data[:4] == b"RIFF"
+    assert data == audio.file.open("rb").read()
+    assert len(data) == audio.size
+    assert job.credits_charged_units == credits_quote(service="speech", model="mock-tts", characters=len(text)).units
+    assert available(alpha) == FUNDS - job.credits_charged_units
+    assert_ledger_consistent()
+
+
+def test_worker_runs_a_transcription_of_an_s3_upload(
+    s3: str, alpha: Team, media_models: dict[str, AIModel], worker: Any
+) -> None:
+    fund(alpha.workspace)
+    with worker():
+        job = job_create_with_uploads(
+            workspace=alpha.workspace,
+            user=alpha.member,
+            kind=JobKind.TRANSCRIPTION,
+            model=media_models["mock-whisper"],
+            files=[SimpleUploadedFile("talk.wav", wav_bytes(2.5))],
+            parameters={"format": "vtt"},
+            idempotency_key="w-transcription",
+        )
+        job = wait_finished(job)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    upload = MediaFile.objects.get(job=job, kind=MediaKind.UPLOAD)
+    assert presigned_bytes(upload) == wav_bytes(2.5)
+    transcript = MediaFile.objects.get(job=job, kind=MediaKind.TRANSCRIPT)
+    text = presigned_bytes(transcript)
+    assert text.startswith(b"WEBVTT")
+    assert text == transcript.file.open("rb").read()
+    seconds = credits_quote(service="transcription", model="mock-whisper", audio_seconds=3).units
+    assert job.credits_charged_units == seconds
+    assert available(alpha) == FUNDS - seconds
     assert_ledger_consistent()
