@@ -687,7 +687,33 @@ def _rearm_topup(account: BillingAccount) -> None:
             account.save(update_fields=["topup_armed", "updated_at"])
 
 
+def _card_summary(event: StripeEvent) -> Outcome:
+    """The card on file for the billing page: from a card attached to the customer, or the card
+    a successful charge used (the latest event wins)."""
+    obj = event.object
+    card = obj.get("card") if obj.get("object") == "payment_method" else None
+    if card is None:
+        card = (obj.get("payment_method_details") or {}).get("card")
+    customer = _id(obj.get("customer"))
+    if not card or not customer:
+        return Outcome(None, ignored=True)
+    account = BillingAccount.objects.filter(stripe_customer_id=customer).first()
+    if account is None:
+        return Outcome(None, ignored=True)  # not one of our customers (or not linked yet)
+    if account.card_updated_at is not None and event.created < account.card_updated_at:
+        return Outcome(account.workspace_id, ignored=True)
+    month, year = card.get("exp_month"), card.get("exp_year")
+    account.card_brand = str(card.get("brand") or "")[:24]
+    account.card_last4 = str(card.get("last4") or "")[:4]
+    account.card_exp = f"{int(month):02d}/{int(year)}" if month and year else ""
+    account.card_updated_at = event.created
+    account.save(update_fields=["card_brand", "card_last4", "card_exp", "card_updated_at", "updated_at"])
+    return Outcome(account.workspace_id)
+
+
 HANDLERS: dict[str, Callable[[StripeEvent], Outcome]] = {
+    "payment_method.attached": _card_summary,
+    "charge.succeeded": _card_summary,
     "checkout.session.completed": _checkout_completed,
     "checkout.session.async_payment_succeeded": _checkout_completed,
     "customer.subscription.created": _subscription_changed,

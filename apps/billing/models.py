@@ -183,6 +183,7 @@ class BillingAccount(WorkspaceOwnedModel):
     card_brand = models.CharField(max_length=24, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
     card_exp = models.CharField(max_length=7, blank=True)
+    card_updated_at = models.DateTimeField(null=True, blank=True)
     # Auto top-up: disarmed when a top-up is charged, re-armed when the balance rises above the
     # threshold again, so one crossing charges once.
     topup_armed = models.BooleanField(default=True)

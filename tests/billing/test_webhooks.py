@@ -477,3 +477,31 @@ def test_duplicates_and_shuffled_order_reach_the_same_state(alpha, beta, catalog
     untagged = {re.sub(r"b(?=:|$)", "", key): units for key, units in got[5]}
     assert got[:5] == expected[:5]
     assert sorted(untagged.items()) == expected[5]
+
+
+def test_the_card_on_file_follows_attached_cards_and_charges(alpha, deliver):  # type: ignore[no-untyped-def]
+    BillingAccount.objects.create(workspace=alpha.workspace, stripe_customer_id=CUSTOMER)
+    card = {"brand": "visa", "last4": "4242", "exp_month": 4, "exp_year": 2030}
+    charge = event(
+        "charge.succeeded",
+        {"id": "ch_card", "object": "charge", "customer": CUSTOMER, "payment_method_details": {"card": card}},
+    )
+    attached = event(
+        "payment_method.attached",
+        {
+            "id": "pm_1",
+            "object": "payment_method",
+            "customer": CUSTOMER,
+            "card": dict(card, brand="mastercard", last4="4444"),
+        },
+    )
+    deliver(attached)  # the newer event first
+    deliver(charge)  # older: changes nothing
+    account = BillingAccount.objects.get(workspace=alpha.workspace)
+    assert (account.card_brand, account.card_last4, account.card_exp) == ("mastercard", "4444", "04/2030")
+    other = event(
+        "charge.succeeded",
+        {"id": "ch_x", "object": "charge", "customer": "cus_unknown", "payment_method_details": {"card": card}},
+    )
+    deliver(other)
+    assert StripeEvent.objects.get(stripe_id=other["id"]).status == StripeEvent.Status.IGNORED
