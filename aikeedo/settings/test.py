@@ -31,3 +31,6 @@ MIGRATION_MODULES = {"djstripe": "tests.djstripe_migrations"}
 # dj-stripe's sync fetches from api.stripe.com (no network here); tests that cover it turn it on
 # against the local fake.
 BILLING_MIRROR_DJSTRIPE = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend with a cheaper flush after transactional tests (see tests/pg_backend).
+    DATABASES["default"]["ENGINE"] = "tests.pg_backend"
