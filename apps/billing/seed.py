@@ -17,7 +17,7 @@ PLANS: list[dict[str, Any]] = [
         "features": ["Basic AI models", "Chat, images, speech and transcription", "Community support"],
         "price_monthly_cents": 0,
         "price_yearly_cents": 0,
-        "monthly_credit_units": to_units(0),
+        "monthly_credit_units": to_units(50),
         "voice_cloning": False,
         "api_access": False,
         "max_workspaces": 2,

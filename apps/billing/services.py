@@ -407,3 +407,46 @@ def billing_plan_expire(*, now: datetime | None = None) -> int:
         .exclude(plan_source=PlanSource.STRIPE)
         .update(plan=None, plan_source=PlanSource.DEFAULT, plan_expires_at=None)
     )
+
+
+def billing_plan_monthly_credits(*, now: datetime | None = None) -> int:
+    """Monthly credits of plans not billed through Stripe — the default (free) plan, and plans
+    staff or a code assigned: each workspace on one gets them once per calendar month (UTC),
+    replacing what was left of the previous month's. Keyed per workspace and month, so the
+    hourly run grants once. Returns how many workspaces got credits."""
+    from apps.billing.entitlements import plan_for
+    from apps.billing.fulfilment import add_months
+    from apps.credits.amounts import to_credits
+    from apps.credits.models import CreditGrant, Source
+    from apps.credits.services import credits_grant
+
+    now = now or timezone.now()
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    prefix = f"plan-month:{month:%Y-%m}:"
+    if not Plan.objects.filter(monthly_credit_units__gt=0).exists():
+        return 0
+    done = {
+        int(key.removeprefix(prefix))
+        for key in CreditGrant.objects.filter(idempotency_key__startswith=prefix).values_list(
+            "idempotency_key", flat=True
+        )
+    }
+    granted = 0
+    for workspace in Workspace.objects.active().exclude(pk__in=done).iterator():
+        plan = plan_for(workspace)
+        if plan is None or plan.monthly_credit_units <= 0:
+            continue
+        account = BillingAccount.objects.filter(workspace=workspace).first()
+        if account is not None and account.plan_source == PlanSource.STRIPE and account.has_subscription:
+            continue  # paid through Stripe: its invoices grant the period's credits
+        credits_grant(
+            workspace=workspace,
+            amount=to_credits(plan.monthly_credit_units),
+            source=Source.SUBSCRIPTION,
+            idempotency_key=f"{prefix}{workspace.pk}",
+            expires_at=add_months(month, 1),
+            reason=f"{plan.name}: credits for {month:%B %Y}",
+            replace_source=True,
+        )
+        granted += 1
+    return granted

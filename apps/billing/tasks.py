@@ -24,16 +24,17 @@ def retry_failed_events() -> int:
 
 @shared_task(ignore_result=True)
 def billing_daily() -> dict[str, Any]:
-    """Hourly upkeep: monthly credits of yearly plans, overdue restrictions, expired
-    time-limited plans, re-armed auto top-ups."""
+    """Hourly upkeep: monthly credits of yearly plans and of plans not billed through Stripe,
+    overdue restrictions, expired time-limited plans, re-armed auto top-ups."""
     from apps.billing.fulfilment import subscription_grant_months
-    from apps.billing.services import billing_plan_expire, billing_restrict_overdue
+    from apps.billing.services import billing_plan_expire, billing_plan_monthly_credits, billing_restrict_overdue
     from apps.billing.topup import topup_rearm_all
 
     return {
         "yearly_months": subscription_grant_months(),
         "restricted": billing_restrict_overdue(),
         "plans_expired": billing_plan_expire(),
+        "plan_monthly_credits": billing_plan_monthly_credits(),
         "topups_rearmed": topup_rearm_all(),
     }
 
