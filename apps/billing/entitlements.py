@@ -66,19 +66,28 @@ def plan_for(workspace: Workspace | int) -> Plan | None:
     return plan
 
 
+def loaded_account(workspace: Workspace) -> tuple[bool, BillingAccount | None]:
+    """The billing account loaded with the workspace (`select_related("billing__plan")`), if it
+    was: (True, account or None when it has none); (False, None) when it was not loaded."""
+    cache = workspace._state.fields_cache
+    return ("billing" in cache, cache.get("billing"))
+
+
+def plan_of(account: BillingAccount | None, default: Plan | None) -> Plan | None:
+    """The plan in force for a workspace with this billing account."""
+    if account is not None and _applies(account, timezone.now()):
+        return account.plan
+    return default
+
+
 def _plan_lookup(workspace: Workspace | int) -> Plan | None:
     from apps.billing.models import BillingAccount, Plan
 
-    account: BillingAccount | None
-    if not isinstance(workspace, int) and "billing" in workspace._state.fields_cache:
-        # Loaded with the workspace (`select_related("workspace__billing__plan")`): no query.
-        account = workspace._state.fields_cache["billing"]
-    else:
+    loaded, account = (False, None) if isinstance(workspace, int) else loaded_account(workspace)
+    if not loaded:
         workspace_id = workspace if isinstance(workspace, int) else workspace.pk
         account = BillingAccount.objects.select_related("plan").filter(workspace_id=workspace_id).first()
-    if account is not None and _applies(account, timezone.now()):
-        return account.plan
-    return Plan.objects.filter(is_default=True).first()
+    return plan_of(account, None) or Plan.objects.filter(is_default=True).first()
 
 
 def entitlements_from_plan(plan: Plan | None) -> Entitlements:

@@ -65,7 +65,7 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
-def _id(value: Any) -> str:
+def object_id(value: Any) -> str:
     """An object id from an id or an expanded object."""
     if isinstance(value, dict):
         return str(value.get("id") or "")
@@ -101,7 +101,7 @@ def _workspace_id(obj: dict[str, Any], *, metadata: dict[str, Any] | None = None
             workspace_id = 0
         if workspace_id and Workspace.objects.filter(pk=workspace_id).exists():
             return workspace_id
-    customer = _id(obj.get("customer"))
+    customer = object_id(obj.get("customer"))
     if customer:
         found = (
             BillingAccount.objects.filter(stripe_customer_id=customer).values_list("workspace_id", flat=True).first()
@@ -168,12 +168,12 @@ def _checkout_completed(event: StripeEvent) -> Outcome:
     metadata = session.get("metadata") or {}
     workspace_id = _workspace_id(session)
     account = account_for_workspace(workspace_id, lock=True)
-    customer = _id(session.get("customer"))
+    customer = object_id(session.get("customer"))
     if customer and not account.stripe_customer_id:
         account.stripe_customer_id = customer
         account.save(update_fields=["stripe_customer_id", "updated_at"])
     if session.get("mode") == "subscription":
-        subscription = _id(session.get("subscription"))
+        subscription = object_id(session.get("subscription"))
         if subscription and not account.subscription_id:
             # The subscription's own events carry its state; this only links it early.
             account.subscription_id = subscription
@@ -191,7 +191,7 @@ def _checkout_completed(event: StripeEvent) -> Outcome:
         metadata=metadata,
         amount_cents=int(session.get("amount_total") or 0),
         currency=str(session.get("currency") or ""),
-        payment_intent=_id(session.get("payment_intent")),
+        payment_intent=object_id(session.get("payment_intent")),
         event=event,
         kind=Fulfilment.Kind.PACK,
     )
@@ -265,7 +265,7 @@ def _subscription_fields(sub: dict[str, Any]) -> dict[str, Any]:
     # Since API version 2025-03-31 the period lives on the items.
     start = sub.get("current_period_start") or item.get("current_period_start")
     end = sub.get("current_period_end") or item.get("current_period_end")
-    return {"price_id": _id(price), "start": _ts(start), "end": _ts(end)}
+    return {"price_id": object_id(price), "start": _ts(start), "end": _ts(end)}
 
 
 def _subscription_changed(event: StripeEvent) -> Outcome:
@@ -286,7 +286,7 @@ def _subscription_changed(event: StripeEvent) -> Outcome:
     status = str(sub.get("status") or "")
     if event.type == "customer.subscription.deleted":
         status = SubscriptionStatus.CANCELED
-    customer = _id(sub.get("customer"))
+    customer = object_id(sub.get("customer"))
     if customer and not account.stripe_customer_id:
         account.stripe_customer_id = customer
     account.subscription_id = sub["id"]
@@ -348,7 +348,7 @@ def _grant_trial(account: BillingAccount, sub: dict[str, Any], plan: Plan, event
 def _invoice_subscription(invoice: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The subscription an invoice bills and that subscription's metadata (both API shapes)."""
     details = ((invoice.get("parent") or {}).get("subscription_details")) or invoice.get("subscription_details") or {}
-    subscription = _id(invoice.get("subscription")) or _id(details.get("subscription"))
+    subscription = object_id(invoice.get("subscription")) or object_id(details.get("subscription"))
     return subscription, dict(details.get("metadata") or {})
 
 
@@ -361,19 +361,19 @@ def _invoice_line(invoice: dict[str, Any]) -> dict[str, Any]:
 
 
 def _line_price(line: dict[str, Any]) -> str:
-    price = _id(line.get("price"))
+    price = object_id(line.get("price"))
     if not price:
         details = (line.get("pricing") or {}).get("price_details") or {}
-        price = _id(details.get("price"))
+        price = object_id(details.get("price"))
     return price
 
 
 def _invoice_payment_intent(invoice: dict[str, Any]) -> str:
-    direct = _id(invoice.get("payment_intent"))
+    direct = object_id(invoice.get("payment_intent"))
     if direct:
         return direct
     for payment in (invoice.get("payments") or {}).get("data") or []:
-        found = _id((payment.get("payment") or {}).get("payment_intent"))
+        found = object_id((payment.get("payment") or {}).get("payment_intent"))
         if found:
             return found
     return ""
@@ -553,16 +553,18 @@ def _claw_back(
 
 def _charge_refunded(event: StripeEvent) -> Outcome:
     charge = event.object
-    paid = _paid_fulfilment(_id(charge.get("payment_intent")))
+    paid = _paid_fulfilment(object_id(charge.get("payment_intent")))
     if paid is None:
-        return _payment_not_seen(event, _id(charge.get("payment_intent")))
+        return _payment_not_seen(event, object_id(charge.get("payment_intent")))
     paid_cents = int(charge.get("amount_captured") or charge.get("amount") or paid.amount_cents or 0)
     refunded_cents = int(charge.get("amount_refunded") or 0)
     if paid_cents <= 0 or refunded_cents <= 0:
         return Outcome(paid.workspace_id, ignored=True)
     # Refunds are cumulative on the charge: claw back the refunded share of the credits, less
     # what earlier (partial) refunds took. Keyed by the cumulative amount, so each partial
-    # refund acts once.
+    # refund acts once. Counted under the workspace's lock: two partial refunds handled at
+    # once must not both subtract from the same "earlier" total.
+    account_for_workspace(paid.workspace_id, lock=True)
     target = paid.credit_units if refunded_cents >= paid_cents else paid.credit_units * refunded_cents // paid_cents
     already = _clawed_so_far(paid.payment_intent_id)
     previous_cents = -int(
@@ -585,9 +587,9 @@ def _charge_refunded(event: StripeEvent) -> Outcome:
 
 def _dispute_created(event: StripeEvent) -> Outcome:
     dispute = event.object
-    paid = _paid_fulfilment(_id(dispute.get("payment_intent")))
+    paid = _paid_fulfilment(object_id(dispute.get("payment_intent")))
     if paid is None:
-        return _payment_not_seen(event, _id(dispute.get("payment_intent")))
+        return _payment_not_seen(event, object_id(dispute.get("payment_intent")))
     _claw_back(
         event=event,
         paid=paid,
@@ -607,7 +609,7 @@ def _dispute_closed(event: StripeEvent) -> Outcome:
         return Outcome(None, ignored=True)
     taken = Fulfilment.objects.filter(key=f"dispute:{dispute['id']}").select_related("workspace").first()
     if taken is None:  # the dispute's creation may not have been processed yet
-        return _payment_not_seen(event, _id(dispute.get("payment_intent")))
+        return _payment_not_seen(event, object_id(dispute.get("payment_intent")))
     key = f"dispute_won:{dispute['id']}"
     account_for_workspace(taken.workspace_id, lock=True)
     if _fulfilled(key):
@@ -694,7 +696,7 @@ def _card_summary(event: StripeEvent) -> Outcome:
     card = obj.get("card") if obj.get("object") == "payment_method" else None
     if card is None:
         card = (obj.get("payment_method_details") or {}).get("card")
-    customer = _id(obj.get("customer"))
+    customer = object_id(obj.get("customer"))
     if not card or not customer:
         return Outcome(None, ignored=True)
     account = BillingAccount.objects.filter(stripe_customer_id=customer).first()

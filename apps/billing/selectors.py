@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.billing.fulfilment import object_id
 from apps.billing.models import (
     BillingAccount,
     CreditPack,
@@ -264,8 +265,7 @@ def checkout_result(*, workspace: Workspace, session_id: str) -> CheckoutResult:
     mode = str(session.get("mode") or "")
     if mode != "subscription":
         return CheckoutResult(done=False, mode=mode)
-    subscription = session.get("subscription")
-    subscription_id = str(subscription.get("id") if isinstance(subscription, dict) else subscription or "")
+    subscription_id = object_id(session.get("subscription"))
     account = account_of(workspace)
     live = (
         account is not None

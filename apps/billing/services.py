@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.billing.entitlements import entitlements_forget
-from apps.billing.fulfilment import account_for_workspace
+from apps.billing.fulfilment import account_for_workspace, object_id
 from apps.billing.models import BillingAccount, CreditPack, Fulfilment, Plan, PlanSource, SubscriptionStatus
 from apps.billing.stripe_api import stripe_client, stripe_options, to_dict
 from apps.workspaces.models import Membership, Workspace
@@ -215,12 +215,8 @@ def billing_checkout_reconcile(*, workspace: Workspace, session_id: str) -> str:
     if event is not None:
         event_process(event_id=event.pk)
     if session.get("mode") == "subscription" and session.get("subscription"):
-        billing_subscription_refresh(workspace=workspace, subscription_id=_sid(session["subscription"]))
+        billing_subscription_refresh(workspace=workspace, subscription_id=object_id(session["subscription"]))
     return "complete"
-
-
-def _sid(value: Any) -> str:
-    return str(value.get("id") if isinstance(value, dict) else value)
 
 
 def billing_subscription_refresh(*, workspace: Workspace, subscription_id: str = "") -> None:
@@ -274,18 +270,16 @@ def billing_subscription_change(*, workspace: Workspace, user: User, plan: Plan,
     if not price or not plan.is_active:
         raise BillingError("This plan cannot be subscribed to for that billing period.")
     client = stripe_client()
-    sub = to_dict(client.v1.subscriptions.retrieve(account.subscription_id))
+    item = _subscription_item(to_dict(client.v1.subscriptions.retrieve(account.subscription_id)))
     client.v1.subscriptions.update(
         account.subscription_id,
         params={
-            "items": [{"id": _subscription_item(sub), "price": price}],
+            "items": [{"id": item, "price": price}],
             "proration_behavior": "create_prorations",
             "cancel_at_period_end": False,
             "metadata": {"workspace_id": str(workspace.pk), "plan": plan.code, "interval": interval},
         },
-        options=stripe_options(
-            f"change:{account.subscription_id}:{price}:{sub.get('items', {}).get('data', [{}])[0].get('id')}"
-        ),  # type: ignore[arg-type]
+        options=stripe_options(f"change:{account.subscription_id}:{price}:{item}"),  # type: ignore[arg-type]
     )
     previous = account.plan.code if account.plan else ""
     audit_record(
@@ -414,7 +408,7 @@ def billing_plan_monthly_credits(*, now: datetime | None = None) -> int:
     staff or a code assigned: each workspace on one gets them once per calendar month (UTC),
     replacing what was left of the previous month's. Keyed per workspace and month, so the
     hourly run grants once. Returns how many workspaces got credits."""
-    from apps.billing.entitlements import plan_for
+    from apps.billing.entitlements import loaded_account, plan_of
     from apps.billing.fulfilment import add_months
     from apps.credits.amounts import to_credits
     from apps.credits.models import CreditGrant, Source
@@ -431,14 +425,17 @@ def billing_plan_monthly_credits(*, now: datetime | None = None) -> int:
             "idempotency_key", flat=True
         )
     }
+    default = Plan.objects.filter(is_default=True).first()
     granted = 0
-    for workspace in Workspace.objects.active().exclude(pk__in=done).iterator():
-        plan = plan_for(workspace)
-        if plan is None or plan.monthly_credit_units <= 0:
-            continue
-        account = BillingAccount.objects.filter(workspace=workspace).first()
+    # Accounts and plans come with the workspaces: one query per chunk, not per workspace.
+    workspaces = Workspace.objects.active().exclude(pk__in=done).select_related("billing__plan")
+    for workspace in workspaces.iterator(chunk_size=500):
+        _, account = loaded_account(workspace)
         if account is not None and account.plan_source == PlanSource.STRIPE and account.has_subscription:
             continue  # paid through Stripe: its invoices grant the period's credits
+        plan = plan_of(account, default)
+        if plan is None or plan.monthly_credit_units <= 0:
+            continue
         credits_grant(
             workspace=workspace,
             amount=to_credits(plan.monthly_credit_units),

@@ -9,7 +9,7 @@ import logging
 
 from django.db import transaction
 
-from apps.billing.fulfilment import account_for_workspace, topup_fulfil
+from apps.billing.fulfilment import account_for_workspace, object_id, topup_fulfil
 from apps.billing.models import BillingAccount, CreditPack, TopupAttempt
 from apps.billing.stripe_api import payments_enabled, stripe_client, stripe_options, to_dict
 from apps.credits.models import CreditAccount
@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 def _payment_method(customer: str) -> str:
     client = stripe_client()
     data = to_dict(client.v1.customers.retrieve(customer))
-    default = (data.get("invoice_settings") or {}).get("default_payment_method")
+    default = object_id((data.get("invoice_settings") or {}).get("default_payment_method"))
     if default:
-        return str(default.get("id") if isinstance(default, dict) else default)
+        return default
     methods = to_dict(client.v1.payment_methods.list(params={"customer": customer, "type": "card", "limit": 1}))
     found = methods.get("data") or []
     return str(found[0]["id"]) if found else ""

@@ -102,9 +102,7 @@ class ImageKind:
     def validate(
         self, model: AIModel, parameters: dict[str, Any], *, workspace_id: int | None = None
     ) -> dict[str, Any]:
-        unknown = sorted(set(parameters) - IMAGE_PARAMETERS)
-        if unknown:
-            raise _error(unknown[0], f"Unknown parameter: {', '.join(unknown)}.")
+        _unknown(parameters, IMAGE_PARAMETERS)
         options = image_options(model)
         prompt = parameters.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
