@@ -16,7 +16,7 @@
     var root = document.querySelector("[data-chat]");
     if (!root) return;
     var log = root.querySelector("[data-log]");
-    var statusEl = root.querySelector("[data-status]");
+    var statusEl = root.querySelector("[data-chat-status]");
     var composer = root.querySelector("[data-composer]");
     var input = root.querySelector("[data-input]");
     var sendBtn = root.querySelector("[data-send]");

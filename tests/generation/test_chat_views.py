@@ -4,10 +4,13 @@ rename / model switch / settings, delete, export, and tenant isolation (404 for 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
+from html.parser import HTMLParser
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -200,6 +203,38 @@ def test_detail_renders_messages_and_websocket_data(client_for, alpha, mock_chat
     assert "partial ans" in body
     assert 'data-status="streaming"' in body
     assert "js/chat.js" in body
+
+
+class _FirstMatch(HTMLParser):
+    """The first element in document order that carries `attribute` (what `querySelector` finds)."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__()
+        self.attribute = attribute
+        self.found: dict[str, str | None] | None = None
+        self.tag = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.found is None and any(name == self.attribute for name, _ in attrs):
+            self.found, self.tag = dict(attrs), tag
+
+
+def test_status_line_lookup_does_not_match_a_message(client_for, alpha, mock_chat) -> None:  # type: ignore[no-untyped-def]
+    """Reopening a conversation with history: chat.js writes "Connecting…"/"Ready" into the
+    element its status selector finds first. That must be the status line, never the first
+    message (messages carry `data-status` too), or the first message is blanked."""
+    conversation = make_conversation(alpha, mock_chat, "History")
+    add_message(conversation, Message.Role.USER, "first question")
+    add_message(conversation, Message.Role.ASSISTANT, "first answer")
+    body = client_for(alpha.member, alpha.workspace).get(detail_url(conversation)).content.decode()
+    script = (settings.BASE_DIR / "static" / "js" / "chat.js").read_text()
+    selector = re.search(r'statusEl = root\.querySelector\("\[([a-z-]+)\]"\)', script)
+    assert selector is not None, "chat.js finds its status line by one attribute"
+    finder = _FirstMatch(selector.group(1))
+    finder.feed(body)
+    assert finder.found is not None
+    assert finder.tag == "p"
+    assert finder.found.get("role") == "status"
 
 
 def test_assistant_markdown_is_sanitised(client_for, alpha, mock_chat) -> None:  # type: ignore[no-untyped-def]

@@ -57,6 +57,18 @@ def test_studio_submits_a_job_and_shows_its_results(
     assert status["results"][0]["thumbnail_url"]
 
 
+def test_studio_page_with_a_job_prints_no_template_comment(
+    alpha: Team, image_model: AIModel, client_for: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The job panel's own description is a template comment, never page text."""
+    (job,) = make_jobs(alpha, image_model, django_capture_on_commit_callbacks, 1)
+    body = client_for(alpha.member, alpha.workspace).get(f"/studio/images/?job={job.pk}").content.decode()
+    assert 'data-testid="job"' in body
+    assert "{#" not in body
+    assert "#}" not in body
+    assert "The live panel" not in body
+
+
 def test_studio_shows_service_errors_on_the_form(alpha: Team, image_model: AIModel, client_for: Any) -> None:
     fund(alpha.workspace)
     form = {"model": "mock-image", "prompt": "a tree", "size": "256x256", "quality": "standard", "n": 1, "style": ""}
