@@ -162,6 +162,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Long-lived connections (chat and job sockets, streamed API answers) re-check at most this often
+# while they stream that their user or key may still use the workspace; suspension, removal and
+# deletion also end open sockets at once through the channel layer.
+STREAM_ACCESS_RECHECK_SECONDS = env.float("STREAM_ACCESS_RECHECK_SECONDS", default=5.0)
+
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # ---------------------------------------------------------------------------- celery

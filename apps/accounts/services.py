@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import audit_anonymise_actor, audit_record
+from apps.core.realtime import sockets_revoke
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -84,6 +85,8 @@ def _end_sessions(user: User) -> None:
 
     for session in UserSession.objects.filter(user=user):
         session.end()
+    # Sockets opened before are not sessions: they are told to close once this commits.
+    sockets_revoke(user_id=user.pk)
 
 
 @transaction.atomic

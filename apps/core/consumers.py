@@ -3,32 +3,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.db import database_sync_to_async
+
+from apps.core.realtime import RevocableConsumer, user_group
+
+__all__ = ["NotificationsConsumer", "user_group"]
 
 
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
-
-
-class NotificationsConsumer(AsyncJsonWebsocketConsumer):
+class NotificationsConsumer(RevocableConsumer):
     """Pushes in-app notifications to a signed-in user's open pages (fan-out through a
-    per-user group). Anonymous connections are refused."""
+    per-user group). Anonymous connections are refused; a suspended or deleted user's open
+    pages are closed."""
 
-    group: str | None = None
+    user_id: int
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=4401)
             return
-        self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.user_id = user.pk
+        await self.join_access_groups(user_id=user.pk)
         await self.accept()
         await self.send_json({"type": "hello", "user": user.pk})
 
     async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_access_groups()
+
+    async def access_ok(self) -> bool:
+        from apps.accounts.models import User
+
+        return await database_sync_to_async(User.objects.filter(pk=self.user_id, is_active=True).exists)()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         # The base class raises on binary or malformed frames, which tears the socket down and

@@ -4,9 +4,15 @@ workspace, relay. The turn runs as a task on this connection's event loop
 the channel layer), and database steps go through the shared sync thread, so one process
 carries many concurrent streams without a thread or a connection each.
 
+Access is checked on connect, again at each turn, and while an answer streams (every
+`STREAM_ACCESS_RECHECK_SECONDS`, in the pipeline); suspension, removal from the workspace and
+its deletion also reach the socket at once through the channel layer. When access is gone the
+running answer ends (settled for what was delivered) and the socket closes with
+`ACCESS_REVOKED_CLOSE_CODE` (4403) after an `error` frame with code `access_revoked`.
+
 Client frames: `send` {content}, `stop`, `regenerate`, `edit` {message_id, content}.
 Server frames: `ready`, `started` {message_id, user_message_id}, `delta` {text}, `done`
-{message_id, status, html, usage, credits, error}, `title` {title}, `error` {message}.
+{message_id, status, html, usage, credits, error}, `title` {title}, `error` {message[, code]}.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts.models import User
+from apps.core.realtime import RevocableConsumer
 from apps.credits.amounts import to_credits
 from apps.generation import streaming
 from apps.generation.models import Conversation, Generation, Message
@@ -30,6 +36,7 @@ from apps.generation.rendering import render_markdown
 from apps.generation.services import db_step
 from apps.ratelimits.exceptions import RateLimited
 from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
+from apps.workspaces.selectors import workspace_access_active
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +44,24 @@ DISCONNECT_GRACE_SECONDS = 10.0
 
 
 def _conversation_for(user: User, conversation_id: int) -> Conversation | None:
-    """The conversation, when it lives in a (not deleted) workspace the user belongs to."""
+    """The conversation, when it lives in a (not deleted) workspace the (active) user belongs to."""
     return (
         Conversation.objects.select_related("workspace", "model__provider")
         .filter(
             pk=conversation_id,
             workspace__deleted_at__isnull=True,
             workspace__memberships__user=user,
+            workspace__memberships__user__is_active=True,
         )
         .first()
     )
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class AccessEnded(Exception):
+    """At the start of a turn: the user may no longer use this conversation."""
+
+
+class ChatConsumer(RevocableConsumer):
     conversation_id: int
     user: User
     task: asyncio.Task[None] | None = None
@@ -57,6 +69,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     turn: streaming.Turn | None = None
     gone: bool = False
     stop_outcome: str | None = None
+    access_ending: bool = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -64,15 +77,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
-        if await database_sync_to_async(_conversation_for)(user, self.conversation_id) is None:
+        conversation = await database_sync_to_async(_conversation_for)(user, self.conversation_id)
+        if conversation is None:
             await self.close(code=4404)
             return
         self.user = user
+        await self.join_access_groups(user_id=user.pk, workspace_id=conversation.workspace_id)
         await self.accept()
         await self.send_json({"type": "ready", "conversation": self.conversation_id})
 
+    async def access_ok(self) -> bool:
+        assert self.access_workspace_id is not None
+        return await database_sync_to_async(workspace_access_active)(
+            user_id=self.user.pk, workspace_id=self.access_workspace_id
+        )
+
+    async def access_ended(self) -> None:
+        """End the running answer (settled for what was delivered), then close."""
+        if self.access_closed or self.access_ending:
+            return
+        self.access_ending = True
+        if self.task is not None and not self.task.done() and self.task is not asyncio.current_task():
+            self._stop(Generation.Outcome.STOPPED)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.task), DISCONNECT_GRACE_SECONDS)
+        await super().access_ended()
+
     async def disconnect(self, code: int) -> None:
         self.gone = True
+        await self.leave_access_groups()
         if self.title_task is not None and not self.title_task.done():
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self.title_task), DISCONNECT_GRACE_SECONDS)
@@ -143,8 +176,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     def _prepare(self, prepare: Callable[..., streaming.Turn]) -> streaming.Turn:
         conversation = _conversation_for(self.user, self.conversation_id)
-        if conversation is None:  # removed from the workspace, or the conversation deleted
-            raise streaming.ChatStreamError("This conversation is no longer available.")
+        if conversation is None:  # suspended, removed, the workspace or conversation deleted
+            raise AccessEnded()
         # The same per-member and per-workspace limits as the API (Redis-backed, all processes).
         try:
             ratelimit_enforce(workspace=conversation.workspace, user=self.user)
@@ -152,7 +185,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             raise streaming.ChatStreamError(
                 f"You are sending messages too quickly. Try again in {exc.retry_after} s."
             ) from exc
-        return prepare(conversation=conversation, user=self.user)
+        turn = prepare(conversation=conversation, user=self.user)
+        turn.access_check = partial(
+            workspace_access_active, user_id=self.user.pk, workspace_id=conversation.workspace_id
+        )
+        return turn
 
     def _record_tokens(self, turn: streaming.Turn, message: Message) -> None:
         ratelimit_record_tokens(
@@ -163,6 +200,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Prepare one turn, stream its answer, then its title; frames in order."""
         try:
             turn = await db_step(self._prepare, prepare)
+        except AccessEnded:
+            await self.access_ended()
+            return
         except streaming.ChatStreamError as exc:
             await self._send({"type": "error", "message": exc.message})
             return
@@ -192,7 +232,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "error": message.error,
             }
         )
-        if turn.first_exchange:
+        if turn.access_lost:  # noticed while it streamed
+            await self.access_ended()
+            return
+        if turn.first_exchange and not self.access_ending:
             # Its own task: the next turn may start while the title is being written.
             self.title_task = asyncio.create_task(self._title(turn, message))
 
@@ -206,11 +249,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send({"type": "title", "title": title})
 
     async def _delta(self, text: str) -> None:
-        await self._send({"type": "delta", "text": text})
+        if not await self._send({"type": "delta", "text": text}):
+            raise streaming.RelayFailed("the socket is closed")
 
-    async def _send(self, frame: dict[str, Any]) -> None:
-        if not self.gone:
+    async def _send(self, frame: dict[str, Any]) -> bool:
+        """Send a frame; False when the client is gone (sending on a socket that has just
+        closed raises before `disconnect()` is called: the client is gone from then on)."""
+        if self.gone or self.access_closed:
+            return False
+        try:
             await self.send_json(frame)
+        except Exception:
+            self.gone = True
+            logger.info("chat %s: the client is gone", self.conversation_id)
+            return False
+        return True
 
     async def _error(self, message: str) -> None:
         await self.send_json({"type": "error", "message": message})

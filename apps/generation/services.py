@@ -17,9 +17,16 @@ How each ending is charged (the hold is always ended by the `finally` of one gen
   tokens plus the output tokens delivered (never zero for a delivered answer);
 - nothing delivered (every provider failed before its first token, or the caller left before
   it): release — nothing is charged, prompt tokens included;
+- the caller's access ended while it streamed (`access_check` answered False: the user was
+  suspended or removed, the workspace deleted, the API key revoked): settle what was delivered,
+  then raise `AccessRevoked`;
 - the worker died: the reservation stays held with its last checkpoint (written every
-  `CHECKPOINT_EVERY` tokens) and `credits_sweep` settles that; `generation_sweep` then closes the
-  pending usage row with what the sweep charged.
+  `CHECKPOINT_EVERY` delivered tokens, counted from the delivered text) and `credits_sweep`
+  settles that; `generation_sweep` then closes the pending usage row with what the sweep charged.
+
+The async driver is an async context manager: `async with stream:` ends the hold on the way out
+whatever happened in the caller's body (a closed socket, a send error, a cancelled task), so a
+caller cannot leave a hold open by failing between two events.
 
 Charges use the rate card the reservation was quoted with, even when a fallback model answered.
 A response-cache hit is charged `RESPONSE_CACHE_RATE_PERCENT` of the same usage (see
@@ -74,7 +81,7 @@ from apps.workspaces.models import Workspace
 logger = logging.getLogger(__name__)
 
 SERVICE = "text"
-CHECKPOINT_EVERY = 20  # text deltas between two checkpoints of the delivered cost
+CHECKPOINT_EVERY = 4  # delivered tokens between two checkpoints of the delivered cost
 
 _T = TypeVar("_T")
 
@@ -93,6 +100,17 @@ class GenerationRefused(Exception):
             self.status_code = status_code
         if code is not None:
             self.code = code
+
+
+class AccessRevoked(GenerationRefused):
+    """The caller lost access while the answer streamed (suspended, removed from the workspace,
+    workspace deleted, API key revoked). Raised after the delivered part was settled."""
+
+    status_code = 403
+    code = "access_revoked"
+
+    def __init__(self, message: str = "Access to this workspace has ended.") -> None:
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -226,13 +244,17 @@ class _GenerationSteps:
         options: dict[str, Any] | None = None,
         api_key: Any = None,
         reserve: Callable[..., Reservation] | None = None,
+        access_check: Callable[[], bool] | None = None,
     ) -> None:
         """`cache`: use the response cache (None: as the workspace chose); `charge=False`:
         hold and charge nothing (the usage is still logged); `options`: request parameters
         passed through to the provider (`CHAT_OPTIONS`: top_p, stop, tools...); `api_key`: the
         workspace API key making the call (logged on the usage row); `reserve`: holds the
         credits instead of `credits_reserve`, with its arguments (e.g. checking the key's
-        spending cap first; raise `GenerationRefused` to refuse)."""
+        spending cap first; raise `GenerationRefused` to refuse); `access_check`: a database
+        step answering whether the caller may still use the workspace, run in the background
+        at most every `STREAM_ACCESS_RECHECK_SECONDS` while the answer streams (async driver);
+        when it answers False the stream ends (`AccessRevoked`)."""
         self.workspace = workspace
         self.user = user
         self.model = model
@@ -264,6 +286,9 @@ class _GenerationSteps:
         self.attempts: list[Attempt] = []
         self.delivered: list[str] = []
         self.tool_text: list[str] = []  # tool-call arguments delivered, counted as output
+        self.delivered_chars = 0
+        self.checkpointed_tokens = 0
+        self.access_check = access_check
         self.first_token_ms: int | None = None
         self.end: StreamEnd | None = None
 
@@ -370,23 +395,32 @@ class _GenerationSteps:
             self.first_token_ms = round((time.monotonic() - self.started) * 1000)
         if isinstance(delta, TextDelta):
             self.delivered.append(delta.text)
+            self.delivered_chars += len(delta.text)
         else:
             self.tool_text.append(delta.arguments)
-        count = len(self.delivered) + len(self.tool_text)
-        return self.reservation is not None and count % CHECKPOINT_EVERY == 0
+            self.delivered_chars += len(delta.arguments)
+        return self.reservation is not None and self._delivered_tokens() - self.checkpointed_tokens >= CHECKPOINT_EVERY
+
+    def _delivered_tokens(self) -> int:
+        """Output tokens delivered so far, from the text (without running a tokenizer on every
+        delta): at least one per delta, at least one per four characters."""
+        return max(len(self.delivered) + len(self.tool_text), -(-self.delivered_chars // 4))
 
     def _checkpoint(self) -> None:
-        """Record the cost delivered so far (one text delta taken as one token), for the sweeper."""
+        """Record the cost delivered so far, for the sweeper: a worker that dies is charged
+        within `CHECKPOINT_EVERY` tokens of what it delivered."""
         reservation = self.reservation
         if reservation is None:
             return
+        tokens = self._delivered_tokens()
+        self.checkpointed_tokens = tokens
         try:
             units = credits_quote(
                 service=SERVICE,
                 model=reservation.model,
                 rate_card=reservation.rate_card,
                 input_tokens=self.input_tokens,
-                output_tokens=len(self.delivered) + len(self.tool_text),
+                output_tokens=tokens,
             ).units
             if self.hit is not None:
                 units = response_cache.cache_price(units, self.cache_percent)
@@ -584,6 +618,8 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
 
     _events: AsyncGenerator[GenerationEvent, None] | None = None
     _checkpointing: asyncio.Future[None] | None = None
+    _access: asyncio.Future[bool] | None = None
+    _access_checked_at: float = 0.0
 
     def __aiter__(self) -> AsyncGenerationStream:
         return self
@@ -593,10 +629,51 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             self._events = self._arun()
         return await self._events.__anext__()
 
-    async def aclose(self, outcome: str = Generation.Outcome.STOPPED) -> None:
-        self.close_outcome = outcome
+    async def aclose(self, outcome: str | None = None) -> None:
+        """Stop now and charge what was delivered; `outcome` (stopped, client_gone) defaults
+        to `close_outcome`. Ending an ended stream changes nothing."""
+        if outcome is not None:
+            self.close_outcome = outcome
         if self._events is not None:
             await self._events.aclose()
+
+    async def __aenter__(self) -> AsyncGenerationStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Runs whatever the body raised (a failed send, a cancelled task, a bug): the hold is
+        # settled for what was delivered, or released, before the exception goes on. Shielded,
+        # so a second cancellation cannot interrupt the settlement half-way.
+        task = asyncio.ensure_future(self.aclose())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    def not_delivered(self, delta: TextDelta) -> None:
+        """The caller could not pass on the delta it just took (its client is gone): that delta
+        is not charged. Call it before ending the stream."""
+        if self.delivered and self.delivered[-1] == delta.text:
+            self.delivered.pop()
+            self.delivered_chars -= len(delta.text)
+
+    def _access_lost(self) -> bool:
+        """Start a background access check when one is due; True once one answered False."""
+        if self.access_check is None:
+            return False
+        if self._access is not None and self._access.done():
+            lost = self._access.exception() is None and self._access.result() is False
+            self._access = None
+            if lost:
+                return True
+        now = time.monotonic()
+        if self._access is None and now - self._access_checked_at >= settings.STREAM_ACCESS_RECHECK_SECONDS:
+            self._access_checked_at = now
+            self._access = asyncio.ensure_future(db_step(self.access_check))
+        return False
 
     async def _asource(self) -> AsyncGenerator[StreamEvent, None]:
         if self.hit is not None:
@@ -619,6 +696,7 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             if self.generation is not None and self.generation.outcome == Generation.Outcome.PENDING:
                 await db_step(self._finish, self.close_outcome, None)  # prepared, nothing sent: release
             raise
+        self._access_checked_at = time.monotonic()  # the access was checked by the caller just now
         outcome: str = Generation.Outcome.ERROR
         error: BaseException | None = None
         events = self._asource()
@@ -632,6 +710,8 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
                         # streams' database steps must not hold up this stream.
                         if due and (self._checkpointing is None or self._checkpointing.done()):
                             self._checkpointing = asyncio.ensure_future(db_step(self._checkpoint))
+                        if self._access_lost():
+                            raise AccessRevoked()
                     elif isinstance(event, StreamEnd):
                         self.end = event
             finally:
@@ -639,6 +719,8 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             outcome = Generation.Outcome.OK
         except ProviderError as exc:
             error = exc
+        except AccessRevoked as exc:
+            outcome, error = Generation.Outcome.STOPPED, exc
         except (GeneratorExit, asyncio.CancelledError):
             outcome = self.close_outcome
             raise
@@ -649,8 +731,10 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             if self._checkpointing is not None:  # the hold is ended after its last checkpoint
                 with contextlib.suppress(Exception):
                     await self._checkpointing
+            if self._access is not None:
+                self._access.cancel()
             result = await db_step(self._finish, outcome, error)
-        if isinstance(error, AllProvidersFailed):
+        if isinstance(error, AllProvidersFailed | AccessRevoked):
             raise error
         yield result
 

@@ -17,7 +17,10 @@ answer ends. A lock left by a dead worker lapses after `TURN_LOCK_SECONDS`.
 How a turn ends (the assistant message's status):
 
 - the stream finished: `complete`;
-- the stop button or the socket closed: `stopped` — the delivered part is kept and charged;
+- the stop button or the socket closed (or a delta could not be relayed: the client is gone):
+  `stopped` — the delivered part is kept and charged;
+- the user lost access while it streamed (suspended, removed, workspace deleted): `stopped`
+  with a message saying so — the delivered part is kept and charged;
 - a provider error after the first token: `error`, the delivered part kept and charged;
 - refused before the call (credits, spending cap, model disabled or not in the plan) or every
   provider failed before its first token: `error` with a message for the user, nothing charged;
@@ -46,6 +49,7 @@ from apps.generation.models import AIModel, Conversation, Generation, Message
 from apps.generation.providers.base import TextDelta
 from apps.generation.router import AllProvidersFailed
 from apps.generation.services import (
+    AccessRevoked,
     AsyncGenerationStream,
     GenerationEnd,
     GenerationRefused,
@@ -70,6 +74,7 @@ MID_STREAM_MESSAGE = "The model stopped responding before finishing its answer. 
 UNEXPECTED_MESSAGE = "Something went wrong while generating the answer. Please try again."
 BUSY_MESSAGE = "An answer is already being generated in this conversation (another tab?). Wait for it or stop it."
 INTERRUPTED_MESSAGE = "The answer was interrupted. Please try again."
+ACCESS_ENDED_MESSAGE = "Your access to this workspace has ended, so the answer was stopped."
 TITLE_INSTRUCTION = (
     "Write a short title (at most six words) for a conversation that starts with the user's message "
     "below. Reply with the title only, without quotes."
@@ -85,6 +90,10 @@ _STATUS_FOR_OUTCOME: dict[str, str] = {
     Generation.Outcome.CLIENT_GONE: Message.Status.STOPPED,
     Generation.Outcome.ERROR: Message.Status.ERROR,
 }
+
+
+class RelayFailed(Exception):
+    """A delta could not be relayed to the client (its socket closed): the client is gone."""
 
 
 class ChatStreamError(Exception):
@@ -111,8 +120,10 @@ class Turn:
     first_exchange: bool
     stop_outcome: str | None = None
     streaming: bool = False
+    access_lost: bool = False
     parts: list[str] = field(default_factory=list)
     stream: AsyncGenerationStream | None = None
+    access_check: Callable[[], bool] | None = None
 
     def request_stop(self, outcome: str = Generation.Outcome.STOPPED) -> None:
         self.stop_outcome = self.stop_outcome or outcome
@@ -282,6 +293,7 @@ def _stream_kwargs(turn: Turn) -> dict[str, Any]:
         "max_tokens": conversation.max_tokens,
         "temperature": float(conversation.temperature) if conversation.temperature is not None else None,
         "idempotency_key": f"chat:{turn.assistant.pk}",
+        "access_check": turn.access_check,
     }
 
 
@@ -306,6 +318,9 @@ def _save_partial(turn: Turn) -> None:
 
 def _refused(turn: Turn, exc: Exception, generation: Generation | None) -> Message:
     """The ending for an exception raised by the stream (after it ended its hold)."""
+    if isinstance(exc, AccessRevoked):  # settled for the delivered part, which is kept
+        turn.access_lost = True
+        return _finish(turn, "".join(turn.parts), Message.Status.STOPPED, ACCESS_ENDED_MESSAGE, generation)
     if isinstance(exc, GenerationRefused | CreditsError):  # refused before any call: nothing charged
         return _finish(turn, "", Message.Status.ERROR, exc.message, generation)
     if isinstance(exc, AllProvidersFailed):  # nothing delivered: the hold was released
@@ -362,6 +377,11 @@ async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]]
     cancel the task running this while `turn.streaming` is true (before the first token too);
     the delivered part is charged and the message ends `stopped`.
 
+    The stream is used as a context manager, so its hold ends (settled for what was delivered,
+    or released) on every way out of the loop: the end of the answer, the stop button, a
+    cancelled task, a delta that could not be relayed (`on_delta` raised: the socket closed
+    before its disconnect was noticed; the client is taken as gone) or any other exception.
+
     Partial saves never hold up the stream: one is in flight at a time, and a save that is
     still queued behind other streams' database steps is simply not doubled (under load the
     saves get rarer instead of piling up)."""
@@ -369,30 +389,38 @@ async def achat_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[None]]
         return await db_step(_finish, turn, "", Message.Status.ERROR, NO_MODEL_MESSAGE)
     stream: AsyncGenerationStream = generation_chat_astream(**_stream_kwargs(turn))
     turn.stream = stream
+    stream.close_outcome = turn.stop_outcome or Generation.Outcome.STOPPED
     persister = _Persister()
     saving: asyncio.Future[None] | None = None
     try:
-        if turn.stop_outcome is not None:  # stopped before the stream could start
-            await stream.aclose(turn.stop_outcome)
-            return await db_step(_finish, turn, "", Message.Status.STOPPED)
-        turn.streaming = True
-        try:
-            async for event in stream:
-                if isinstance(event, GenerationEnd):
-                    break
-                if not isinstance(event, TextDelta):
-                    continue
-                turn.parts.append(event.text)
-                if on_delta is not None:
-                    await on_delta(event.text)
-                if persister.due() and (saving is None or saving.done()):
-                    saving = asyncio.ensure_future(db_step(_save_partial, turn))
-        except asyncio.CancelledError:
-            # request_stop() came first: the stream (if it was waiting) ended with that outcome.
-            await stream.aclose(turn.stop_outcome or Generation.Outcome.STOPPED)
-        finally:
-            turn.streaming = False
-        await stream.aclose(turn.stop_outcome or Generation.Outcome.STOPPED)
+        async with stream:
+            if turn.stop_outcome is not None:  # stopped before the stream could start
+                return await db_step(_finish, turn, "", Message.Status.STOPPED)
+            turn.streaming = True
+            try:
+                async for event in stream:
+                    if isinstance(event, GenerationEnd):
+                        break
+                    if not isinstance(event, TextDelta):
+                        continue
+                    turn.parts.append(event.text)
+                    if on_delta is not None:
+                        try:
+                            await on_delta(event.text)
+                        except Exception as exc:
+                            # Not delivered: the client is gone (a closed socket raises before
+                            # its disconnect arrives). The part it did receive is charged.
+                            turn.parts.pop()
+                            stream.not_delivered(event)
+                            turn.request_stop(Generation.Outcome.CLIENT_GONE)
+                            logger.info("chat %s: relay failed (%s)", turn.conversation.pk, type(exc).__name__)
+                            break
+                    if persister.due() and (saving is None or saving.done()):
+                        saving = asyncio.ensure_future(db_step(_save_partial, turn))
+            except asyncio.CancelledError:
+                pass  # request_stop() came first: leaving the block ends the stream with its outcome
+            finally:
+                turn.streaming = False
     except Exception as exc:
         await _settled(saving)
         return await db_step(_refused, turn, exc, stream.generation)

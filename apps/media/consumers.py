@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts.models import User
+from apps.core.realtime import RevocableConsumer
 from apps.media.models import GenerationJob, job_group
+from apps.workspaces.selectors import workspace_access_active
 
 
 def _job_for(user: User, job_id: int) -> GenerationJob | None:
@@ -20,8 +21,12 @@ def _job_for(user: User, job_id: int) -> GenerationJob | None:
     ).first()
 
 
-class JobProgressConsumer(AsyncJsonWebsocketConsumer):
+class JobProgressConsumer(RevocableConsumer):
+    """Closed with `ACCESS_REVOKED_CLOSE_CODE` when the user's access to the job's workspace
+    ends (told through the channel layer, and re-checked every few seconds while open)."""
+
     group: str | None = None
+    user_id: int
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -34,8 +39,11 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4404)
             return
         self.group = job_group(job_id)
+        self.user_id = user.pk
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_access_groups(user_id=user.pk, workspace_id=job.workspace_id)
         await self.accept()
+        self.start_access_watch()
         from apps.media.services import job_event
 
         await self.send_json(job_event(job))
@@ -43,6 +51,13 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_access_groups()
+
+    async def access_ok(self) -> bool:
+        assert self.access_workspace_id is not None
+        return await database_sync_to_async(workspace_access_active)(
+            user_id=self.user_id, workspace_id=self.access_workspace_id
+        )
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

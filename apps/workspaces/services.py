@@ -16,6 +16,7 @@ from django.utils.text import slugify
 
 from apps.audit.services import audit_record
 from apps.billing.entitlements import member_limit, workspace_limit
+from apps.core.realtime import sockets_revoke
 from apps.workspaces.exceptions import (
     InvitationInvalid,
     WorkspaceError,
@@ -156,6 +157,7 @@ def _workspace_soft_delete(workspace: Workspace) -> None:
     Membership.objects.filter(workspace=workspace).delete()
     workspace.deleted_at = now
     workspace.save(update_fields=["deleted_at"])
+    sockets_revoke(workspace_id=workspace.pk)
 
 
 @transaction.atomic
@@ -397,6 +399,7 @@ def workspace_member_remove(*, membership: Membership, acting_user: User) -> Non
         metadata={"role": membership.role},
     )
     membership.delete()
+    sockets_revoke(user_id=membership.user_id, workspace_id=workspace.pk)
 
 
 @transaction.atomic
@@ -415,3 +418,4 @@ def workspace_member_leave(*, workspace: Workspace, user: User) -> None:
         metadata={"role": membership.role},
     )
     membership.delete()
+    sockets_revoke(user_id=user.pk, workspace_id=workspace.pk)

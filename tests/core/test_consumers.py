@@ -161,3 +161,28 @@ def test_malformed_frames_are_ignored_and_the_socket_stays_open(alpha, client_fo
             await communicator.disconnect()
 
     _run(scenario)
+
+
+def test_suspension_closes_the_users_open_pages(alpha, client_for):
+    from channels.db import database_sync_to_async
+
+    from apps.accounts.services import user_suspend
+    from apps.core.realtime import ACCESS_REVOKED_CLOSE_CODE
+
+    headers = _headers_for(client_for, alpha.member)
+    codes = []
+
+    async def scenario() -> None:
+        communicator = WebsocketCommunicator(application, PATH, headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.receive_json_from(timeout=3)  # hello
+        await database_sync_to_async(user_suspend)(user=alpha.member, reason="abuse", acting_user=alpha.owner)
+        while True:
+            output = await communicator.receive_output(timeout=3)
+            if output["type"] == "websocket.close":
+                codes.append(output.get("code"))
+                return
+
+    _run(scenario)
+    assert codes == [ACCESS_REVOKED_CLOSE_CODE]

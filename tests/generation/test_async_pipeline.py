@@ -17,6 +17,8 @@ from apps.generation.models import AIModel, Generation
 from apps.generation.providers.base import TextDelta
 from apps.generation.router import AllProvidersFailed
 from apps.generation.services import (
+    CHECKPOINT_EVERY,
+    AccessRevoked,
     AsyncGenerationStream,
     generation_chat_astream,
     generation_chat_stream,
@@ -171,7 +173,9 @@ def test_usage_row_is_pending_while_streaming_and_swept_after_a_crash(
     assert credits_sweep(older_than=timedelta(0)) == {"settled": 1, "released": 0}
     assert generation_sweep(older_than=timedelta(0)) == 1
     row.refresh_from_db()
-    checkpoint = expected_units("mock-chat", count_message_tokens("mock-chat", MESSAGES), 20)
+    # Charged within CHECKPOINT_EVERY tokens of the 25 delivered (one word per delta).
+    assert 25 - CHECKPOINT_EVERY < stream.checkpointed_tokens <= 25
+    checkpoint = expected_units("mock-chat", count_message_tokens("mock-chat", MESSAGES), stream.checkpointed_tokens)
     assert (row.outcome, row.credits_charged_units) == (Generation.Outcome.INTERRUPTED, checkpoint)
     assert 10_000_000 - account(workspace).balance_units == checkpoint
     assert generation_sweep(older_than=timedelta(0)) == 0  # once
@@ -189,3 +193,61 @@ def test_sweep_leaves_recent_pending_rows(workspace: Workspace, mock_model: AIMo
     assert generation_sweep(older_than=timedelta(minutes=5)) == 0
     assert generation_sweep(older_than=timedelta(0)) == 1  # no hold to wait for
     stream.close()
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a bug in the caller"), asyncio.CancelledError()])
+def test_any_way_out_of_the_block_settles_what_was_delivered(
+    workspace: Workspace, mock_model: AIModel, failure: BaseException
+) -> None:
+    """The caller fails between two deltas (a send error, a cancelled task): leaving the
+    `async with` block ends the hold at once, charged for the deltas taken."""
+    fund(workspace)
+    slow(mock_model, reply=" ".join(f"w{i}" for i in range(30)))
+    taken: list[str] = []
+
+    async def caller() -> None:
+        stream = astream(workspace, mock_model, "cut")
+        stream.close_outcome = Generation.Outcome.CLIENT_GONE
+        async with stream:
+            async for event in stream:
+                taken.append(event.text)
+                if len(taken) == 3:
+                    raise failure
+
+    with pytest.raises(type(failure)):
+        async_to_sync(caller)()
+    reservation = Reservation.objects.get()
+    assert reservation.status == Reservation.Status.SETTLED
+    row = Generation.objects.get()
+    assert row.outcome == Generation.Outcome.CLIENT_GONE
+    assert row.output_tokens == count_tokens("mock-chat", "".join(taken))
+    assert row.credits_charged_units == expected_units("mock-chat", row.input_tokens, row.output_tokens)
+    assert account(workspace).held_units == 0
+    assert 10_000_000 - account(workspace).balance_units == row.credits_charged_units
+
+
+def test_access_lost_while_streaming_ends_the_stream_settled(
+    workspace: Workspace, mock_model: AIModel, settings: Any
+) -> None:
+    settings.STREAM_ACCESS_RECHECK_SECONDS = 0
+    fund(workspace)
+    slow(mock_model, latency_ms=5, reply=" ".join(f"w{i}" for i in range(200)))
+    allowed = [True]
+    taken: list[str] = []
+
+    async def caller() -> None:
+        stream = astream(workspace, mock_model, "lost", access_check=lambda: allowed[0])
+        async with stream:
+            async for event in stream:
+                taken.append(event.text)
+                if len(taken) == 5:
+                    allowed[0] = False
+
+    with pytest.raises(AccessRevoked):
+        async_to_sync(caller)()
+    assert 5 <= len(taken) < 200
+    row = Generation.objects.get()
+    assert row.outcome == Generation.Outcome.STOPPED
+    assert row.output_tokens == count_tokens("mock-chat", "".join(taken))
+    assert Reservation.objects.get().status == Reservation.Status.SETTLED
+    assert account(workspace).held_units == 0

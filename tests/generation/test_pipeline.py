@@ -17,7 +17,7 @@ from apps.generation.breaker import CircuitBreaker
 from apps.generation.models import AIModel, Generation, ModelFallback, Provider
 from apps.generation.providers.base import ProviderKind, TextDelta
 from apps.generation.router import AllProvidersFailed
-from apps.generation.services import GenerationRefused, generation_chat_stream
+from apps.generation.services import CHECKPOINT_EVERY, GenerationRefused, generation_chat_stream
 from apps.generation.tokens import count_message_tokens, count_tokens
 from apps.workspaces.models import Workspace
 from tests.factories import UserFactory, WorkspaceFactory
@@ -212,7 +212,9 @@ def test_long_answer_checkpoints_and_crashed_generation_is_swept(workspace: Work
     # The worker dies here: the generator is never closed, the hold stays with its checkpoint.
     reservation = Reservation.objects.get()
     assert reservation.status == Reservation.Status.HELD
-    checkpoint = expected_units("mock-chat", count_message_tokens("mock-chat", MESSAGES), 20)
+    # Charged within CHECKPOINT_EVERY tokens of the 25 delivered (one word per delta).
+    assert 25 - CHECKPOINT_EVERY < stream.checkpointed_tokens <= 25
+    checkpoint = expected_units("mock-chat", count_message_tokens("mock-chat", MESSAGES), stream.checkpointed_tokens)
     assert reservation.checkpoint_units == checkpoint > 0
     before = account(workspace).balance_units
     assert credits_sweep(older_than=timedelta(0)) == {"settled": 1, "released": 0}

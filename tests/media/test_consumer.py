@@ -86,3 +86,50 @@ def test_anonymous_outsiders_and_unknown_jobs_are_refused(
         assert await unknown.connect() == (False, 4404)
 
     run(scenario)
+
+
+async def _closed_with(communicator: WebsocketCommunicator) -> int | None:
+    while True:
+        output = await communicator.receive_output(timeout=TIMEOUT)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+def test_removal_from_the_workspace_closes_the_job_socket(
+    alpha: Team, queued_job: GenerationJob, client_for: Callable[..., Any]
+) -> None:
+    from apps.core.realtime import ACCESS_REVOKED_CLOSE_CODE
+    from apps.workspaces.services import workspace_member_remove
+
+    headers = headers_for(client_for, alpha.member)
+
+    async def scenario() -> int | None:
+        communicator = WebsocketCommunicator(application, f"/ws/jobs/{queued_job.pk}/", headers=headers)
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(workspace_member_remove)(
+            membership=alpha.member_membership, acting_user=alpha.owner
+        )
+        return await _closed_with(communicator)
+
+    assert run(scenario) == ACCESS_REVOKED_CLOSE_CODE
+
+
+def test_the_job_socket_rechecks_access_on_its_own(
+    alpha: Team, queued_job: GenerationJob, client_for: Callable[..., Any], settings: Any
+) -> None:
+    """Suspended without a channel-layer message: the socket's periodic re-check closes it."""
+    from apps.accounts.models import User
+    from apps.core.realtime import ACCESS_REVOKED_CLOSE_CODE
+
+    settings.STREAM_ACCESS_RECHECK_SECONDS = 0.05
+    headers = headers_for(client_for, alpha.member)
+
+    async def scenario() -> int | None:
+        communicator = WebsocketCommunicator(application, f"/ws/jobs/{queued_job.pk}/", headers=headers)
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(User.objects.filter(pk=alpha.member.pk).update)(is_active=False)
+        return await _closed_with(communicator)
+
+    assert run(scenario) == ACCESS_REVOKED_CLOSE_CODE
