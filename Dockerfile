@@ -31,4 +31,7 @@ RUN DJANGO_SECRET_KEY=build-only-build-only-build-only-build-only-build-only-bui
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "aikeedo.asgi:application"]
+# No --proxy-headers: daphne would set the client address from the first X-Forwarded-For entry,
+# the one a client writes itself. The app reads the header only from the proxies listed in
+# TRUSTED_PROXIES (e.g. -e TRUSTED_PROXIES=10.0.0.0/8), taking the right-most untrusted entry.
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "aikeedo.asgi:application"]

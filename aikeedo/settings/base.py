@@ -7,10 +7,12 @@ and local media. See `.env.example` for every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -26,6 +28,14 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-key-do-n
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR networks, e.g.
+# 10.0.0.0/8,fd00::/8. Unset: the direct peer is the client (apps.core.middleware.client_ip).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network.") from _error
 
 # ---------------------------------------------------------------------------- apps
 INSTALLED_APPS = [
@@ -67,6 +77,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
+    # Errors under /v1/ and /api/ as JSON in each API's shape (bodies over the limit: 413).
+    "apps.api.middleware.ApiErrorMiddleware",
+    "apps.core.middleware.RefusedInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -224,13 +237,21 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
+ACCOUNT_FORMS = {"login": "apps.accounts.forms.LoginForm"}
+# Wrong passwords count per address and per (account, address) -- the adapter adds the address to
+# allauth's key -- so an attacker's failures never block the owner signing in from elsewhere. The
+# per-account ceiling is far above what one address can reach (5 per 5 minutes); a guesser spread
+# over many addresses hits it, and the owner then signs in with an emailed code.
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key",
+    "login_failed_account": "200/h/key",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
     "confirm_email": "1/3m/key",
 }
+# "Email me a sign-in code": the way in when password sign-in is throttled or forgotten.
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 SOCIALACCOUNT_LOGIN_ON_GET = False
@@ -320,6 +341,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error of the platform API in one JSON shape (apps.api.errors).
+    "EXCEPTION_HANDLER": "apps.api.platform.platform_exception_handler",
+    # DRF's parsers, with JSON nesting capped before parsing (apps.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.api.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Aikeedo API",

@@ -4,17 +4,44 @@ import uuid
 import zoneinfo
 from typing import Any
 
+from allauth.account import forms as allauth_forms
 from django import forms
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 
 from apps.accounts.models import Theme, User
 from apps.accounts.validators import validate_avatar
+from apps.core.forms import CleanTextMixin
 
 TIMEZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
+THROTTLED = "too_many_login_attempts"
 
 
-class ProfileForm(forms.ModelForm):
+class LoginForm(allauth_forms.LoginForm):
+    """allauth's sign-in form. When wrong passwords have throttled the account from this
+    address (or everywhere), the error says how to get in now: an emailed sign-in code."""
+
+    throttled_message = (
+        "Too many failed sign-in attempts. Email yourself a sign-in code to get in now, "
+        "or try your password again in a few minutes."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()  # type: ignore[no-any-return]
+        except forms.ValidationError as error:
+            if getattr(error, "code", None) == THROTTLED:
+                raise forms.ValidationError(self.throttled_message, code=THROTTLED) from error
+            raise
+
+    @property
+    def throttled(self) -> bool:
+        return self.has_error(NON_FIELD_ERRORS, THROTTLED)
+
+
+class ProfileForm(CleanTextMixin, forms.ModelForm):
+    identifier_fields = ("default_model",)
     theme = forms.ChoiceField(choices=[("", "Site default"), *Theme.choices], required=False)
     default_model = forms.CharField(max_length=100, required=False, help_text="Model preselected in new chats.")
     notify_product_updates = forms.BooleanField(required=False, label="Product updates by email")
