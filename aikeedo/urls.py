@@ -19,8 +19,9 @@ urlpatterns = [
     path("credits/", include("apps.credits.urls")),
     path("api-keys/", include("apps.apikeys.urls")),
     path("billing/", include("apps.billing.urls")),
-    # Stripe webhooks: dj-stripe's endpoint, one URL per registered endpoint (`billing webhook`).
-    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    # Stripe webhooks: dj-stripe's endpoint behind a signature check, one URL per registered
+    # endpoint (`billing webhook`).
+    path("stripe/", include("apps.billing.stripe_urls", namespace="djstripe")),
     path("chat/", include("apps.generation.urls")),
     path("studio/", include("apps.media.urls")),
     # Before the `/v1/` catch-all and the `/api/` include:
@@ -34,6 +35,8 @@ urlpatterns = [
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 
-handler403 = "apps.core.views.permission_denied"
-handler404 = "apps.core.views.page_not_found"
-handler500 = "apps.core.views.server_error"
+# Under /v1/ and /api/ the API's JSON error shape, elsewhere the site's pages.
+handler400 = "apps.api.handlers.bad_request"
+handler403 = "apps.api.handlers.permission_denied"
+handler404 = "apps.api.handlers.page_not_found"
+handler500 = "apps.api.handlers.server_error"

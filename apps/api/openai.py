@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.api.errors import ApiError, api_error_for
+from apps.api.errors import MAX_BODY_BYTES, ApiError, api_error_for, body_too_large, unexpected_error
+from apps.api.parsers import TOO_DEEP_CODE, TOO_DEEP_MESSAGE, json_too_deep
 from apps.api.serializers import (
     ChatCompletionRequestSerializer,
     EmbeddingsRequestSerializer,
@@ -30,13 +31,16 @@ from apps.api.serializers import (
 )
 from apps.apikeys.exceptions import ApiKeyCapReached
 from apps.apikeys.models import ApiKey, Scope
+from apps.apikeys.selectors import apikey_still_valid
 from apps.apikeys.services import apikey_authenticate, apikey_check_model, apikey_check_scope, apikey_reserve
+from apps.core.middleware import client_ip
 from apps.credits.amounts import to_credits
 from apps.credits.models import Reservation
 from apps.credits.selectors import credits_balance
 from apps.generation.models import AIModel, Generation
 from apps.generation.providers.base import TextDelta, ToolCallDelta
 from apps.generation.services import (
+    AccessRevoked,
     AsyncGenerationStream,
     GenerationEnd,
     GenerationRefused,
@@ -50,7 +54,6 @@ from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 CACHE_HEADER = "X-Aikeedo-Cache"  # "true" / "false": use the response cache for this request
 CHARGED_HEADER = "X-Aikeedo-Credits-Charged"
 REMAINING_HEADER = "X-Aikeedo-Credits-Remaining"
@@ -60,7 +63,8 @@ View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def openai_view(methods: tuple[str, ...]) -> Callable[[View], View]:
-    """CSRF-exempt (bearer-key API), method check, and every error in OpenAI's shape."""
+    """CSRF-exempt (bearer-key API), method check, and every error in OpenAI's shape: our
+    refusals and Django's request errors as 4xx, anything unexpected as a logged 500."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
@@ -73,7 +77,7 @@ def openai_view(methods: tuple[str, ...]) -> Callable[[View], View]:
             except Exception as exc:
                 error = api_error_for(exc)
                 if error is None:
-                    raise
+                    error = unexpected_error(request, exc)
                 return error.response()
 
         return wrapper
@@ -82,10 +86,6 @@ def openai_view(methods: tuple[str, ...]) -> Callable[[View], View]:
 
 
 # ---------------------------------------------------------------------------- request steps
-
-
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _authenticate(request: HttpRequest) -> ApiKey:
@@ -97,14 +97,20 @@ def _authenticate(request: HttpRequest) -> ApiKey:
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
             code="missing_api_key",
         )
-    return apikey_authenticate(raw_key=token.strip(), ip=_client_ip(request))
+    return apikey_authenticate(raw_key=token.strip(), ip=client_ip(request))
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    if len(request.body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"The request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", code="too_large")
+    """The JSON object of the body: at most MAX_BODY_BYTES (413), nested at most MAX_JSON_DEPTH
+    levels (checked before parsing), in UTF-8 (or UTF-16/32, as `json.loads` takes bytes)."""
+    raw = request.body
+    if len(raw) > MAX_BODY_BYTES:
+        raise body_too_large(MAX_BODY_BYTES)
     try:
-        data = json.loads(request.body or b"null")
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if raw else "null"
+        if json_too_deep(text):
+            raise ApiError(400, TOO_DEEP_MESSAGE, code=TOO_DEEP_CODE)
+        data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
@@ -329,6 +335,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         options=_options(data),
         idempotency_key=f"api:{key.pk}:{request_id}",
         cache=_cache_choice(request),
+        # Re-checked while the answer streams: a key revoked (or its workspace deleted, its
+        # creator suspended) mid-answer ends it, charged for what was delivered.
+        access_check=partial(apikey_still_valid, key.pk),
     )
     # Whatever stops this request early (the client went away, the server cancelled it) is a
     # client that is gone: the delivered part is charged, nothing more.
@@ -421,6 +430,10 @@ async def _stream_response(
                 event = await stream.__anext__()
         except StopAsyncIteration:
             pass
+        except AccessRevoked as exc:  # settled for what was delivered
+            revoked = ApiError(403, "This API key can no longer be used; the answer was stopped.", code=exc.code)
+            yield b"data: " + json.dumps(revoked.payload()).encode() + b"\n\n"
+            return
         finally:
             await stream.aclose(Generation.Outcome.CLIENT_GONE)
         if end is None:

@@ -3,14 +3,15 @@ conversations, API keys. Signed-in sessions act in their current workspace; an A
 its own workspace, with the `platform_read` scope for reads and `platform_write` for changes.
 
 Every object is looked up within the caller's workspace: another workspace's id answers 404.
-Domain errors become 4xx through `platform_exception_handler`."""
+Every error — DRF's, our domain errors (4xx), a bug (a logged 500) — is answered in the
+platform's one shape by `platform_exception_handler` (`apps.api.errors`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -22,12 +23,16 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView, set_rollback
 
 from apps.accounts.models import User
+from apps.api.docs import PAGE_PARAMETERS, paginated, platform_errors
+from apps.api.errors import ApiError, api_error_for, drf_error, platform_response, unexpected_error
+from apps.api.fields import IdentifierField, TextField
 from apps.apikeys.exceptions import ApiKeyError, ApiKeyPlanDenied
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_authenticate, apikey_create, apikey_revoke
+from apps.core.middleware import client_ip
 from apps.credits.amounts import AmountError, to_credits, to_units
 from apps.credits.exceptions import CreditsError
 from apps.credits.selectors import UsageFilters, credits_balance, usage_queryset
@@ -68,7 +73,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if scheme.lower() != self.keyword or not token.strip():
             return None
         try:
-            key = apikey_authenticate(raw_key=token.strip(), ip=request.META.get("REMOTE_ADDR"))
+            key = apikey_authenticate(raw_key=token.strip(), ip=client_ip(request._request))
         except ApiKeyPlanDenied as exc:
             raise exceptions.PermissionDenied(exc.message) from exc
         except ApiKeyError as exc:
@@ -130,14 +135,28 @@ class PlatformAccess(BasePermission):
         return key.has_scope(scope)  # platform_write implies platform_read
 
 
-def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus our domain errors as 4xx with their message."""
+def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse:
+    """Every error of the platform API in its one shape: DRF's exceptions, our domain errors
+    as 4xx with their message, Django's request errors (413, 400), anything else a logged 500.
+    A JSON response whatever the `Accept` header asks for (errors are never HTML here)."""
+    error: ApiError | None
     if isinstance(exc, WorkspaceError | ApiKeyError | ChatError | CreditsError):
-        code = getattr(exc, "status_code", 400)
-        return Response({"detail": exc.message}, status=code)
-    if isinstance(exc, AmountError):  # an amount no account could hold
-        return Response({"detail": str(exc)}, status=400)
-    return exception_handler(exc, context)
+        error = ApiError(
+            getattr(exc, "status_code", 400),
+            exc.message,
+            code=getattr(exc, "code", None),
+            param=getattr(exc, "field", None),
+        )
+    elif isinstance(exc, AmountError):  # an amount no account could hold
+        error = ApiError(400, str(exc), code="invalid_amount")
+    elif isinstance(exc, exceptions.APIException):
+        error = drf_error(exc)
+    else:  # the other domain errors, Django's request errors, Http404 and PermissionDenied
+        error = api_error_for(exc)
+    if error is None:
+        error = unexpected_error(context["request"]._request, exc)
+    set_rollback()
+    return platform_response(error)
 
 
 class PlatformView(APIView):
@@ -173,7 +192,9 @@ class WorkspaceOut(serializers.Serializer):
 
 
 class WorkspaceView(PlatformView):
-    @extend_schema(responses=WorkspaceOut, summary="The workspace this session or key acts in")
+    @extend_schema(
+        responses={200: WorkspaceOut, **platform_errors()}, summary="The workspace this session or key acts in"
+    )
     def get(self, request: Request) -> Response:
         return Response(WorkspaceOut(caller(request).workspace).data)
 
@@ -186,7 +207,7 @@ class BalanceOut(serializers.Serializer):
 
 
 class CreditsView(PlatformView):
-    @extend_schema(responses=BalanceOut, summary="Credits balance")
+    @extend_schema(responses={200: BalanceOut, **platform_errors()}, summary="Credits balance")
     def get(self, request: Request) -> Response:
         balance = credits_balance(workspace=caller(request).workspace)
         return Response(
@@ -221,8 +242,8 @@ class UsageOut(serializers.Serializer):
 class UsageFilterIn(serializers.Serializer):
     start = serializers.DateField(required=False)
     end = serializers.DateField(required=False)
-    service = serializers.CharField(required=False, max_length=32)
-    model = serializers.CharField(required=False, max_length=100)
+    service = IdentifierField(required=False, max_length=32)
+    model = IdentifierField(required=False, max_length=100)
 
 
 class UsageView(PlatformView):
@@ -232,10 +253,10 @@ class UsageView(PlatformView):
             OpenApiParameter("end", OpenApiTypes.DATE),
             OpenApiParameter("service", str),
             OpenApiParameter("model", str),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
+            *PAGE_PARAMETERS,
         ],
-        responses=UsageOut(many=True),
+        operation_id="api_v1_credits_usage_list",
+        responses={200: paginated(UsageOut), **platform_errors()},
         summary="Settled charges, newest first",
     )
     def get(self, request: Request) -> Response:
@@ -292,10 +313,10 @@ class ConversationDetailOut(ConversationOut):
 
 
 class ConversationFilterIn(serializers.Serializer):
-    q = serializers.CharField(required=False, max_length=200)
+    q = TextField(required=False, max_length=200)
     start = serializers.DateField(required=False)
     end = serializers.DateField(required=False)
-    model = serializers.CharField(required=False, max_length=100)
+    model = IdentifierField(required=False, max_length=100)
 
 
 class ConversationListView(PlatformView):
@@ -305,10 +326,10 @@ class ConversationListView(PlatformView):
             OpenApiParameter("start", OpenApiTypes.DATE),
             OpenApiParameter("end", OpenApiTypes.DATE),
             OpenApiParameter("model", str),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
+            *PAGE_PARAMETERS,
         ],
-        responses=ConversationOut(many=True),
+        operation_id="api_v1_conversations_list",
+        responses={200: paginated(ConversationOut), **platform_errors()},
         summary="Conversations, most recent first",
     )
     def get(self, request: Request) -> Response:
@@ -330,11 +351,13 @@ def _conversation(request: Request, conversation_id: int) -> Conversation:
 
 
 class ConversationDetailView(PlatformView):
-    @extend_schema(responses=ConversationDetailOut, summary="One conversation with its messages")
+    @extend_schema(
+        responses={200: ConversationDetailOut, **platform_errors()}, summary="One conversation with its messages"
+    )
     def get(self, request: Request, conversation_id: int) -> Response:
         return Response(ConversationDetailOut(_conversation(request, conversation_id)).data)
 
-    @extend_schema(responses={204: None}, summary="Delete a conversation")
+    @extend_schema(responses={204: None, **platform_errors()}, summary="Delete a conversation")
     def delete(self, request: Request, conversation_id: int) -> Response:
         conversation = _conversation(request, conversation_id)
         conversation_delete(conversation=conversation, acting_user=caller(request).user)
@@ -348,7 +371,11 @@ class ConversationExportView(PlatformView):
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["md", "json"], description="md (default) or json")],
-        responses={(200, "text/markdown"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+        responses={
+            (200, "text/markdown"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            **platform_errors(),
+        },
         summary="Export a conversation as Markdown or JSON",
     )
     def get(self, request: Request, conversation_id: int) -> HttpResponse:
@@ -386,12 +413,12 @@ class ApiKeyOut(serializers.Serializer):
 
 
 class ApiKeyCreateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = TextField(max_length=100)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     daily_cap = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True)
     monthly_cap = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True)
-    allowed_models = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    allowed_models = serializers.ListField(child=IdentifierField(max_length=100), required=False)
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
@@ -399,12 +426,21 @@ class ApiKeyCreatedOut(ApiKeyOut):
 
 
 class ApiKeyListView(PlatformView):
-    @extend_schema(responses=ApiKeyOut(many=True), summary="The workspace's API keys (never the keys themselves)")
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        operation_id="api_v1_api_keys_list",
+        responses={200: paginated(ApiKeyOut), **platform_errors()},
+        summary="The workspace's API keys (never the keys themselves)",
+    )
     def get(self, request: Request) -> Response:
         qs = ApiKey.objects.for_workspace(caller(request).workspace).order_by("-created_at", "-id")
         return _paginated(self, request, qs, ApiKeyOut)
 
-    @extend_schema(request=ApiKeyCreateIn, responses={201: ApiKeyCreatedOut}, summary="Create an API key")
+    @extend_schema(
+        request=ApiKeyCreateIn,
+        responses={201: ApiKeyCreatedOut, **platform_errors(415)},
+        summary="Create an API key",
+    )
     def post(self, request: Request) -> Response:
         who = caller(request)
         data_in = ApiKeyCreateIn(data=request.data)
@@ -428,7 +464,11 @@ class ApiKeyListView(PlatformView):
 
 
 class ApiKeyRevokeView(PlatformView):
-    @extend_schema(request=None, responses=ApiKeyOut, summary="Revoke an API key (takes effect at once)")
+    @extend_schema(
+        request=None,
+        responses={200: ApiKeyOut, **platform_errors()},
+        summary="Revoke an API key (takes effect at once)",
+    )
     def post(self, request: Request, key_id: int) -> Response:
         who = caller(request)
         key = get_object_or_404(ApiKey.objects.for_workspace(who.workspace), pk=key_id)

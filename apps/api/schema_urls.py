@@ -13,25 +13,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.api.docs import OPENAI_BILLED, openai_errors
+from apps.api.fields import IdentifierField, TextField
 from apps.api.serializers import (
     ChatCompletionRequestSerializer,
     ChatCompletionSerializer,
     EmbeddingsRequestSerializer,
     EmbeddingsResponseSerializer,
-    ErrorSerializer,
     ModelListSerializer,
     ModelSerializer,
 )
 
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Invalid body (`param` names the field)"),
-    401: OpenApiResponse(ErrorSerializer, description="Missing, unknown, revoked or expired key"),
-    402: OpenApiResponse(ErrorSerializer, description="Not enough credits, or a workspace spending cap"),
-    403: OpenApiResponse(ErrorSerializer, description="The key lacks the scope, or may not use the model"),
-    404: OpenApiResponse(ErrorSerializer, description="Unknown model"),
-    429: OpenApiResponse(ErrorSerializer, description="Rate limited (see `Retry-After`) or key spending cap"),
-    503: OpenApiResponse(ErrorSerializer, description="Every provider of the model failed"),
-}
+READ_ERRORS = openai_errors()
+ERRORS = openai_errors(*OPENAI_BILLED)
+MEDIA_ERRORS = openai_errors(*OPENAI_BILLED, 409, 504)  # the job was cancelled; still running after the wait
 SSE_EXAMPLE = (
     'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","choices":[{"index":0,'
     '"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n'
@@ -51,7 +46,7 @@ class _Doc(APIView):
 
 class ModelsDoc(_Doc):
     @extend_schema(
-        operation_id="v1_models_list", tags=["OpenAI-compatible"], responses={200: ModelListSerializer, **ERRORS}
+        operation_id="v1_models_list", tags=["OpenAI-compatible"], responses={200: ModelListSerializer, **READ_ERRORS}
     )
     def get(self, request: Request) -> Response:
         raise NotImplementedError
@@ -59,7 +54,7 @@ class ModelsDoc(_Doc):
 
 class ModelDoc(_Doc):
     @extend_schema(
-        operation_id="v1_models_retrieve", tags=["OpenAI-compatible"], responses={200: ModelSerializer, **ERRORS}
+        operation_id="v1_models_retrieve", tags=["OpenAI-compatible"], responses={200: ModelSerializer, **READ_ERRORS}
     )
     def get(self, request: Request, model_id: str) -> Response:
         raise NotImplementedError
@@ -105,19 +100,33 @@ class EmbeddingsDoc(_Doc):
 
 
 class ImagesRequestDoc(serializers.Serializer):
-    model = serializers.CharField(required=False, help_text="An image model, e.g. dall-e-3 or mock-image.")
-    prompt = serializers.CharField(max_length=4000)
-    negative_prompt = serializers.CharField(required=False, help_text="Where the model supports it.")
+    model = IdentifierField(
+        required=False, help_text="An image model, e.g. dall-e-3 or mock-image (optional, as in OpenAI's API)."
+    )
+    prompt = TextField(max_length=4000)
+    negative_prompt = TextField(required=False, help_text="Where the model supports it.")
     n = serializers.IntegerField(required=False, min_value=1, max_value=4)
-    size = serializers.CharField(required=False, help_text="e.g. 1024x1024; the model's sizes only.")
+    size = IdentifierField(required=False, help_text="e.g. 1024x1024; the model's sizes only.")
     quality = serializers.ChoiceField(choices=["standard", "hd"], required=False)
     style = serializers.ChoiceField(choices=["vivid", "natural"], required=False)  # type: ignore[assignment]
     response_format = serializers.ChoiceField(choices=["url", "b64_json"], required=False)
-    user = serializers.CharField(required=False)
+    user = IdentifierField(required=False)
+    link_ttl = serializers.IntegerField(
+        required=False,
+        min_value=10,
+        max_value=3600,
+        help_text="Seconds the image URLs stay valid: 10 to 3600 (default 3600). An Aikeedo extension.",
+    )
+
+
+IMAGE_URL_HELP = (
+    "A download link, and a bearer capability: anyone holding it can fetch the image until it expires "
+    "(`link_ttl`, one hour by default), without a key. Treat it as a secret."
+)
 
 
 class ImageDataDoc(serializers.Serializer):
-    url = serializers.URLField(required=False, help_text="A short-lived download link.")
+    url = serializers.URLField(required=False, help_text=IMAGE_URL_HELP)
     b64_json = serializers.CharField(required=False)
     revised_prompt = serializers.CharField(required=False, allow_null=True)
 
@@ -132,24 +141,21 @@ class ImagesDoc(_Doc):
         operation_id="v1_images_generations_create",
         tags=["OpenAI-compatible"],
         summary="Generate images (runs as a job; the call waits for it)",
+        description=IMAGE_URL_HELP,
         request=ImagesRequestDoc,
-        responses={
-            200: ImagesResponseDoc,
-            504: OpenApiResponse(ErrorSerializer, description="Still running"),
-            **ERRORS,
-        },
+        responses={200: ImagesResponseDoc, **MEDIA_ERRORS},
     )
     def post(self, request: Request) -> Response:
         raise NotImplementedError
 
 
 class SpeechRequestDoc(serializers.Serializer):
-    model = serializers.CharField(help_text="A speech model, e.g. tts-1 or mock-tts.")
-    input = serializers.CharField(max_length=4096)
-    voice = serializers.CharField()
+    model = IdentifierField(help_text="A speech model, e.g. tts-1 or mock-tts (required, as in OpenAI's API).")
+    input = TextField(max_length=4096)
+    voice = IdentifierField()
     speed = serializers.FloatField(required=False, min_value=0.25, max_value=4)
     response_format = serializers.ChoiceField(choices=["mp3", "wav", "opus", "aac", "flac"], required=False)
-    instructions = serializers.CharField(required=False)
+    instructions = TextField(required=False)
 
 
 class SpeechDoc(_Doc):
@@ -158,7 +164,7 @@ class SpeechDoc(_Doc):
         tags=["OpenAI-compatible"],
         summary="Synthesise speech (returns the audio bytes); charged per 1K characters",
         request=SpeechRequestDoc,
-        responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **ERRORS},
+        responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **MEDIA_ERRORS},
     )
     def post(self, request: Request) -> Response:
         raise NotImplementedError
@@ -166,9 +172,11 @@ class SpeechDoc(_Doc):
 
 class TranscriptionRequestDoc(serializers.Serializer):
     file = serializers.FileField(help_text="Audio (WAV, MP3, Ogg/Opus, FLAC, M4A, WebM), checked by content.")
-    model = serializers.CharField(help_text="A transcription model, e.g. whisper-1 or mock-whisper.")
-    language = serializers.CharField(required=False)
-    prompt = serializers.CharField(required=False)
+    model = IdentifierField(
+        help_text="A transcription model, e.g. whisper-1 or mock-whisper (required, as in OpenAI's API)."
+    )
+    language = IdentifierField(required=False)
+    prompt = TextField(required=False)
     response_format = serializers.ChoiceField(choices=["json", "text", "srt", "vtt", "verbose_json"], required=False)
     timestamp_granularities = serializers.ListField(child=serializers.ChoiceField(choices=["segment"]), required=False)
 
@@ -182,7 +190,7 @@ class TranscriptionDoc(_Doc):
         responses={
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/plain"): OpenApiTypes.STR,
-            **ERRORS,
+            **MEDIA_ERRORS,
         },
     )
     def post(self, request: Request) -> Response:

@@ -1,7 +1,11 @@
 """Request validation and response documentation of the OpenAI-compatible endpoints.
 
 The same serializers validate requests (in the async views: pure Python, no database) and
-describe the endpoints in the OpenAPI schema, so the docs cannot drift from what is enforced."""
+describe the endpoints in the OpenAPI schema, so the docs cannot drift from what is enforced.
+
+Identifiers (`model`, `user`, names and ids) refuse control characters (`IdentifierField`).
+Message text and embedding inputs are passed to the model and never stored, so they keep
+OpenAI's rules: any string (a tool's output may well carry terminal escapes)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from apps.api.fields import IdentifierField
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 1000
@@ -69,7 +75,7 @@ class MessageContentField(serializers.Field):
 
 
 class ToolCallSerializer(_Strict):
-    id = serializers.CharField(max_length=200)
+    id = IdentifierField(max_length=200)
     type = serializers.ChoiceField(choices=["function"])
     function = serializers.DictField()
 
@@ -77,9 +83,9 @@ class ToolCallSerializer(_Strict):
 class MessageSerializer(_Strict):
     role = serializers.ChoiceField(choices=ROLES)
     content = MessageContentField(required=False)
-    name = serializers.CharField(required=False, max_length=64)
+    name = IdentifierField(required=False, max_length=64)
     tool_calls = ToolCallSerializer(many=True, required=False)
-    tool_call_id = serializers.CharField(required=False, max_length=200)
+    tool_call_id = IdentifierField(required=False, max_length=200)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         role = attrs["role"]
@@ -163,7 +169,7 @@ class ToolChoiceField(serializers.Field):
 
 
 class ChatCompletionRequestSerializer(_Strict):
-    model = serializers.CharField(max_length=100)
+    model = IdentifierField(max_length=100)
     messages = MessageSerializer(many=True, allow_empty=False, max_length=MAX_MESSAGES)  # type: ignore[call-arg]
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
@@ -179,7 +185,7 @@ class ChatCompletionRequestSerializer(_Strict):
     seed = serializers.IntegerField(required=False)
     presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
     frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    user = serializers.CharField(required=False, max_length=256)
+    user = IdentifierField(required=False, max_length=256)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "stream_options" in attrs and not attrs.get("stream"):
@@ -190,11 +196,11 @@ class ChatCompletionRequestSerializer(_Strict):
 
 
 class EmbeddingsRequestSerializer(_Strict):
-    model = serializers.CharField(max_length=100)
+    model = IdentifierField(max_length=100)
     input = serializers.JSONField(help_text="A string or a list of strings.")
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
     dimensions = serializers.IntegerField(required=False, min_value=1, max_value=8192)
-    user = serializers.CharField(required=False, max_length=256)
+    user = IdentifierField(required=False, max_length=256)
 
     def validate_input(self, value: Any) -> list[str]:
         values = [value] if isinstance(value, str) else value
@@ -264,17 +270,35 @@ class ChatCompletionSerializer(serializers.Serializer):
     usage = UsageSerializer()
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "array", "items": {"type": "number"}},
+            {"type": "string", "description": "Base64 of little-endian float32s (`encoding_format: base64`)."},
+        ]
+    }
+)
+class EmbeddingVectorField(serializers.Field):
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class EmbeddingSerializer(serializers.Serializer):
     object = serializers.CharField(default="embedding")
     index = serializers.IntegerField()
-    embedding = serializers.ListField(child=serializers.FloatField())
+    embedding = EmbeddingVectorField()
+
+
+class EmbeddingsUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
 
 
 class EmbeddingsResponseSerializer(serializers.Serializer):
     object = serializers.CharField(default="list")
     data = EmbeddingSerializer(many=True)  # type: ignore[assignment]  # the field, not .data
     model = serializers.CharField()
-    usage = UsageSerializer()
+    usage = EmbeddingsUsageSerializer()
 
 
 def first_error(errors: Any, path: str = "") -> tuple[str, str]:

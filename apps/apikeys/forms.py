@@ -10,13 +10,14 @@ from django import forms
 from django.utils import timezone
 
 from apps.apikeys.models import Scope
+from apps.core.forms import CleanTextMixin
 from apps.credits.amounts import to_units
 from apps.credits.forms import credits_field
 
 MAX_EXPIRY_DAYS = 3650
 
 
-class ApiKeyForm(forms.Form):
+class ApiKeyForm(CleanTextMixin, forms.Form):
     name = forms.CharField(max_length=100, strip=True, help_text="Where the key is used, e.g. “Support bot”.")
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices,

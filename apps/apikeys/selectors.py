@@ -23,3 +23,15 @@ def apikey_model_choices() -> list[tuple[str, str]]:
 
     qs = AIModel.objects.available().filter(Q(supports_chat=True) | Q(supports_embeddings=True))
     return [(model_id, f"{name} ({model_id})") for model_id, name in qs.values_list("model_id", "display_name")]
+
+
+def apikey_still_valid(key_id: int) -> bool:
+    """Whether a key that authenticated a request in progress may still be used: not revoked,
+    not expired, its workspace not deleted, its creator (when there is one) still active. One
+    query; a streamed answer asks it every few seconds."""
+    return (
+        ApiKey.objects.active()
+        .filter(pk=key_id, workspace__deleted_at__isnull=True)
+        .filter(Q(created_by__isnull=True) | Q(created_by__is_active=True, created_by__suspended_at__isnull=True))
+        .exists()
+    )

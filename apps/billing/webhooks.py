@@ -7,18 +7,28 @@ Stripe hiccup would then fail the delivery and roll back everything. Instead we 
 verified event in dj-stripe's `Event` table ourselves (its processing finds it there and stops)
 and fulfil from the signed payload in a task, with our own retry, so a failure is recorded and
 retried, never silently dropped.
+
+`VerifiedWebhookView` checks the signature before dj-stripe sees the request: forged requests
+are answered 400 without being stored, and logged once a minute at WARNING.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.dispatch import receiver
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from djstripe import signals
+from djstripe.views import ProcessWebhookView
 
 from apps.billing.models import StripeEvent
+from apps.core.middleware import client_ip
+
+logger = logging.getLogger(__name__)
 
 
 @receiver(signals.webhook_post_validate, dispatch_uid="billing.record_event")
@@ -71,3 +81,55 @@ def event_record(payload: dict[str, Any], *, mirror: bool = True) -> StripeEvent
         # robust: the event is stored; if the broker is down the retry task picks it up.
         transaction.on_commit(lambda: process_event.delay(event_id), robust=True)
     return event
+
+
+# ---------------------------------------------------------------------------- the endpoint
+
+REFUSAL_LOG_SECONDS = 60
+
+
+def _log_refusal(endpoint_pk: int, reason: str, ip: str | None) -> None:
+    """One WARNING line (no traceback) per endpoint and minute: a stream of forged requests
+    cannot flood the logs."""
+    from django.core.cache import cache
+
+    if cache.add(f"billing:webhook-refused:{endpoint_pk}", 1, timeout=REFUSAL_LOG_SECONDS):
+        logger.warning(
+            "Refused a Stripe webhook on endpoint %s from %s: %s (further refusals on it are not logged for %s s)",
+            endpoint_pk,
+            ip or "unknown",
+            reason,
+            REFUSAL_LOG_SECONDS,
+        )
+
+
+class VerifiedWebhookView(ProcessWebhookView):
+    """dj-stripe's webhook endpoint, with the signature checked first: a request that is not
+    signed with the endpoint's secret is answered 400 before anything is stored or logged at
+    ERROR (dj-stripe stores every request and logs each bad signature with a traceback)."""
+
+    def post(self, request: HttpRequest, uuid: Any) -> HttpResponse:
+        import stripe
+        from djstripe.enums import WebhookEndpointValidation
+        from djstripe.models import WebhookEndpoint
+
+        endpoint = WebhookEndpoint.objects.filter(djstripe_uuid=uuid).first()
+        if endpoint is None:
+            raise Http404("No such webhook endpoint.")
+        ip = client_ip(request)
+        signature = request.headers.get("Stripe-Signature", "")
+        if not signature:
+            _log_refusal(endpoint.pk, "no signature", ip)
+            return HttpResponseBadRequest("Missing Stripe-Signature header.")
+        if endpoint.djstripe_validation_method == WebhookEndpointValidation.verify_signature:
+            secret = endpoint.secret
+            if settings.DEBUG:  # as dj-stripe: the Stripe CLI forwards with its own secret
+                secret = request.headers.get("X-Djstripe-Webhook-Secret") or secret
+            try:
+                body = request.body.decode(request.encoding or "utf-8")
+                stripe.WebhookSignature.verify_header(body, signature, secret, endpoint.djstripe_tolerance)
+            except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
+                _log_refusal(endpoint.pk, "invalid signature", ip)
+                return HttpResponseBadRequest("Invalid signature.")
+        response: HttpResponse = super().post(request, uuid)
+        return response

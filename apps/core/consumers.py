@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -34,17 +33,6 @@ class NotificationsConsumer(RevocableConsumer):
         from apps.accounts.models import User
 
         return await database_sync_to_async(User.objects.filter(pk=self.user_id, is_active=True).exists)()
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        # The base class raises on binary or malformed frames, which tears the socket down and
-        # logs a traceback for any client that sends garbage; such frames are ignored instead.
-        if not text_data:
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            return
-        await self.receive_json(content, **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

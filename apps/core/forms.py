@@ -6,13 +6,36 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
+
+from apps.core.validators import validate_identifier, validate_text
 
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2999, 12, 31)
 
 
-class ErrorTextMixin:
-    """`error_text()`: every error of the form on one line, for a page's 400 answer."""
+class CleanTextMixin:
+    """Every text field of the form (a `CharField` or a subclass, but passwords) refuses NUL
+    and control characters: free text keeps tab, line feed and carriage return; the fields
+    named in `identifier_fields` refuse every control character (`apps.core.validators`).
+    Django's own NUL check is replaced, so a NUL gives one message, not two."""
+
+    identifier_fields: tuple[str, ...] = ()
+    fields: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if not isinstance(field, forms.CharField) or isinstance(field.widget, forms.PasswordInput):
+                continue
+            validator = validate_identifier if name in self.identifier_fields else validate_text
+            kept = [v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+            field.validators = [*kept, validator]
+
+
+class ErrorTextMixin(CleanTextMixin):
+    """`error_text()`: every error of the form on one line, for a page's 400 answer. The forms
+    of the pages built on it also get `CleanTextMixin`'s rule for their text fields."""
 
     errors: Any
     fields: Any

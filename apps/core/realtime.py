@@ -21,6 +21,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.jsondepth import loads_bounded
+
 logger = logging.getLogger(__name__)
 
 ACCESS_REVOKED_CLOSE_CODE = 4403
@@ -67,6 +69,21 @@ class RevocableConsumer(AsyncJsonWebsocketConsumer):
     access_workspace_id: int | None = None
     access_watch: asyncio.Task[None] | None = None
     access_closed: bool = False
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        return loads_bounded(text_data)  # a frame nested thousands deep is refused, not a crash
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        # The base class raises on binary or malformed frames, which tears the socket down and
+        # logs a traceback for any client that sends garbage; such frames are ignored instead.
+        if not text_data:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content, **kwargs)
 
     async def join_access_groups(self, *, user_id: int, workspace_id: int | None = None) -> None:
         self.access_workspace_id = workspace_id

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -131,9 +130,9 @@ class ChatConsumer(RevocableConsumer):
         if not text_data:
             return await self._error("Frames must be JSON text.")
         try:
-            content = json.loads(text_data)
+            content = await self.decode_json(text_data)
         except ValueError:
-            return await self._error("Frames must be JSON text.")
+            return await self._error("Frames must be JSON text (nested at most 64 levels).")
         await self.receive_json(content, **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

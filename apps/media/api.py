@@ -10,6 +10,10 @@ A job is created with a JSON body, or — for the kinds that take audio (`transc
 `parameters` (a JSON object, as text) as fields, and the audio as `file` (a transcription) or
 `samples` (a voice clone, repeated for each sample). The files are checked as everywhere else
 (by content, within the plan's upload limit: 413 when larger); the answer is the job, to poll.
+
+The result links of a job given to an API key are bearer capabilities (anyone holding one can
+download the file until it expires, without a key); `?link_ttl=` (seconds, 10 to 300) makes them
+shorter-lived. Errors are in the platform's shape (`platform_exception_handler`).
 """
 
 from __future__ import annotations
@@ -24,17 +28,19 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.api.docs import LINK_TTL_DESCRIPTION, LINK_TTL_PARAMETER, PAGE_PARAMETERS, paginated, platform_errors
+from apps.api.fields import IdentifierField, StoredDictField, StoredJSONField
 from apps.api.openai import _key_reserve
-from apps.api.platform import Pages, PlatformView, caller, platform_exception_handler
+from apps.api.platform import Pages, PlatformView, caller
 from apps.apikeys.models import Scope
 from apps.apikeys.services import apikey_check_model, apikey_check_scope
 from apps.credits.amounts import to_credits
 from apps.generation.models import AIModel
-from apps.generation.services import GenerationRefused
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, JobKind, JobStatus
 from apps.media.selectors import job_list, job_results, media_file_json
 from apps.media.services import job_cancel, job_create, job_create_with_uploads
+from apps.media.storage import DEFAULT_URL_TTL, url_ttl
 from apps.workspaces.roles import Perm
 from apps.workspaces.services import require_perm
 
@@ -48,20 +54,9 @@ KIND_SCOPES = {
 UPLOAD_FIELDS = {JobKind.TRANSCRIPTION: "file", JobKind.VOICE_CLONE: "samples"}
 
 
-def media_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, MediaError):
-        body: dict[str, Any] = {"detail": exc.message}
-        if exc.param:
-            body["param"] = exc.param
-        return Response(body, status=exc.status_code)
-    if isinstance(exc, GenerationRefused):
-        return Response({"detail": exc.message}, status=exc.status_code)
-    return platform_exception_handler(exc, context)
-
-
 class MediaView(PlatformView):
-    def get_exception_handler(self) -> Any:
-        return media_exception_handler
+    """A media endpoint. MediaError and GenerationRefused are answered like every other error
+    of the platform API (`apps.api.errors.api_error_for`), with the parameter they name."""
 
 
 class JobOut(serializers.Serializer):
@@ -96,24 +91,26 @@ class JobDetailOut(JobOut):
 
     def get_results(self, obj: GenerationJob) -> list[dict[str, Any]]:
         request = self.context["request"]
+        # A session's links are bound to its member; a key's are bearer links (see LINK_TTL_DESCRIPTION).
         person = caller(request).person if request.auth is None else None
-        return [media_file_json(f, request=request, user=person) for f in job_results(job=obj)]
+        ttl = self.context.get("link_ttl", DEFAULT_URL_TTL)
+        return [media_file_json(f, request=request, user=person, ttl=ttl) for f in job_results(job=obj)]
 
 
 class JobIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=JobKind.choices)
-    model = serializers.CharField(max_length=100)
-    parameters = serializers.DictField()
-    idempotency_key = serializers.CharField(max_length=100, required=False)
+    model = IdentifierField(max_length=100)
+    parameters = StoredDictField()
+    idempotency_key = IdentifierField(max_length=100, required=False)
 
 
 class JobUploadIn(serializers.Serializer):
     """The multipart form of a job that takes audio; the files are read from `request.FILES`."""
 
     kind = serializers.ChoiceField(choices=list(UPLOAD_FIELDS))
-    model = serializers.CharField(max_length=100)
-    parameters = serializers.JSONField(binary=True, required=False, help_text="A JSON object, as text.")
-    idempotency_key = serializers.CharField(max_length=100, required=False)
+    model = IdentifierField(max_length=100)
+    parameters = StoredJSONField(binary=True, required=False, help_text="A JSON object, as text.")
+    idempotency_key = IdentifierField(max_length=100, required=False)
     file = serializers.FileField(required=False, help_text="A transcription's audio.")
     samples = serializers.ListField(child=serializers.FileField(), required=False, help_text="A voice's samples.")
 
@@ -132,15 +129,19 @@ def _job(request: Request, job_id: int) -> GenerationJob:
     return get_object_or_404(GenerationJob.objects.for_workspace(caller(request).workspace), pk=job_id)
 
 
+def _detail_context(request: Request) -> dict[str, Any]:
+    return {"request": request, "link_ttl": url_ttl(request.query_params.get("link_ttl"))}
+
+
 class JobListView(MediaView):
     @extend_schema(
         parameters=[
             OpenApiParameter("kind", str, enum=JobKind.values),
             OpenApiParameter("status", str, enum=JobStatus.values),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
+            *PAGE_PARAMETERS,
         ],
-        responses=JobOut(many=True),
+        operation_id="api_v1_jobs_list",
+        responses={200: paginated(JobOut), **platform_errors()},
         summary="Media jobs, newest first",
     )
     def get(self, request: Request) -> Response:
@@ -153,10 +154,13 @@ class JobListView(MediaView):
 
     @extend_schema(
         request={"application/json": JobIn, "multipart/form-data": JobUploadIn},
-        responses={202: JobDetailOut},
+        parameters=[LINK_TTL_PARAMETER],
+        responses={202: JobDetailOut, **platform_errors(402, 409, 415, 429, 502, 503)},
         summary="Start a media job (JSON, or multipart with the audio of a transcription or voice clone)",
+        description=LINK_TTL_DESCRIPTION,
     )
     def post(self, request: Request) -> Response:
+        context = _detail_context(request)
         files: list[Any] | None = None
         if (request.content_type or "").startswith("multipart/form-data"):
             data: serializers.Serializer = JobUploadIn(data=request.data)
@@ -194,17 +198,27 @@ class JobListView(MediaView):
             options.update(user=who.user, idempotency_key=f"jobs:user{who.user.pk}:{key_suffix}")
         job = job_create_with_uploads(files=files, **options) if files is not None else job_create(**options)
         job.refresh_from_db()
-        return Response(JobDetailOut(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        return Response(JobDetailOut(job, context=context).data, status=status.HTTP_202_ACCEPTED)
 
 
 class JobDetailView(MediaView):
-    @extend_schema(responses=JobDetailOut, summary="A media job: status, progress, results")
+    @extend_schema(
+        parameters=[LINK_TTL_PARAMETER],
+        responses={200: JobDetailOut, **platform_errors()},
+        summary="A media job: status, progress, results",
+        description=LINK_TTL_DESCRIPTION,
+    )
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(JobDetailOut(_job(request, job_id), context={"request": request}).data)
+        context = _detail_context(request)
+        return Response(JobDetailOut(_job(request, job_id), context=context).data)
 
 
 class JobCancelView(MediaView):
-    @extend_schema(request=None, responses=JobOut, summary="Cancel a queued or running job (releases its hold)")
+    @extend_schema(
+        request=None,
+        responses={200: JobOut, **platform_errors(409)},
+        summary="Cancel a queued or running job (releases its hold)",
+    )
     def post(self, request: Request, job_id: int) -> Response:
         job = job_cancel(job=_job(request, job_id), acting_user=caller(request).person)
         return Response(JobOut(job).data)

@@ -4,13 +4,14 @@ from typing import Any
 
 from django import forms
 
+from apps.core.forms import CleanTextMixin
 from apps.generation.models import AIModel
 from apps.media.kinds import CONSENT_REQUIRED, MAX_N, MAX_PROMPT, MAX_SPEECH_CHARACTERS
 
 SIZES = ["256x256", "512x512", "1024x1024", "1792x1024", "1024x1792"]
 
 
-class ImageForm(forms.Form):
+class ImageForm(CleanTextMixin, forms.Form):
     """The studio's prompt form. Choices are the union over image models; the service checks
     what the chosen model supports and says so."""
 
@@ -48,7 +49,7 @@ class GalleryFilterForm(forms.Form):
         self.fields["model"].choices = [("", "All models"), *[(m, m) for m in models]]  # type: ignore[attr-defined]
 
 
-class SpeechForm(forms.Form):
+class SpeechForm(CleanTextMixin, forms.Form):
     """The speech studio's form. `voices` are the grouped choices of the voice picker (the
     providers' stock voices and the workspace's own cloned voices); the speech kind checks the
     voice against the model."""
@@ -82,11 +83,12 @@ TRANSCRIPT_OUTPUTS = [
 ]
 
 
-class TranscriptionForm(forms.Form):
+class TranscriptionForm(CleanTextMixin, forms.Form):
     """The transcription studio's upload form; the file is checked by its content (and its
     duration measured), within the plan's upload limit, when the job is created."""
 
     upload_field = "file"
+    identifier_fields = ("language",)
 
     model = forms.ModelChoiceField(queryset=AIModel.objects.none(), to_field_name="model_id", empty_label=None)
     file = forms.FileField(label="Audio file", help_text="MP3, WAV, OGG/Opus, FLAC, M4A or WebM.")
@@ -131,7 +133,7 @@ class MultipleAudioField(forms.FileField):
         return [clean_one(file, initial) for file in files]
 
 
-class VoiceCloneForm(forms.Form):
+class VoiceCloneForm(CleanTextMixin, forms.Form):
     """The voices page's cloning form; the samples are checked by their content (within the
     plan's upload limit) when the job is created."""
 

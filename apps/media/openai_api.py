@@ -6,6 +6,12 @@ Synchronous from the client's view: the request creates a job (credits held thro
 with its spending cap) and waits for it, polling the database every `POLL_SECONDS`, up to
 `MEDIA_API_WAIT_SECONDS`. On time-out the client gets a 504 in OpenAI's shape with the job id;
 the job keeps running and can be fetched from `/api/v1/jobs/<id>/`.
+
+Text that is stored with the job follows `apps.core.validators` (no NUL or control characters;
+none at all in identifiers such as `model` or `voice`): a 400 naming the parameter.
+
+Image URLs (`response_format: url`) are bearer capabilities: anyone holding one can download
+the image until it expires, one hour by default; `link_ttl` (seconds, 10 to 3600) asks for less.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import asyncio
 import base64
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -30,6 +36,7 @@ from apps.api.openai import (
 )
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_check_model, apikey_check_scope
+from apps.core.validators import json_control_character, problem
 from apps.credits.amounts import to_credits
 from apps.generation.models import AIModel
 from apps.generation.providers.audio import TRANSCRIPT_CONTENT_TYPES, TRANSCRIPT_FORMATS, transcript_as
@@ -37,7 +44,7 @@ from apps.generation.services import db_step
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
 from apps.media.services import job_create, job_create_with_uploads
-from apps.media.storage import media_file_url
+from apps.media.storage import media_file_url, url_ttl
 from apps.ratelimits.services import ratelimit_enforce
 
 POLL_SECONDS = 0.1
@@ -78,14 +85,32 @@ def _media_model(key: ApiKey, model_id: str | None, *, flag: str, what: str, cap
     return model
 
 
-def _string(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ApiError(400, f"{name}: must be a string.", param=name, code="invalid_value")
+Rule = Literal["text", "identifier"]
+
+
+def _checked(name: str, value: str, rule: Rule) -> str:
+    message = problem(value, identifier=rule == "identifier")
+    if message is not None:
+        raise ApiError(400, f"{name}: {message}", param=name, code="invalid_value")
     return value
 
 
-def _start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
+def _string(data: dict[str, Any], name: str, rule: Rule = "identifier") -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name}: must be a string.", param=name, code="invalid_value")
+    return _checked(name, value, rule)
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise ApiError(400, f"{name}: This field is required.", param=name, code="missing_required_parameter")
+    return value
+
+
+def _start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str, int]:
     """Authenticate, validate, create the job (holding the credits). In eager mode (tests, a
     fresh clone) the job has already run when this returns."""
     key = _authenticate(request)
@@ -95,19 +120,22 @@ def _start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
     if response_format not in RESPONSE_FORMATS:
         raise ApiError(400, "response_format: use 'url' or 'b64_json'.", param="response_format", code="invalid_value")
     _string(data, "user")
+    ttl = url_ttl(data.get("link_ttl"), maximum=URL_TTL_SECONDS)
     model = _image_model(key, _string(data, "model"))
     parameters = {name: data[name] for name in ("prompt", "n", "size", "quality", "style") if name in data}
     if "prompt" not in data:
         raise ApiError(400, "prompt: This field is required.", param="prompt", code="missing_required_parameter")
+    if isinstance(data["prompt"], str):  # another type is the job's to refuse, with its message
+        _checked("prompt", data["prompt"], "text")
     job = _create_job(key, kind=JobKind.IMAGE, model=model, parameters=parameters, request_id=request_id)
-    return key, job.pk, response_format
+    return key, job.pk, response_format, ttl
 
 
 def _job_state(job_id: int) -> GenerationJob:
     return GenerationJob.objects.get(pk=job_id)
 
 
-def _result(request: HttpRequest, key: ApiKey, job_id: int, response_format: str) -> dict[str, Any]:
+def _result(request: HttpRequest, key: ApiKey, job_id: int, response_format: str, ttl: int) -> dict[str, Any]:
     files = MediaFile.objects.filter(job_id=job_id, kind=MediaKind.IMAGE).order_by("id")
     data = []
     for media_file in files:
@@ -116,7 +144,7 @@ def _result(request: HttpRequest, key: ApiKey, job_id: int, response_format: str
             with media_file.file.open("rb") as handle:
                 item["b64_json"] = base64.b64encode(handle.read()).decode()
         else:
-            item["url"] = request.build_absolute_uri(media_file_url(media_file, ttl=URL_TTL_SECONDS))
+            item["url"] = request.build_absolute_uri(media_file_url(media_file, ttl=ttl))
         data.append(item)
     return {"data": data, "remaining": _remaining(key)}
 
@@ -153,9 +181,9 @@ async def _wait(job_id: int, *, subject: str, activity: str) -> GenerationJob:
 @openai_view(("POST",))
 async def images_generations(request: HttpRequest) -> HttpResponse:
     request_id = getattr(request, "request_id", "") or str(time.time_ns())
-    key, job_id, response_format = await db_step(_start, request, request_id)
+    key, job_id, response_format, ttl = await db_step(_start, request, request_id)
     job = await _wait(job_id, subject="image", activity="image generation")
-    result = await db_step(_result, request, key, job_id, response_format)
+    result = await db_step(_result, request, key, job_id, response_format, ttl)
     response = JsonResponse({"created": int(job.created_at.timestamp()), "data": result["data"]})
     response[CHARGED_HEADER] = str(to_credits(job.credits_charged_units))
     response[REMAINING_HEADER] = result["remaining"]
@@ -176,6 +204,10 @@ def _create_job(
 ) -> GenerationJob:
     """Create the job through the key (its spending cap holds), storing `files` as its uploads
     when given (within the plan's upload limit)."""
+    found = json_control_character(parameters)
+    if found is not None:  # stored as jsonb, which refuses NUL
+        path, message = found
+        raise ApiError(400, f"{path}: {message}", param=path.split(".", 1)[0] or None, code="invalid_value")
     ratelimit_enforce(workspace=key.workspace, api_key=key)
     options: dict[str, Any] = {
         "workspace": key.workspace,
@@ -196,13 +228,14 @@ def _speech_start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int]:
     key = _authenticate(request)
     apikey_check_scope(key=key, scope=Scope.AUDIO)
     data = _body(request)
-    for name in ("input", "voice", "response_format", "instructions", "user"):
+    for name in ("input", "instructions"):
+        _string(data, name, "text")
+    for name in ("voice", "response_format", "user"):
         _string(data, name)
-    if not data.get("input"):
-        raise ApiError(400, "input: This field is required.", param="input", code="missing_required_parameter")
-    if not data.get("voice"):
-        raise ApiError(400, "voice: This field is required.", param="voice", code="missing_required_parameter")
-    model = _media_model(key, _string(data, "model"), flag="supports_speech", what="speech", capability="speech")
+    model_id = _required(_string(data, "model"), "model")  # required by OpenAI's spec too
+    _required(data.get("input"), "input")
+    _required(data.get("voice"), "voice")
+    model = _media_model(key, model_id, flag="supports_speech", what="speech", capability="speech")
     parameters: dict[str, Any] = {"text": data["input"], "voice": data["voice"]}
     if data.get("speed") is not None:
         parameters["speed"] = data["speed"]
@@ -239,9 +272,9 @@ async def audio_speech(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _form_string(request: HttpRequest, name: str) -> str | None:
+def _form_string(request: HttpRequest, name: str, rule: Rule = "identifier") -> str | None:
     value = request.POST.get(name)
-    return value if value not in (None, "") else None
+    return _checked(name, value, rule) if value else None
 
 
 def _transcription_start(request: HttpRequest, request_id: str) -> tuple[ApiKey, int, str]:
@@ -286,14 +319,14 @@ def _transcription_start(request: HttpRequest, request_id: str) -> tuple[ApiKey,
         )
     model = _media_model(
         key,
-        _form_string(request, "model"),
+        _required(_form_string(request, "model"), "model"),  # required by OpenAI's spec too
         flag="supports_transcription",
         what="transcription",
         capability="transcription",
     )
     parameters: dict[str, Any] = {
         "language": _form_string(request, "language") or "",
-        "prompt": _form_string(request, "prompt") or "",
+        "prompt": _form_string(request, "prompt", "text") or "",
         "format": response_format,
         "timestamps": bool(granularities) or response_format == "verbose_json",
     }

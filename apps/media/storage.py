@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PREVIEW_MAX = 1024
 THUMBNAIL_MAX = 256
 DEFAULT_URL_TTL = 300  # seconds
+MIN_URL_TTL = 10  # the shortest life a caller may ask its links for (`url_ttl`)
 TOKEN_SALT = "media.download"  # noqa: S105 (a namespace, not a secret)
 
 # ------------------------------------------------------------------------------ saving images
@@ -299,6 +300,23 @@ def download_token_read(token: str) -> dict[str, int] | None:
     if not isinstance(payload, dict) or int(payload.get("e", 0)) < time.time():
         return None
     return payload
+
+
+def url_ttl(value: Any, *, maximum: int = DEFAULT_URL_TTL, name: str = "link_ttl") -> int:
+    """The life in seconds a caller asked for its download links (a query or body value):
+    whole seconds from MIN_URL_TTL to `maximum`, which is also the default. Anything else is
+    a MediaError (400 naming `name`). API keys get bearer links (see `download_token`): a
+    caller that only needs a link for a moment should not leave one valid for minutes."""
+    if value is None or value == "":
+        return maximum
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 9:
+        number = int(value.strip())
+    if number is None or not MIN_URL_TTL <= number <= maximum:
+        raise MediaError(f"{name}: give whole seconds from {MIN_URL_TTL} to {maximum}.", param=name)
+    return number
 
 
 def media_file_url(

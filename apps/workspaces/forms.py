@@ -4,10 +4,11 @@ from typing import Any
 
 from django import forms
 
+from apps.core.forms import CleanTextMixin
 from apps.workspaces.roles import ROLE_RANK, Role
 
 
-class WorkspaceForm(forms.Form):
+class WorkspaceForm(CleanTextMixin, forms.Form):
     name = forms.CharField(max_length=100, strip=True)
 
 
@@ -20,11 +21,11 @@ class ResponseCacheForm(forms.Form):
     )
 
 
-class DeleteWorkspaceForm(forms.Form):
+class DeleteWorkspaceForm(CleanTextMixin, forms.Form):
     confirm_name = forms.CharField(max_length=100, label="Type the workspace name to confirm")
 
 
-class InviteForm(forms.Form):
+class InviteForm(CleanTextMixin, forms.Form):
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 

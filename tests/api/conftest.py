@@ -79,3 +79,30 @@ def sdk(raw_key: str) -> Any:
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     return async_to_sync(scenario)()
+
+
+def openai_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The `error` of an httpx response that is JSON in OpenAI's shape with `status`."""
+    assert response.status_code == status, response.content[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error  # type: ignore[no-any-return]
+
+
+def platform_error(response: Any, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """The body of a Django test response that is JSON in the platform API's shape with `status`."""
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert {"detail", "code", "param"} <= set(body) <= {"detail", "code", "param", "errors"}
+    assert body["detail"]
+    assert isinstance(body["code"], str)
+    if code is not None:
+        assert body["code"] == code
+    if param is not None:
+        assert body["param"] == param
+    return body  # type: ignore[no-any-return]

@@ -255,3 +255,46 @@ def test_request_parameters_reach_the_upstream(keyed: Keyed, tool_model: AIModel
     assert sent["presence_penalty"] == 0.5
     assert sent["response_format"] == {"type": "json_object"}
     assert sent["stream_options"] == {"include_usage": True}  # usage is always asked of the upstream
+
+
+def test_a_key_revoked_mid_stream_ends_the_stream_charged_for_what_was_delivered(keyed: Keyed, settings: Any) -> None:
+    """The streamed answer re-checks its key every few seconds: revoked mid-answer, the stream
+    ends with an `access_revoked` error event, settled for what was delivered."""
+    from channels.db import database_sync_to_async
+    from django.utils import timezone
+
+    from apps.apikeys.models import ApiKey
+
+    settings.STREAM_ACCESS_RECHECK_SECONDS = 0.05
+    set_mock(latency_ms=25, reply=LONG)
+    body = json.dumps({"model": "mock-chat", "messages": [{"role": "user", "content": "go"}], "stream": True})
+    received = bytearray()
+
+    async def scenario() -> None:
+        app = ApplicationCommunicator(application, scope(keyed.raw))
+        await app.send_input({"type": "http.request", "body": body.encode(), "more_body": False})
+        assert (await app.receive_output(timeout=10))["status"] == 200
+        while received.count(b"data: {") < 3:
+            received.extend((await app.receive_output(timeout=10)).get("body", b""))
+        await database_sync_to_async(ApiKey.objects.filter(pk=keyed.key.pk).update)(revoked_at=timezone.now())
+        while True:
+            message = await app.receive_output(timeout=10)
+            received.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await app.wait(timeout=10)
+
+    run(scenario)
+    text = bytes(received).decode()
+    assert '"code": "access_revoked"' in text
+    assert "[DONE]" not in text
+    delivered = "".join(sse_texts(bytes(received)))
+    assert 0 < len(delivered.split()) < 60
+    generation = Generation.objects.get()
+    assert generation.outcome == Generation.Outcome.STOPPED
+    assert generation.output_tokens == count_tokens("mock-chat", delivered)
+    account = CreditAccount.objects.get(workspace=keyed.workspace)
+    assert (account.balance_units, account.held_units) == (FUNDS - generation.credits_charged_units, 0)
+    assert generation.credits_charged_units > 0
+    assert Reservation.objects.get().status == Reservation.Status.SETTLED
+    assert_ledger_consistent()

@@ -3,6 +3,7 @@ and shuffled order, failures and reprocessing, refunds and disputes."""
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from datetime import datetime, timedelta
@@ -178,6 +179,30 @@ def test_bad_signature_is_refused_and_nothing_is_fulfilled(alpha, catalogue, del
     assert deliver(payload, signature="").status_code == 400
     assert not StripeEvent.objects.exists()
     assert available(alpha.workspace) == 0
+
+
+def test_forged_webhooks_are_not_stored_and_logged_once_without_traceback(alpha, catalogue, deliver, caplog):  # type: ignore[no-untyped-def]
+    """A flood of forged deliveries: each is refused 400, none is stored (neither our event
+    nor dj-stripe's trigger row), and the log gets one WARNING line, no ERROR, no traceback."""
+    from djstripe.models import WebhookEventTrigger
+
+    payload = event("checkout.session.completed", pack_session(alpha.workspace, catalogue["packs"]["small"]))
+    caplog.set_level(logging.INFO)
+    for attempt in range(20):
+        response = deliver(payload, secret=f"whsec_forged_{attempt}")
+        assert response.status_code == 400
+    assert deliver(payload, signature="t=1,v1=deadbeef").status_code == 400
+    assert not WebhookEventTrigger.objects.exists()
+    assert not StripeEvent.objects.exists()
+    refusals = [r for r in caplog.records if "Refused a Stripe webhook" in r.getMessage()]
+    assert len(refusals) == 1
+    assert refusals[0].levelno == logging.WARNING
+    assert refusals[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # A genuine delivery still goes through dj-stripe and is fulfilled.
+    assert deliver(payload).status_code == 200
+    assert WebhookEventTrigger.objects.count() == 1
+    assert available(alpha.workspace) > 0
 
 
 def test_delayed_payment_grants_on_async_payment_succeeded(alpha, catalogue, deliver):  # type: ignore[no-untyped-def]

@@ -324,3 +324,19 @@ def test_a_suspended_users_new_socket_is_refused(
 
     async_to_sync(scenario)()
 
+
+def test_a_frame_nested_very_deep_is_refused_and_the_socket_stays_open(
+    alpha: Team, chat: Conversation, client_for: Callable[..., Any]
+) -> None:
+    headers = headers_for(client_for, alpha.member)
+
+    async def scenario() -> None:
+        communicator = await open_socket(chat, headers)
+        await communicator.send_to(text_data="[" * 100_000 + "]" * 100_000)
+        frame = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert frame["type"] == "error"
+        await communicator.send_json_to({"type": "stop"})  # still open and listening
+        assert await communicator.receive_nothing(timeout=0.2)
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()

@@ -5,7 +5,10 @@ is 404."""
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -246,3 +249,54 @@ def test_replayed_upload_returns_the_same_job_and_keeps_one_file(
     assert first.json()["id"] == again.json()["id"]
     assert GenerationJob.objects.count() == 1
     assert MediaFile.objects.filter(kind=MediaKind.UPLOAD).count() == 1
+
+
+# ------------------------------------------------------------------------------ download links' life
+
+
+def link_life(url: str) -> float:
+    from apps.media.storage import download_token_read
+
+    payload = download_token_read(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
+    assert payload is not None
+    return payload["e"] - time.time()
+
+
+def test_a_key_chooses_how_long_its_bearer_links_live(
+    alpha: Team, image_model: AIModel, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.media import storage
+
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+    client = Client()
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = client.post("/api/v1/jobs/", BODY, content_type="application/json", **bearer(raw)).json()["id"]
+    [default] = client.get(f"/api/v1/jobs/{job_id}/", **bearer(raw)).json()["results"]
+    assert 295 < link_life(default["url"]) <= 300
+    [short] = client.get(f"/api/v1/jobs/{job_id}/?link_ttl=20", **bearer(raw)).json()["results"]
+    for name in ("url", "download_url", "preview_url", "thumbnail_url"):
+        assert 15 < link_life(short[name]) <= 20
+    # A bearer capability: whoever holds it downloads the file, without a key or a session...
+    assert Client().get(short["url"]).status_code == 200
+    # ...until it expires.
+    real_time = time.time
+    monkeypatch.setattr(storage, "time", SimpleNamespace(time=lambda: real_time() + 21))
+    assert Client().get(short["url"]).status_code == 404
+    assert Client().get(default["url"]).status_code == 200
+
+
+@pytest.mark.parametrize("ttl", ["9", "0", "-1", "301", "soon", "1.5"])
+def test_link_life_out_of_bounds_is_400(alpha: Team, image_model: AIModel, ttl: str) -> None:
+    fund(alpha.workspace)
+    _, raw = make_key(alpha)
+    client = Client()
+    created = client.post(f"/api/v1/jobs/?link_ttl={ttl}", BODY, content_type="application/json", **bearer(raw))
+    assert created.status_code == 400
+    assert (created.json()["param"], created.json()["code"]) == ("link_ttl", "invalid_value")
+    assert not GenerationJob.objects.exists()
+    job = GenerationJob.objects.create(
+        workspace=alpha.workspace, kind="image", model=image_model, model_label="mock-image", idempotency_key="ttl"
+    )
+    detail = client.get(f"/api/v1/jobs/{job.pk}/?link_ttl={ttl}", **bearer(raw))
+    assert (detail.status_code, detail.json()["param"]) == (400, "link_ttl")
