@@ -63,20 +63,25 @@ def sse_texts(body: bytes) -> list[str]:
     return texts
 
 
+async def stream_until(raw: str, received: bytearray, chunks: int) -> ApplicationCommunicator:
+    """Start a streamed answer of the long reply and read it until `chunks` chunks arrived."""
+    body = json.dumps({"model": "mock-chat", "messages": [{"role": "user", "content": "go"}], "stream": True})
+    app = ApplicationCommunicator(application, scope(raw))
+    await app.send_input({"type": "http.request", "body": body.encode(), "more_body": False})
+    start = await app.receive_output(timeout=10)
+    assert start["type"] == "http.response.start"
+    assert start["status"] == 200
+    while received.count(b"data: {") < chunks:
+        received.extend((await app.receive_output(timeout=10)).get("body", b""))
+    return app
+
+
 def test_client_gone_mid_stream_is_charged_for_what_was_delivered(keyed: Keyed) -> None:
     set_mock(latency_ms=25, reply=LONG)
-    body = json.dumps({"model": "mock-chat", "messages": [{"role": "user", "content": "go"}], "stream": True})
     received = bytearray()
 
     async def scenario() -> None:
-        app = ApplicationCommunicator(application, scope(keyed.raw))
-        await app.send_input({"type": "http.request", "body": body.encode(), "more_body": False})
-        start = await app.receive_output(timeout=10)
-        assert start["type"] == "http.response.start"
-        assert start["status"] == 200
-        while received.count(b"data: {") < 5:
-            message = await app.receive_output(timeout=10)
-            received.extend(message.get("body", b""))
+        app = await stream_until(keyed.raw, received, 5)
         await app.send_input({"type": "http.disconnect"})
         await app.wait(timeout=10)
 
@@ -267,15 +272,10 @@ def test_a_key_revoked_mid_stream_ends_the_stream_charged_for_what_was_delivered
 
     settings.STREAM_ACCESS_RECHECK_SECONDS = 0.05
     set_mock(latency_ms=25, reply=LONG)
-    body = json.dumps({"model": "mock-chat", "messages": [{"role": "user", "content": "go"}], "stream": True})
     received = bytearray()
 
     async def scenario() -> None:
-        app = ApplicationCommunicator(application, scope(keyed.raw))
-        await app.send_input({"type": "http.request", "body": body.encode(), "more_body": False})
-        assert (await app.receive_output(timeout=10))["status"] == 200
-        while received.count(b"data: {") < 3:
-            received.extend((await app.receive_output(timeout=10)).get("body", b""))
+        app = await stream_until(keyed.raw, received, 3)
         await database_sync_to_async(ApiKey.objects.filter(pk=keyed.key.pk).update)(revoked_at=timezone.now())
         while True:
             message = await app.receive_output(timeout=10)
