@@ -14,7 +14,7 @@ help:
 	@echo "make run     install (first time), migrate, seed demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test    run the whole test suite (DATABASE_URL / REDIS_URL if set)"
 	@echo "make worker  Celery worker + beat against REDIS_URL"
-	@echo "make lint    ruff, djlint, mypy"
+	@echo "make lint    ruff, djlint, mypy, import layers (lint-imports)"
 	@echo "make format  ruff format + fixes, djlint reformat"
 	@echo "make migrate apply database migrations"
 	@echo "make bench   run the benchmarks under bench/"
@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/djlint templates --lint
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.urls import path
 
+from apps.chat.consumers import ChatConsumer
 from apps.core.consumers import NotificationsConsumer
-from apps.generation.consumers import ChatConsumer
 from apps.media.consumers import JobProgressConsumer
 
 websocket_urlpatterns = [

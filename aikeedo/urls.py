@@ -22,13 +22,10 @@ urlpatterns = [
     # Stripe webhooks: dj-stripe's endpoint behind a signature check, one URL per registered
     # endpoint (`billing webhook`).
     path("stripe/", include("apps.billing.stripe_urls", namespace="djstripe")),
-    path("chat/", include("apps.generation.urls")),
+    path("chat/", include("apps.chat.urls")),
     path("studio/", include("apps.media.urls")),
-    # Before the `/v1/` catch-all and the `/api/` include:
-    path("v1/images/", include("apps.media.openai_urls")),
-    path("v1/audio/", include("apps.media.openai_audio_urls")),
+    # The OpenAI-compatible API and the platform API: every route of each in one urlconf.
     path("v1/", include("apps.api.openai_urls")),
-    path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),
 ]
 

@@ -811,17 +811,17 @@ async def _profile(pid: int, seconds: float, out: Path) -> str | None:
 # Where a gateway worker's CPU goes: a sample belongs to the first of these whose frame is on its
 # stack (the step it is part of), else to the innermost frame of the machinery below.
 PROFILE_STEPS = (
-    ("upstream call: litellm + openai SDK + HTTP client", ("astream_chat (apps/generation/providers/llm.py",)),
+    ("upstream call: litellm + openai SDK + HTTP client", ("chat_stream (apps/generation/providers/llm.py",)),
     (
         "before the call: key, body, model, rate limit, quote, reserve",
-        ("_prepare_chat (", "_GenerationSteps._prepare ("),
+        ("_prepare_chat (", "ChatGeneration._prepare ("),
     ),
     (
         "after the call: settle, usage row, token windows, balance",
         (
-            "_GenerationSteps._finish (",
-            "_GenerationSteps._log (",
-            "_GenerationSteps._checkpoint (",
+            "ChatGeneration._finish (",
+            "ChatGeneration._log (",
+            "ChatGeneration._checkpoint (",
             "_after (apps/api",
             "_remaining (apps/api",
         ),

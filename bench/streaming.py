@@ -192,10 +192,11 @@ def _seed(upstream_url: str, upstream_model: str, seats: int, plan: list[int], r
     from django.db import transaction
 
     from apps.accounts.services import user_create
+    from apps.chat.models import Conversation
     from apps.credits.models import CreditAccount, RateCard
     from apps.credits.rates import rate_card_publish
     from apps.credits.services import credits_grant
-    from apps.generation.models import AIModel, Conversation, Provider
+    from apps.generation.models import AIModel, Provider
     from apps.workspaces.models import Workspace
 
     store = import_module(settings.SESSION_ENGINE).SessionStore
@@ -246,8 +247,9 @@ def _seed(upstream_url: str, upstream_model: str, seats: int, plan: list[int], r
 def _server_summary(run: str) -> str:
     """What the server wrote for the bench conversations: message statuses, usage outcomes and
     holds left open."""
+    from apps.chat.models import Message
     from apps.credits.models import Reservation
-    from apps.generation.models import Generation, Message
+    from apps.generation.models import Generation
 
     bench_users = {"workspace__memberships__user__email__startswith": f"bench-stream-{run}-"}
     messages = Counter(

@@ -6,10 +6,13 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from pytest_django import Settings
 
 from apps.accounts.models import User
 from apps.ratelimits.storage import ratelimit_storage_forget, with_storage
@@ -32,18 +35,18 @@ class Team:
 
 
 def _team(name: str, prefix: str) -> Team:
-    workspace = WorkspaceFactory(name=name)
-    owner = UserFactory(email=f"{prefix}-owner@example.com")
-    admin = UserFactory(email=f"{prefix}-admin@example.com")
-    member = UserFactory(email=f"{prefix}-member@example.com")
+    workspace = WorkspaceFactory.create(name=name)
+    owner = UserFactory.create(email=f"{prefix}-owner@example.com")
+    admin = UserFactory.create(email=f"{prefix}-admin@example.com")
+    member = UserFactory.create(email=f"{prefix}-member@example.com")
     return Team(
         workspace=workspace,
         owner=owner,
         admin=admin,
         member=member,
-        owner_membership=MembershipFactory(workspace=workspace, user=owner, role=Role.OWNER),
-        admin_membership=MembershipFactory(workspace=workspace, user=admin, role=Role.ADMIN),
-        member_membership=MembershipFactory(workspace=workspace, user=member, role=Role.MEMBER),
+        owner_membership=MembershipFactory.create(workspace=workspace, user=owner, role=Role.OWNER),
+        admin_membership=MembershipFactory.create(workspace=workspace, user=admin, role=Role.ADMIN),
+        member_membership=MembershipFactory.create(workspace=workspace, user=member, role=Role.MEMBER),
     )
 
 
@@ -74,7 +77,7 @@ def _fresh_windows() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _media_root(settings: Settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
@@ -84,21 +87,27 @@ def password() -> str:
 
 
 @pytest.fixture
-def alpha(db) -> Team:  # type: ignore[no-untyped-def]
+def alpha(db: None) -> Team:
     """Alice's workspace: owner, admin and member."""
     return _team("Alpha", "alpha")
 
 
 @pytest.fixture
-def beta(db) -> Team:  # type: ignore[no-untyped-def]
+def beta(db: None) -> Team:
     """Bob's workspace: the other tenant. Its ids must answer 404 to Alpha's people."""
     return _team("Beta", "beta")
 
 
 @pytest.fixture
-def outsider(db) -> User:  # type: ignore[no-untyped-def]
+def outsider(db: None) -> User:
     """A signed-up user who belongs to no shared workspace."""
-    return UserFactory(email="outsider@example.com")
+    return UserFactory.create(email="outsider@example.com")
+
+
+class ClientFor(Protocol):
+    """The `client_for` fixture: a fresh client signed in as `user`, `workspace` current."""
+
+    def __call__(self, user: User, workspace: Workspace | None = None) -> Client: ...
 
 
 def login(client: Client, user: User, workspace: Workspace | None = None) -> Client:
@@ -111,7 +120,7 @@ def login(client: Client, user: User, workspace: Workspace | None = None) -> Cli
 
 
 @pytest.fixture
-def client_for():  # type: ignore[no-untyped-def]
+def client_for() -> ClientFor:
     """`client_for(user, workspace)` returns a fresh client signed in with that workspace current."""
 
     def make(user: User, workspace: Workspace | None = None) -> Client:

@@ -11,8 +11,11 @@ from apps.workspaces.roles import Role
 
 PASSWORD = "correct-horse-battery-9"
 
+# Call `XFactory.create(...)`, not `XFactory(...)`: mypy types the call syntax as the factory (it
+# ignores factory_boy's metaclass `__call__`), while `create()` returns the model.
 
-class UserFactory(factory.django.DjangoModelFactory):
+
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
@@ -32,7 +35,7 @@ class UserFactory(factory.django.DjangoModelFactory):
             EmailAddress.objects.create(user=obj, email=obj.email, primary=True, verified=extracted is not False)
 
 
-class WorkspaceFactory(factory.django.DjangoModelFactory):
+class WorkspaceFactory(factory.django.DjangoModelFactory[Workspace]):
     class Meta:
         model = Workspace
 
@@ -40,7 +43,7 @@ class WorkspaceFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"workspace-{n}")
 
 
-class MembershipFactory(factory.django.DjangoModelFactory):
+class MembershipFactory(factory.django.DjangoModelFactory[Membership]):
     class Meta:
         model = Membership
 

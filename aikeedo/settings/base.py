@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "apps.workspaces",
     "apps.credits",
     "apps.generation",
+    "apps.chat",
     "apps.apikeys",
     "apps.ratelimits",
     "apps.api",
@@ -95,6 +96,8 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestUserContextMiddleware",
     "apps.accounts.middleware.UserPreferencesMiddleware",
     "apps.workspaces.middleware.CurrentWorkspaceMiddleware",
+    # A domain error no view caught, on a page: its status and message (4xx), not a 500.
+    "apps.core.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "aikeedo.urls"
@@ -200,6 +203,7 @@ CELERY_BEAT_SCHEDULE = {
     "credits-sweep-stale-reservations": {"task": "apps.credits.tasks.sweep_stale_reservations", "schedule": 60.0},
     "credits-expire-grants": {"task": "apps.credits.tasks.expire_grants", "schedule": 300.0},
     "generation-sweep-interrupted": {"task": "apps.generation.tasks.sweep_interrupted", "schedule": 60.0},
+    "chat-sweep-interrupted": {"task": "apps.chat.tasks.sweep_interrupted", "schedule": 60.0},
     "media-sweep-stale-jobs": {"task": "apps.media.tasks.sweep_stale_jobs", "schedule": 60.0},
     "media-cleanup-files": {"task": "apps.media.tasks.cleanup_media", "schedule": 3600.0},
     "billing-retry-events": {"task": "apps.billing.tasks.retry_failed_events", "schedule": 60.0},

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from .base import *
-from .base import CACHES, DATABASES, env
+from .base import CACHES, CHANNEL_LAYERS, DATABASES, env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -16,8 +18,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Each test run gets its own cache namespace so parallel runs on one Redis never collide.
-CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="aikeedo-test")
+# Each test run, and each pytest-xdist worker of a run, gets its own cache and channel-layer
+# namespace so parallel runs on one Redis never collide (the workers' databases are already
+# apart: pytest-django suffixes them with the worker id).
+_NAMESPACE = env.str("CACHE_KEY_PREFIX", default="aikeedo-test") + os.environ.get("PYTEST_XDIST_WORKER", "")
+CACHES["default"]["KEY_PREFIX"] = _NAMESPACE
+if CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer":
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = _NAMESPACE
 # No pool in tests: the test database is created, flushed and dropped around the suite, and a
 # pool would keep connections to it open.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,39 +11,32 @@ from django.shortcuts import render
 
 from apps.accounts.models import User
 from apps.accounts.services import (
+    ACCESS_FIELDS,
     AccountError,
     user_delete,
     user_email_set,
     user_email_verify,
+    user_on_staff_change,
     user_on_staff_create,
+    user_on_staff_password_set,
     user_password_reset_send,
     user_suspend,
     user_unsuspend,
 )
-from apps.audit.services import audit_record
-from apps.workspaces.models import Membership
+from apps.core.admin import staff_user
 
-ACCESS_FIELDS = {"is_staff", "is_superuser", "groups", "user_permissions"}
+Inline = TypeVar("Inline", bound=type[admin.options.InlineModelAdmin])
+
+# What other apps show on a user's page (workspaces: their memberships). Registered from those
+# apps' admin modules, so accounts never imports the apps built on it.
+_user_inlines: list[type[admin.options.InlineModelAdmin]] = []
 
 
-def _staff(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    fk_name = "user"
-    extra = 0
-    fields = ["workspace", "role", "created_at"]
-    readonly_fields = ["workspace", "role", "created_at"]
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
-        return super().get_queryset(request).select_related("workspace")
+def user_inline_register(inline: Inline) -> Inline:
+    """Show this inline (its `fk_name` pointing at the user) on every user's admin page."""
+    if inline not in _user_inlines:
+        _user_inlines.append(inline)
+    return inline
 
 
 class SuspendForm(forms.Form):
@@ -59,7 +52,6 @@ class UserAdmin(BaseUserAdmin):
     # is_active follows suspension: it changes only through the suspend/unsuspend actions,
     # which end sessions and write the audit row.
     readonly_fields = ["is_active", "last_login", "date_joined", "suspended_at", "suspension_reason"]
-    inlines = [MembershipInline]
     actions = ["suspend", "unsuspend", "verify_email", "send_password_reset"]
     show_full_result_count = False
     fieldsets = (
@@ -72,34 +64,28 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
     def get_inlines(self, request: HttpRequest, obj: User | None) -> list[type[admin.options.InlineModelAdmin]]:
-        # A user being added has no memberships yet; sign-up side effects create the first.
-        return list(self.inlines) if obj is not None else []
+        # A user being added has nothing of theirs yet; sign-up side effects create the first.
+        return list(_user_inlines) if obj is not None else []
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if not change:
             super().save_model(request, obj, form, change)
-            user_on_staff_create(user=obj, acting_user=_staff(request))
+            user_on_staff_create(user=obj, acting_user=staff_user(request))
             return
         if "email" in form.changed_data:
             # The address is also the allauth login address: the service replaces both.
             new_email = obj.email
             obj.email = form.initial["email"]
             super().save_model(request, obj, form, change)
-            user_email_set(user=obj, email=new_email, acting_user=_staff(request))
+            user_email_set(user=obj, email=new_email, acting_user=staff_user(request))
             return
         super().save_model(request, obj, form, change)
-        access = sorted(set(form.changed_data) & ACCESS_FIELDS)
-        if access:
-            audit_record(
-                actor=_staff(request),
-                action="user.access_change",
-                target=obj,
-                metadata={field: str(form.cleaned_data.get(field)) for field in access},
-            )
+        changed = {field: form.cleaned_data.get(field) for field in form.changed_data}
+        user_on_staff_change(user=obj, changed=changed, acting_user=staff_user(request))
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
-        if not _staff(request).is_superuser:
+        if not staff_user(request).is_superuser:
             # Only superusers grant staff, superuser or permissions: staff cannot raise themselves.
             fields += sorted(ACCESS_FIELDS)
         return fields
@@ -108,16 +94,17 @@ class UserAdmin(BaseUserAdmin):
         response = super().user_change_password(request, id, form_url)
         if request.method == "POST" and response.status_code == 302:
             target = User.objects.filter(pk=id).first()
-            audit_record(actor=_staff(request), action="user.password_set_by_staff", target=target)
+            if target is not None:
+                user_on_staff_password_set(user=target, acting_user=staff_user(request))
         return response
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         # Through the service: solely owned workspaces go too and the audit trail is anonymised.
-        user_delete(user=obj, acting_user=_staff(request))
+        user_delete(user=obj, acting_user=staff_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            user_delete(user=user, acting_user=_staff(request))
+            user_delete(user=user, acting_user=staff_user(request))
 
     @admin.action(description="Suspend selected users")
     def suspend(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
@@ -127,7 +114,7 @@ class UserAdmin(BaseUserAdmin):
                 done = 0
                 for user in queryset:
                     try:
-                        user_suspend(user=user, reason=form.cleaned_data["reason"], acting_user=_staff(request))
+                        user_suspend(user=user, reason=form.cleaned_data["reason"], acting_user=staff_user(request))
                         done += 1
                     except AccountError as exc:
                         self.message_user(request, f"{user}: {exc.message}", messages.ERROR)
@@ -150,13 +137,13 @@ class UserAdmin(BaseUserAdmin):
     @admin.action(description="Unsuspend selected users")
     def unsuspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            user_unsuspend(user=user, acting_user=_staff(request))
+            user_unsuspend(user=user, acting_user=staff_user(request))
         self.message_user(request, f"Unsuspended {queryset.count()} user(s).", messages.SUCCESS)
 
     @admin.action(description="Mark primary email as verified")
     def verify_email(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            user_email_verify(user=user, acting_user=_staff(request))
+            user_email_verify(user=user, acting_user=staff_user(request))
         self.message_user(request, f"Verified the email of {queryset.count()} user(s).", messages.SUCCESS)
 
     @admin.action(description="Send password reset email")
@@ -164,7 +151,7 @@ class UserAdmin(BaseUserAdmin):
         sent = 0
         for user in queryset:
             try:
-                user_password_reset_send(user=user, request=request, acting_user=_staff(request))
+                user_password_reset_send(user=user, request=request, acting_user=staff_user(request))
                 sent += 1
             except AccountError as exc:
                 self.message_user(request, f"{user}: {exc.message}", messages.ERROR)

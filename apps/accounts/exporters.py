@@ -1,10 +1,14 @@
-"""Registry of "export my data" sections. Each app that stores a user's data registers a
-function returning JSON-serialisable data for that user (and only that user)."""
+"""Registry of "export my data" sections. Each app that stores a user's data registers, in its
+own `export_sections` module, a function returning JSON-serialisable data for that user (and
+only that user); the modules of every installed app are found by name, so accounts never
+imports the apps built on it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from django.utils.module_loading import autodiscover_modules
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -22,8 +26,6 @@ def register(section: str) -> Callable[[Exporter], Exporter]:
 
 
 def sections() -> dict[str, Exporter]:
-    # Importing the modules registers their sections.
-    import apps.accounts.export_sections
-    import apps.workspaces.export_sections  # noqa: F401
-
+    # Importing the modules registers their sections (once: imports are cached).
+    autodiscover_modules("export_sections")
     return dict(_EXPORTERS)

@@ -29,7 +29,7 @@ class LoginForm(allauth_forms.LoginForm):
 
     def clean(self) -> dict[str, Any]:
         try:
-            return super().clean()  # type: ignore[no-any-return]
+            return super().clean()
         except forms.ValidationError as error:
             if getattr(error, "code", None) == THROTTLED:
                 raise forms.ValidationError(self.throttled_message, code=THROTTLED) from error

@@ -23,7 +23,7 @@ class UserPreferencesMiddleware:
                 # LocaleMiddleware (outside this one) reads the active language for the
                 # Content-Language header and activates afresh on the next request.
                 translation.activate(user.locale)
-                request.LANGUAGE_CODE = user.locale  # type: ignore[attr-defined]
+                request.LANGUAGE_CODE = user.locale
             try:
                 tz = zoneinfo.ZoneInfo(user.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):

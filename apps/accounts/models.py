@@ -65,7 +65,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     preferences = models.JSONField(default=dict, blank=True)
     is_staff = models.BooleanField(default=False, help_text="Can log into the admin site.")
     # Suspension clears is_active: Django and allauth then refuse logins and drop sessions.
-    is_active = models.BooleanField(default=True)  # type: ignore[misc]
+    is_active = models.BooleanField(default=True)
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspension_reason = models.CharField(max_length=500, blank=True)
     date_joined = models.DateTimeField(default=dj_timezone.now)

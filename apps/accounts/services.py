@@ -1,5 +1,10 @@
 """Writes to users: sign-up side effects, suspension, staff support actions, data export and
-account deletion. Each writes its audit row."""
+account deletion. Each writes its audit row.
+
+Transactions: the staff actions run from the admin's list (suspend, unsuspend, verify) are
+durable. What the admin's save page calls runs inside its transaction and joins it
+(`savepoint=False`). Sign-up, creation and deletion are called both ways (on their own, or inside
+`seed_demo`'s or the admin's delete page's transaction) and keep a savepoint when nested."""
 
 from __future__ import annotations
 
@@ -9,30 +14,39 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.accounts.signals import user_created, user_deleting, user_signed_up
 from apps.audit.services import audit_anonymise_actor, audit_record
+from apps.core.errors import DomainError
+from apps.core.events import send_on_commit
 from apps.core.realtime import sockets_revoke
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
 
+# What staff grant in the back office: who may use it and what they may do there.
+ACCESS_FIELDS = frozenset({"is_staff", "is_superuser", "groups", "user_permissions"})
+
 # Metadata keys that hold an email address in rows about a user (login_failed, email_verify,
 # email_change); cleared when the user is deleted.
 _ADDRESS_KEYS = ("email", "from", "to")
 
 
-class AccountError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class AccountError(DomainError):
+    """An account action refused by a rule; the message is safe to show to the user."""
+
+    status_code = 400
+    code = "account_refused"
 
 
+@transaction.atomic
 def user_on_signup(*, user: User, method: str) -> None:
-    """Called by the allauth adapters right after a new user row is saved."""
-    from apps.workspaces.services import workspace_create_personal
-
-    workspace_create_personal(user=user)
+    """Called by the allauth adapters right after a new user row is saved: what every person has
+    is created with the account (`user_created`, in this transaction), and the sign-up is
+    announced once it commits (`user_signed_up`)."""
+    user_created.send(sender=User, user=user, method=method)
     audit_record(actor=user, action="user.signup", target=user, metadata={"method": method})
+    send_on_commit(user_signed_up, sender=User, user_id=user.pk, method=method)
 
 
 @transaction.atomic
@@ -46,21 +60,33 @@ def user_create(*, email: str, password: str | None, verified: bool = False, **f
     return user
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def user_on_staff_create(*, user: User, acting_user: User) -> None:
     """Called by the admin right after staff saved a new user row: the same address and
     personal workspace as a sign-up. The address stays unverified until the user confirms it
     at their first login (or staff verify it)."""
     from allauth.account.models import EmailAddress
 
-    from apps.workspaces.services import workspace_create_personal
-
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
-    workspace_create_personal(user=user)
+    user_created.send(sender=User, user=user, method="staff")
     audit_record(actor=acting_user, action="user.create", target=user)
 
 
-@transaction.atomic
+def user_on_staff_change(*, user: User, changed: dict[str, Any], acting_user: User) -> None:
+    """Called by the admin right after staff saved a user's row with `changed` (field: new
+    value): a change of access (`ACCESS_FIELDS`) is audited as `user.access_change`."""
+    access = {field: str(value) for field, value in sorted(changed.items()) if field in ACCESS_FIELDS}
+    if access:
+        audit_record(actor=acting_user, action="user.access_change", target=user, metadata=access)
+
+
+def user_on_staff_password_set(*, user: User, acting_user: User) -> None:
+    """Called by the admin right after staff set a user's password (Django's own form): audited
+    as `user.password_set_by_staff`."""
+    audit_record(actor=acting_user, action="user.password_set_by_staff", target=user)
+
+
+@transaction.atomic(savepoint=False)
 def user_email_set(*, user: User, email: str, acting_user: User) -> User:
     """Staff replace a user's login address. The new address replaces every other one (an
     old address must not keep signing in) and is unverified until the user confirms it."""
@@ -89,7 +115,7 @@ def _end_sessions(user: User) -> None:
     sockets_revoke(user_id=user.pk)
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def user_suspend(*, user: User, reason: str, acting_user: User) -> User:
     if user.pk == acting_user.pk:
         raise AccountError("You cannot suspend yourself.")
@@ -104,7 +130,7 @@ def user_suspend(*, user: User, reason: str, acting_user: User) -> User:
     return user
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def user_unsuspend(*, user: User, acting_user: User) -> User:
     if not user.is_suspended:
         return user
@@ -116,7 +142,7 @@ def user_unsuspend(*, user: User, acting_user: User) -> User:
     return user
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def user_email_verify(*, user: User, acting_user: User) -> None:
     """Staff marks the user's primary address as verified (support for lost emails)."""
     from allauth.account.models import EmailAddress
@@ -159,29 +185,13 @@ def user_export_data(*, user: User) -> dict[str, Any]:
 
 @transaction.atomic
 def user_delete(*, user: User, acting_user: User) -> None:
-    """Delete the account: workspaces the user solely owns are deleted, other memberships end,
-    audit rows keep an anonymous label, and the user row (with emails, social logins and
-    sessions) is removed."""
+    """Delete the account: what was theirs goes first (`user_deleting`, in this transaction:
+    workspaces the user solely owns are deleted), other memberships end with the row, audit
+    rows keep an anonymous label, and the user row (with emails, social logins and sessions) is
+    removed."""
     from allauth.account.models import EmailAddress
 
-    from apps.workspaces.models import Membership
-    from apps.workspaces.roles import Role
-    from apps.workspaces.services import workspace_delete_by_system, workspace_lock
-
-    owned_ids = list(
-        Membership.objects.active()
-        .filter(user=user, role=Role.OWNER)
-        .order_by("workspace_id")
-        .values_list("workspace_id", flat=True)
-    )
-    for workspace_id in owned_ids:
-        # Two co-owners deleting their accounts at once would each see the other as the
-        # remaining owner and leave the workspace with none; the lock (taken in pk order, the
-        # same lock membership changes take) makes the second one see the first one gone.
-        workspace = workspace_lock(workspace_id)
-        other_owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER).exclude(user=user)
-        if not other_owners.exists():
-            workspace_delete_by_system(workspace=workspace, actor=acting_user, reason="owner account deleted")
+    user_deleting.send(sender=User, user=user, acting_user=acting_user)
     user_id = user.pk
     addresses = sorted({user.email, *EmailAddress.objects.filter(user=user).values_list("email", flat=True)})
     audit_record(

@@ -11,12 +11,14 @@
 (`errors` only on validation errors: every field's messages, by dotted path.)
 
 Every refusal either API can give maps to an `ApiError` here, so bad input is always a 4xx
-with a reason, never a 500 (`api_error_for` turns our domain exceptions and Django's request
-errors into the right status and code), and each surface renders it in one place:
-`ApiError.response()` for `/v1`, `platform_response()` for `/api`. What reaches them
-unexpected is logged with its traceback and answered as a 500 in the same shape
-(`unexpected_error`). `surface_of(path)` says which surface a path belongs to, for the pieces
-that answer outside the views (`apps.api.middleware`, `apps.api.handlers`)."""
+with a reason, never a 500: a `DomainError` (any app's refusal) carries its own status, code,
+message, param and headers (`domain_error`), Django's request errors get theirs from
+`request_error_for`, and a provider that failed is a 503 (`api_error_for`). Each surface
+renders it in one place: `ApiError.response()` for `/v1`, `platform_response()` for `/api`
+(which adds the error's `details()`). What reaches them unexpected is logged with its traceback
+and answered as a 500 in the same shape (`unexpected_error`). `surface_of(path)` says which
+surface a path belongs to, for the pieces that answer outside the views (`apps.api.middleware`,
+`apps.api.handlers`)."""
 
 from __future__ import annotations
 
@@ -38,13 +40,10 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf_exceptions
 
 from apps.api.serializers import first_error
-from apps.apikeys.exceptions import ApiKeyError
-from apps.credits.exceptions import CreditsError, InsufficientCredits
+from apps.core.errors import DomainError
+from apps.core.middleware import OPENAI_API_ROOT, PLATFORM_API_ROOT, api_root_of
 from apps.generation.providers.base import ProviderError
 from apps.generation.router import AllProvidersFailed
-from apps.generation.services import GenerationRefused
-from apps.media.exceptions import MediaError
-from apps.ratelimits.exceptions import RateLimited
 
 Surface = Literal["openai", "platform"]
 MB = 1024 * 1024
@@ -100,6 +99,7 @@ class ApiError(Exception):
         type: str | None = None,
         headers: dict[str, str] | None = None,
         errors: dict[str, list[str]] | None = None,
+        details: dict[str, Any] | None = None,
         logged: bool = False,
     ) -> None:
         super().__init__(message)
@@ -110,6 +110,7 @@ class ApiError(Exception):
         self.type = type or TYPE_FOR_STATUS.get(status, "invalid_request_error")
         self.headers = headers or {}
         self.errors = errors  # every field's messages (validation errors; the platform shape shows them)
+        self.details = details or {}  # a domain error's extra fields (the platform shape shows them)
         self.logged = logged  # already logged with its traceback: Django need not log the response again
 
     def payload(self) -> dict[str, Any]:
@@ -125,6 +126,7 @@ class ApiError(Exception):
         }
         if self.errors:
             body["errors"] = self.errors
+        body.update((name, value) for name, value in self.details.items() if name not in body)
         return body
 
     def response(self, surface: Surface = "openai") -> JsonResponse:
@@ -141,13 +143,13 @@ def platform_response(error: ApiError) -> JsonResponse:
     return error.response("platform")
 
 
+SURFACE_FOR_ROOT: dict[str, Surface] = {OPENAI_API_ROOT: "openai", PLATFORM_API_ROOT: "platform"}
+
+
 def surface_of(path: str) -> Surface | None:
     """The API a request path belongs to: `/v1…` OpenAI-compatible, `/api…` the platform."""
-    if path == "/v1" or path.startswith("/v1/"):
-        return "openai"
-    if path == "/api" or path.startswith("/api/"):
-        return "platform"
-    return None
+    root = api_root_of(path)
+    return SURFACE_FOR_ROOT[root] if root is not None else None
 
 
 def body_too_large(limit: int) -> ApiError:
@@ -246,25 +248,27 @@ def unexpected_error(request: HttpRequest, exc: BaseException) -> ApiError:
     return ApiError(500, SERVER_ERROR_MESSAGE, code="server_error", logged=True)
 
 
+def domain_error(exc: DomainError) -> ApiError:
+    """Any app's refusal as the API's error, from what it carries: status, code, message, the
+    request field it is about, headers (`Retry-After`…) and, for the platform shape, its details."""
+    return ApiError(
+        exc.status_code,
+        exc.message,
+        code=exc.code,
+        param=exc.param,
+        headers=exc.headers,
+        details=exc.details(),
+    )
+
+
 def api_error_for(exc: BaseException) -> ApiError | None:
-    """The API error for a domain exception or a request error, or None for an unexpected
-    one (a bug: 500)."""
+    """The API error for a domain exception, a provider that failed or a request error, or
+    None for an unexpected one (a bug: 500)."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, MediaError):
-        return ApiError(exc.status_code, exc.message, param=exc.param, code=exc.code)
-    if isinstance(exc, ApiKeyError):
-        return ApiError(exc.status_code, exc.message, code=exc.code)
-    if isinstance(exc, RateLimited):
-        return ApiError(429, exc.message, code="rate_limit_exceeded", headers=exc.headers)
-    if isinstance(exc, InsufficientCredits):
-        return ApiError(402, exc.message, code="insufficient_credits")
-    if isinstance(exc, CreditsError):
-        # Spending caps of the workspace or member: a quota, like running out of credits.
-        return ApiError(402, exc.message, code=getattr(exc, "code", None) or "credits_refused")
-    if isinstance(exc, GenerationRefused):
-        status = getattr(exc, "status_code", 403)
-        return ApiError(status, exc.message, code=getattr(exc, "code", None) or "model_not_available")
+    if isinstance(exc, DomainError):
+        return domain_error(exc)
+    # Not domain errors: the upstream failed, not the caller (503, in the server_error type).
     if isinstance(exc, AllProvidersFailed):
         return ApiError(
             503, "The model is not available right now: every provider failed. Try again shortly.", code="unavailable"

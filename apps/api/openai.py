@@ -37,20 +37,20 @@ from apps.core.middleware import client_ip
 from apps.credits.amounts import to_credits
 from apps.credits.models import Reservation
 from apps.credits.selectors import credits_balance
-from apps.generation.models import AIModel, Generation
+from apps.generation.exceptions import AccessRevoked, GenerationRefused
+from apps.generation.models import AIModel, Capability, Generation, Unusable
 from apps.generation.providers.base import TextDelta, ToolCallDelta
 from apps.generation.services import (
-    AccessRevoked,
-    AsyncGenerationStream,
+    ChatGeneration,
     GenerationEnd,
-    GenerationRefused,
     db_step,
     generation_aembed,
-    generation_chat_astream,
+    generation_chat_stream,
 )
 from apps.generation.tokens import count_message_tokens
 from apps.ratelimits.decisions import RateLimitDecision
 from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
+from apps.workspaces.selectors import workspace_plan_code
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def openai_view(methods: tuple[str, ...]) -> Callable[[View], View]:
 # ---------------------------------------------------------------------------- request steps
 
 
-def _authenticate(request: HttpRequest) -> ApiKey:
+def key_from_request(request: HttpRequest) -> ApiKey:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -100,7 +100,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
     return apikey_authenticate(raw_key=token.strip(), ip=client_ip(request))
 
 
-def _body(request: HttpRequest) -> dict[str, Any]:
+def json_body(request: HttpRequest) -> dict[str, Any]:
     """The JSON object of the body: at most MAX_BODY_BYTES (413), nested at most MAX_JSON_DEPTH
     levels (checked before parsing), in UTF-8 (or UTF-16/32, as `json.loads` takes bytes)."""
     raw = request.body
@@ -127,10 +127,14 @@ def _validated(serializer_class: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-def _model_for(key: ApiKey, model_id: str, *, capability: str) -> AIModel:
-    """The catalog model the key may use for `capability` ("chat" or "embeddings")."""
+def model_for_key(key: ApiKey, model_id: str, *, capability: Capability, what: str | None = None) -> AIModel:
+    """The catalog model the key may use for `capability`: 404 when it does not exist or is
+    off, the key's model allowlist (403), 400 when it does not do `capability` (`what` names
+    it in the message). A model the plan excludes is left to the pipeline or the job, which
+    refuse it (403) and log the refusal like every other."""
     model = AIModel.objects.select_related("provider").filter(model_id=model_id).first()
-    if model is None or not model.enabled or not model.provider.enabled or not model.provider.is_configured:
+    reason = None if model is None else model.unusable_reason(capability, plan_code=workspace_plan_code(key.workspace))
+    if model is None or reason == Unusable.DISABLED:
         raise ApiError(
             404,
             f"The model `{model_id}` does not exist or you do not have access to it.",
@@ -138,15 +142,17 @@ def _model_for(key: ApiKey, model_id: str, *, capability: str) -> AIModel:
             code="model_not_found",
         )
     apikey_check_model(key=key, model_id=model_id)
-    supported = model.supports_chat if capability == "chat" else model.supports_embeddings
-    if not supported:
+    if reason == Unusable.UNSUPPORTED:
         raise ApiError(
-            400, f"The model `{model_id}` does not support {capability}.", param="model", code="model_not_supported"
+            400,
+            f"The model `{model_id}` does not support {what or capability}.",
+            param="model",
+            code="model_not_supported",
         )
     return model
 
 
-def _key_reserve(key: ApiKey, **kwargs: Any) -> Reservation:
+def key_reserve(key: ApiKey, **kwargs: Any) -> Reservation:
     """Hold credits through the key: its spending cap is checked under its row lock."""
     kwargs.pop("workspace", None)
     try:
@@ -157,10 +163,10 @@ def _key_reserve(key: ApiKey, **kwargs: Any) -> Reservation:
 
 def _prepare_chat(request: HttpRequest) -> tuple[ApiKey, AIModel, dict[str, Any], RateLimitDecision, int]:
     """Everything before the provider call: key, body, model, rate limit."""
-    key = _authenticate(request)
+    key = key_from_request(request)
     apikey_check_scope(key=key, scope=Scope.CHAT)
-    data = _validated(ChatCompletionRequestSerializer, _body(request))
-    model = _model_for(key, data["model"], capability="chat")
+    data = _validated(ChatCompletionRequestSerializer, json_body(request))
+    model = model_for_key(key, data["model"], capability=Capability.CHAT)
     if data.get("tools") and not model.supports_tools:
         raise ApiError(
             400, f"The model `{model.model_id}` does not support tools.", param="tools", code="invalid_value"
@@ -217,10 +223,10 @@ def _after(key: ApiKey, end: GenerationEnd | None, input_tokens: int) -> str:
         ratelimit_record_tokens(
             workspace=key.workspace, api_key=key, tokens=end.usage.output_tokens + end.usage.input_tokens - input_tokens
         )
-    return _remaining(key)
+    return credits_remaining(key)
 
 
-def _remaining(key: ApiKey) -> str:
+def credits_remaining(key: ApiKey) -> str:
     return str(to_credits(credits_balance(workspace=key.workspace).available_units))
 
 
@@ -290,16 +296,9 @@ def _model_json(model: AIModel) -> dict[str, Any]:
 
 
 def _models_for(request: HttpRequest) -> list[dict[str, Any]]:
-    from apps.billing.entitlements import model_plan_code
-
-    key = _authenticate(request)
-    plan_code = model_plan_code(key.workspace)
-    models = AIModel.objects.available().select_related("provider").order_by("position", "model_id")
-    return [
-        _model_json(m)
-        for m in models
-        if m.provider.is_configured and key.allows_model(m.model_id) and m.allowed_for_plan(plan_code)
-    ]
+    key = key_from_request(request)
+    models = AIModel.objects.order_by("position", "model_id").usable_for(key.workspace, None)
+    return [_model_json(m) for m in models if key.allows_model(m.model_id)]
 
 
 @openai_view(("GET",))
@@ -323,11 +322,11 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     key, model, data, decision, input_tokens = await db_step(_prepare_chat, request)
     request_id = getattr(request, "request_id", "") or str(time.time_ns())
-    stream = generation_chat_astream(
+    stream = generation_chat_stream(
         workspace=key.workspace,
         user=None,
         api_key=key,
-        reserve=partial(_key_reserve, key),
+        reserve=partial(key_reserve, key),
         model=model,
         messages=data["messages"],
         max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
@@ -385,7 +384,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
 
 
 async def _stream_response(
-    stream: AsyncGenerationStream,
+    stream: ChatGeneration,
     key: ApiKey,
     model: AIModel,
     data: dict[str, Any],
@@ -467,10 +466,10 @@ async def _stream_response(
 
 
 def _prepare_embeddings(request: HttpRequest) -> tuple[ApiKey, AIModel, dict[str, Any], RateLimitDecision]:
-    key = _authenticate(request)
+    key = key_from_request(request)
     apikey_check_scope(key=key, scope=Scope.EMBEDDINGS)
-    data = _validated(EmbeddingsRequestSerializer, _body(request))
-    model = _model_for(key, data["model"], capability="embeddings")
+    data = _validated(EmbeddingsRequestSerializer, json_body(request))
+    model = model_for_key(key, data["model"], capability=Capability.EMBEDDINGS)
     estimate = sum(len(text) for text in data["input"]) // 4 + 1
     decision = ratelimit_enforce(workspace=key.workspace, api_key=key, tokens=estimate)
     return key, model, data, decision
@@ -484,13 +483,13 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
         workspace=key.workspace,
         user=None,
         api_key=key,
-        reserve=partial(_key_reserve, key),
+        reserve=partial(key_reserve, key),
         model=model,
         inputs=data["input"],
         dimensions=data.get("dimensions"),
         idempotency_key=f"api:{key.pk}:{request_id}",
     )
-    remaining = await db_step(_remaining, key)
+    remaining = await db_step(credits_remaining, key)
     if data.get("encoding_format") == "base64":
         import base64
         import struct

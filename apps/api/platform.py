@@ -27,19 +27,17 @@ from rest_framework.views import APIView, set_rollback
 
 from apps.accounts.models import User
 from apps.api.docs import PAGE_PARAMETERS, paginated, platform_errors
-from apps.api.errors import ApiError, api_error_for, drf_error, platform_response, unexpected_error
+from apps.api.errors import api_error_for, drf_error, platform_response, unexpected_error
 from apps.api.fields import IdentifierField, TextField
 from apps.apikeys.exceptions import ApiKeyError, ApiKeyPlanDenied
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.services import apikey_authenticate, apikey_create, apikey_revoke
+from apps.chat.models import Conversation, Message
+from apps.chat.selectors import ConversationFilters, conversation_list
+from apps.chat.services import conversation_delete, conversation_export
 from apps.core.middleware import client_ip
-from apps.credits.amounts import AmountError, to_credits, to_units
-from apps.credits.exceptions import CreditsError
+from apps.credits.amounts import to_credits, to_units
 from apps.credits.selectors import UsageFilters, credits_balance, usage_queryset
-from apps.generation.chat import ChatError, conversation_delete, conversation_export
-from apps.generation.models import Conversation, Message
-from apps.generation.selectors import ConversationFilters, conversation_list
-from apps.workspaces.exceptions import WorkspaceError
 from apps.workspaces.models import Workspace
 from apps.workspaces.roles import Perm
 from apps.workspaces.services import require_perm
@@ -85,7 +83,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "apps.api.platform.ApiKeyAuthentication"
     name = "apiKey"
 
@@ -139,20 +137,8 @@ def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonR
     """Every error of the platform API in its one shape: DRF's exceptions, our domain errors
     as 4xx with their message, Django's request errors (413, 400), anything else a logged 500.
     A JSON response whatever the `Accept` header asks for (errors are never HTML here)."""
-    error: ApiError | None
-    if isinstance(exc, WorkspaceError | ApiKeyError | ChatError | CreditsError):
-        error = ApiError(
-            getattr(exc, "status_code", 400),
-            exc.message,
-            code=getattr(exc, "code", None),
-            param=getattr(exc, "field", None),
-        )
-    elif isinstance(exc, AmountError):  # an amount no account could hold
-        error = ApiError(400, str(exc), code="invalid_amount")
-    elif isinstance(exc, exceptions.APIException):
-        error = drf_error(exc)
-    else:  # the other domain errors, Django's request errors, Http404 and PermissionDenied
-        error = api_error_for(exc)
+    # Not DRF's: a domain error, a provider that failed, a request error, Http404, PermissionDenied.
+    error = drf_error(exc) if isinstance(exc, exceptions.APIException) else api_error_for(exc)
     if error is None:
         error = unexpected_error(context["request"]._request, exc)
     set_rollback()

@@ -198,7 +198,6 @@ class TranscriptionDoc(_Doc):
 
 
 urlpatterns = [
-    path("api/v1/jobs/", include("apps.media.api_urls")),
     path("api/", include("apps.api.urls")),
     path("v1/models", ModelsDoc.as_view()),
     path("v1/models/<str:model_id>", ModelDoc.as_view()),

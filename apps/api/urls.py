@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.api import platform
+from apps.api import jobs, platform
 
 app_name = "api"
 
@@ -20,6 +20,9 @@ urlpatterns = [
         platform.ConversationExportView.as_view(),
         name="conversation_export",
     ),
+    path("v1/jobs/", jobs.JobListView.as_view(), name="jobs"),
+    path("v1/jobs/<int:job_id>/", jobs.JobDetailView.as_view(), name="job"),
+    path("v1/jobs/<int:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job_cancel"),
     path("v1/api-keys/", platform.ApiKeyListView.as_view(), name="api_keys"),
     path("v1/api-keys/<int:key_id>/revoke/", platform.ApiKeyRevokeView.as_view(), name="api_key_revoke"),
     path("schema/", SpectacularAPIView.as_view(urlconf="apps.api.schema_urls"), name="schema"),

@@ -4,15 +4,13 @@ and is audited with the staff member as actor."""
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.accounts.models import User
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import apikey_revoke
+from apps.core.admin import staff_user
 
 
 @admin.register(ApiKey)
@@ -81,7 +79,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        staff = cast(User, request.user)
+        staff = staff_user(request)
         revoked = 0
         for key in queryset.filter(revoked_at__isnull=True).select_related("workspace"):
             apikey_revoke(key=key, acting_user=staff, as_staff=True)

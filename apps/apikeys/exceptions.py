@@ -3,20 +3,15 @@ the message is safe to show to whoever sent the key."""
 
 from __future__ import annotations
 
+from apps.core.errors import DomainError
 from apps.credits.amounts import format_credits
 
 
-class ApiKeyError(Exception):
+class ApiKeyError(DomainError):
     """An API key rule refused the request or the change (400 unless a subclass says otherwise)."""
 
     status_code = 400
     code = "invalid_request"
-
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status_code is not None:
-            self.status_code = status_code
 
 
 class ApiKeyInvalid(ApiKeyError):

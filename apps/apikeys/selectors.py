@@ -17,12 +17,17 @@ def apikey_list(*, workspace: Workspace) -> ApiKeyQuerySet:
     return ApiKey.objects.for_workspace(workspace).select_related("created_by").order_by("-created_at", "-id")
 
 
-def apikey_model_choices() -> list[tuple[str, str]]:
-    """Models a key can be limited to: the enabled chat and embedding models, in picker order."""
-    from apps.generation.models import AIModel
+def apikey_model_choices(*, workspace: Workspace) -> list[tuple[str, str]]:
+    """Models a key can be limited to: the chat and embedding models the workspace may use, in
+    picker order."""
+    from apps.generation.models import AIModel, Capability
 
-    qs = AIModel.objects.available().filter(Q(supports_chat=True) | Q(supports_embeddings=True))
-    return [(model_id, f"{name} ({model_id})") for model_id, name in qs.values_list("model_id", "display_name")]
+    usable = AIModel.objects.usable_for(workspace, Capability.CHAT) + AIModel.objects.usable_for(
+        workspace, Capability.EMBEDDINGS
+    )
+    picked = {model.pk: model for model in usable}.values()
+    ordered = sorted(picked, key=lambda model: (model.position, model.display_name))
+    return [(model.model_id, f"{model.display_name} ({model.model_id})") for model in ordered]
 
 
 def apikey_still_valid(key_id: int) -> bool:

@@ -31,6 +31,7 @@ from apps.apikeys.exceptions import (
 from apps.apikeys.models import KEY_LENGTH, KEY_PREFIX, PREFIX_LENGTH, ApiKey, Scope
 from apps.audit.services import audit_record
 from apps.workspaces.roles import Perm
+from apps.workspaces.selectors import workspace_entitlements
 from apps.workspaces.services import require_perm
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _clean_ip(ip: str | None) -> str | None:
 # ---------------------------------------------------------------------------- create & revoke
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def apikey_create(
     *,
     workspace: Workspace,
@@ -170,7 +171,7 @@ def apikey_create(
     for _attempt in range(3):
         raw_key = _new_key()
         try:
-            # A savepoint: a prefix collision (one in 2^54) must not spoil the caller's transaction.
+            # A savepoint: a prefix collision (one in 2^54) must not spoil this transaction.
             with transaction.atomic():
                 key = ApiKey.objects.create(
                     workspace=workspace,
@@ -206,7 +207,7 @@ def apikey_create(
     return key, raw_key
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def apikey_revoke(*, key: ApiKey, acting_user: User | None, as_staff: bool = False) -> ApiKey:
     """Revoke the key; it stops working with the next request (authentication reads the
     database every time). Idempotent: revoking a revoked key changes nothing and writes no
@@ -252,7 +253,7 @@ def apikey_authenticate(*, raw_key: str, ip: str | None = None) -> ApiKey:
         raise _refuse("malformed", "")
     prefix = raw_key[:PREFIX_LENGTH]
     try:
-        key = ApiKey.objects.select_related("workspace", "created_by", "workspace__billing__plan").get(
+        key = ApiKey.objects.select_related("workspace", "created_by", "workspace__entitlements").get(
             key_hash=hash_key(raw_key)
         )
     except ApiKey.DoesNotExist:
@@ -267,8 +268,6 @@ def apikey_authenticate(*, raw_key: str, ip: str | None = None) -> ApiKey:
     creator = key.created_by
     if creator is not None and (not creator.is_active or creator.suspended_at is not None):
         raise _refuse("creator suspended or inactive", prefix)
-    from apps.billing.entitlements import workspace_entitlements
-
     entitlements = workspace_entitlements(key.workspace)
     if not entitlements.api_access:
         raise ApiKeyPlanDenied(entitlements.plan_name)

@@ -42,7 +42,7 @@ def key_list(request: WorkspaceRequest) -> HttpResponse:
 @workspace_required(Perm.MANAGE_SETTINGS)
 @require_http_methods(["GET", "POST"])
 def key_create(request: WorkspaceRequest) -> HttpResponse:
-    form = ApiKeyForm(request.POST or None, models=apikey_model_choices())
+    form = ApiKeyForm(request.POST or None, models=apikey_model_choices(workspace=request.workspace))
     if request.method != "POST":
         return render(request, "apikeys/create.html", {"form": form})
     if not form.is_valid():

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -11,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
 from apps.audit.models import AuditEvent
+from apps.core.csv import csv_response
 
 CSV_FIELDS = [
     "created_at",
@@ -26,27 +24,6 @@ CSV_FIELDS = [
     "request_id",
     "metadata",
 ]
-
-
-# Spreadsheet apps run a cell that starts with one of these as a formula; labels, metadata
-# and user agents are user-controlled (a workspace named "=HYPERLINK(...)").
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else str(value)
-    if text.startswith(_FORMULA_PREFIXES):
-        return "'" + text
-    return text
 
 
 @admin.register(AuditEvent)
@@ -90,13 +67,8 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected events as CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> StreamingHttpResponse:
-        writer = csv.writer(_Echo())
-
-        def rows() -> Iterator[str]:
-            yield writer.writerow(CSV_FIELDS)
+        def rows() -> Iterator[list[Any]]:
             for event in queryset.order_by("created_at", "id").iterator(chunk_size=2000):
-                yield writer.writerow([csv_cell(getattr(event, field)) for field in CSV_FIELDS])
+                yield [getattr(event, field) for field in CSV_FIELDS]
 
-        response = StreamingHttpResponse(rows(), content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
-        return response
+        return csv_response(filename="audit-events.csv", header=CSV_FIELDS, rows=rows())

@@ -7,33 +7,30 @@ grant credits, reprocess an event), each audited with the staff member as actor.
 
 from __future__ import annotations
 
-import csv
 import json
 import uuid
 from datetime import datetime
-from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template import engines
-from django.template.response import TemplateResponse
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from apps.accounts.models import User
 from apps.audit.services import audit_record
 from apps.billing.codes import CodeError, billing_codes_create, billing_codes_deactivate
 from apps.billing.fulfilment import event_process
 from apps.billing.models import (
+    AutoTopup,
     BillingAccount,
     CreditPack,
     Fulfilment,
@@ -44,116 +41,32 @@ from apps.billing.models import (
     TopupAttempt,
 )
 from apps.billing.money import money_display
-from apps.billing.services import BillingError, billing_account, billing_plan_assign, billing_trial_extend
-from apps.credits.admin import MIN_CREDITS, CreditsField, ReadOnlyAdmin, WorkspaceFilter
+from apps.billing.services import (
+    BillingError,
+    billing_account_open,
+    billing_pack_save,
+    billing_plan_assign,
+    billing_plan_save,
+    billing_trial_extend,
+)
+from apps.billing.topup import topup_settings_update
+from apps.core.admin import (
+    AddFormAdmin,
+    ChoicesFilter,
+    ReadOnlyAdmin,
+    WorkspaceFilter,
+    admin_url,
+    form_page,
+    staff_user,
+    workspace_link,
+)
+from apps.core.csv import csv_response
 from apps.credits.amounts import format_credits, to_credits, to_units
+from apps.credits.forms import MIN_CREDITS, CreditsField, CreditsInUnitsForm
 from apps.credits.models import Source
 from apps.credits.services import credits_grant
 
-# One page for every form an action or view asks for before it runs (the admin has none).
-ACTION_FORM = """{% extends "admin/base_site.html" %}
-{% block extrahead %}{{ block.super }}<script src="{% url 'admin:jsi18n' %}"></script>{{ media }}{% endblock %}
-{% block content %}
-<form method="post">{% csrf_token %}
-  {% for line in intro %}<p>{{ line }}</p>{% endfor %}
-  {% if objects %}<ul>{% for o in objects %}<li>{{ o }}</li>{% endfor %}</ul>{% endif %}
-  {% for pk in selected %}<input type="hidden" name="_selected_action" value="{{ pk }}">{% endfor %}
-  {% if action %}<input type="hidden" name="action" value="{{ action }}">
-  <input type="hidden" name="apply" value="1">{% endif %}
-  {{ form.non_field_errors }}
-  {% for field in form.hidden_fields %}{{ field }}{% endfor %}
-  <fieldset class="module aligned">
-  {% for field in form.visible_fields %}
-    <div class="form-row">{{ field.errors }}
-      <div class="flex-container">{{ field.label_tag }} {{ field }}</div>
-      {% if field.help_text %}<div class="help">{{ field.help_text }}</div>{% endif %}
-    </div>
-  {% endfor %}
-  </fieldset>
-  <div class="submit-row"><input type="submit" class="default" value="{{ submit }}"></div>
-</form>
-{% endblock content %}"""
-
-
-@cache
-def _action_template() -> Any:
-    return engines["django"].from_string(ACTION_FORM)
-
-
-def _staff(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-def _url(model: type[Any], page: str, *args: Any) -> str:
-    return reverse(f"admin:billing_{model._meta.model_name}_{page}", args=args)
-
-
-def _workspace_link(model: type[Any], workspace_id: int, label: str) -> str:
-    return format_html('<a href="{}?workspace={}">{}</a>', _url(model, "changelist"), workspace_id, label)
-
-
-def _form_page(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    *,
-    title: str,
-    form: forms.Form,
-    submit: str,
-    intro: list[str] | None = None,
-    objects: list[Any] | None = None,
-    selected: Any = (),
-    action: str = "",
-) -> TemplateResponse:
-    return TemplateResponse(
-        request,
-        _action_template(),
-        {
-            **model_admin.admin_site.each_context(request),
-            "title": title,
-            "opts": model_admin.opts,
-            "form": form,
-            "media": model_admin.media + form.media,
-            "submit": submit,
-            "intro": intro or [],
-            "objects": objects or [],
-            "selected": selected,
-            "action": action,
-        },
-    )
-
-
-def _audit_save(request: HttpRequest, obj: Plan | CreditPack, form: Any, change: bool, kind: str) -> None:
-    audit_record(
-        actor=_staff(request),
-        action=f"billing.{kind}_change" if change else f"billing.{kind}_create",
-        target=obj,
-        metadata={"code": obj.code, "fields": sorted(form.changed_data)},
-    )
-
-
 # ---------------------------------------------------------------------------- catalogue
-
-
-class CreditsInUnitsForm(forms.ModelForm):
-    """Credits typed as decimal credits, stored as units: `credit_fields` pairs each form field
-    with its model field."""
-
-    credit_fields: tuple[tuple[str, str], ...] = ()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            for field, attr in self.credit_fields:
-                self.initial[field] = to_credits(getattr(self.instance, attr))
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        # Set before model validation (which runs after clean) so it checks the stored values.
-        for field, attr in self.credit_fields:
-            if data.get(field) is not None:
-                setattr(self.instance, attr, to_units(data[field]))
-        return data
 
 
 class PlanForm(CreditsInUnitsForm):
@@ -292,8 +205,7 @@ class PlanAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        _audit_save(request, obj, form, change, "plan")
+        billing_plan_save(plan=obj, changed=form.changed_data, acting_user=staff_user(request))
 
 
 class CreditPackForm(CreditsInUnitsForm):
@@ -346,8 +258,7 @@ class CreditPackAdmin(admin.ModelAdmin):
         return bool(obj.stripe_price_id)
 
     def save_model(self, request: HttpRequest, obj: CreditPack, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        _audit_save(request, obj, form, change, "pack")
+        billing_pack_save(pack=obj, changed=form.changed_data, acting_user=staff_user(request))
 
 
 # ---------------------------------------------------------------------------- redemption codes
@@ -412,45 +323,34 @@ class BatchFilter(admin.SimpleListFilter):
         return queryset.filter(batch=value) if value else queryset
 
 
-class ExpiredFilter(admin.SimpleListFilter):
+class ExpiredFilter(ChoicesFilter):
     title = "expiry"
     parameter_name = "expired"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("no", "Not expired"), ("yes", "Expired")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        now = timezone.now()
-        if self.value() == "yes":
-            return queryset.filter(expires_at__lte=now)
-        if self.value() == "no":
-            return queryset.exclude(expires_at__lte=now)
-        return queryset
+    conditions = {
+        "no": ("Not expired", lambda: ~Q(expires_at__lte=timezone.now())),
+        "yes": ("Expired", lambda: Q(expires_at__lte=timezone.now())),
+    }
 
 
 CSV_COLUMNS = ["code", "batch", "credits", "plan", "plan_days", "max_uses", "used", "expires_at", "active"]
 
 
-def _codes_csv(codes: QuerySet[RedemptionCode], filename: str) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(CSV_COLUMNS)
-    for code in codes.select_related("plan").order_by("id"):
-        writer.writerow(
-            [
-                code.code,
-                code.batch,
-                format_credits(code.credit_units) if code.credit_units else "",
-                code.plan.code if code.plan else "",
-                code.plan_days or "",
-                code.max_redemptions,
-                code.redeemed_count,
-                code.expires_at.isoformat() if code.expires_at else "",
-                "yes" if code.is_active else "no",
-            ]
+def _codes_csv(codes: QuerySet[RedemptionCode], filename: str) -> StreamingHttpResponse:
+    rows = (
+        (
+            code.code,
+            code.batch,
+            format_credits(code.credit_units) if code.credit_units else "",
+            code.plan.code if code.plan else "",
+            code.plan_days or "",
+            code.max_redemptions,
+            code.redeemed_count,
+            code.expires_at,
+            "yes" if code.is_active else "no",
         )
-    return response
+        for code in codes.select_related("plan").order_by("id").iterator(chunk_size=1000)
+    )
+    return csv_response(filename=filename, header=CSV_COLUMNS, rows=rows)
 
 
 def _safe_filename(text: str) -> str:
@@ -519,14 +419,14 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
                         max_redemptions=data["max_redemptions"],
                         expires_at=data.get("expires_at"),
                         batch=data["batch"],
-                        acting_user=_staff(request),
+                        acting_user=staff_user(request),
                         prefix=data.get("code_prefix") or "",
                     )
                 except CodeError as exc:
                     form.add_error(None, exc.message)
                 else:
                     batch = data["batch"]
-                    export = f"{_url(RedemptionCode, 'export')}?{urlencode({'batch': batch})}"
+                    export = f"{admin_url(RedemptionCode, 'export')}?{urlencode({'batch': batch})}"
                     self.message_user(
                         request,
                         format_html(
@@ -537,10 +437,12 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
                         ),
                         messages.SUCCESS,
                     )
-                    return HttpResponseRedirect(f"{_url(RedemptionCode, 'changelist')}?{urlencode({'batch': batch})}")
+                    return HttpResponseRedirect(
+                        f"{admin_url(RedemptionCode, 'changelist')}?{urlencode({'batch': batch})}"
+                    )
         else:
             form = CodeBatchForm()
-        return _form_page(
+        return form_page(
             self,
             request,
             title="Create a batch of redemption codes",
@@ -553,7 +455,7 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
             ],
         )
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         if not self.has_view_permission(request):
             raise PermissionDenied
         batch = request.GET.get("batch", "")
@@ -561,15 +463,17 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
         count = codes.count()
         if not batch or not count:
             self.message_user(request, f"No codes in the batch {batch!r}.", messages.WARNING)
-            return HttpResponseRedirect(_url(RedemptionCode, "changelist"))
-        audit_record(actor=_staff(request), action="billing.codes_export", metadata={"batch": batch, "count": count})
+            return HttpResponseRedirect(admin_url(RedemptionCode, "changelist"))
+        audit_record(
+            actor=staff_user(request), action="billing.codes_export", metadata={"batch": batch, "count": count}
+        )
         return _codes_csv(codes, f"codes-{_safe_filename(batch)}.csv")
 
     @admin.action(description="Export selected codes as CSV", permissions=["view"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[RedemptionCode]) -> HttpResponse:
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[RedemptionCode]) -> StreamingHttpResponse:
         batches = sorted(set(queryset.values_list("batch", flat=True)))
         audit_record(
-            actor=_staff(request),
+            actor=staff_user(request),
             action="billing.codes_export",
             metadata={"batches": batches[:20], "count": queryset.count()},
         )
@@ -579,7 +483,7 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
     @admin.action(description="Deactivate selected codes", permissions=["deactivate"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[RedemptionCode]) -> None:
         done = billing_codes_deactivate(
-            code_ids=list(queryset.values_list("pk", flat=True)), acting_user=_staff(request)
+            code_ids=list(queryset.values_list("pk", flat=True)), acting_user=staff_user(request)
         )
         self.message_user(request, f"Deactivated {done} code(s).", messages.SUCCESS if done else messages.WARNING)
 
@@ -652,9 +556,10 @@ def _stripe_link(kind: str, object_id: str) -> str:
 
 
 @admin.register(BillingAccount)
-class BillingAccountAdmin(admin.ModelAdmin):
-    """What a workspace is on and what it paid. Read-only: the plan changes through Stripe
-    events or the actions; "Add" opens the account of a workspace that has none yet."""
+class BillingAccountAdmin(AddFormAdmin):
+    """What a workspace is on and what it paid. Read-only: its state follows Stripe, and staff
+    change the plan through the audited actions; "Add" opens the account of a workspace that
+    has none yet."""
 
     list_display = [
         "workspace",
@@ -674,7 +579,9 @@ class BillingAccountAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     actions = ["assign_plan", "extend_trial", "grant_credits"]
-    state_fields = [
+    add_form = AccountAddForm
+    add_fields = ["workspace"]
+    view_fields = [
         "workspace",
         "plan",
         "plan_source",
@@ -699,31 +606,11 @@ class BillingAccountAdmin(admin.ModelAdmin):
         "updated_at",
     ]
 
-    def has_change_permission(self, request: HttpRequest, obj: BillingAccount | None = None) -> bool:
-        return False  # state follows Stripe; staff changes go through the audited actions
-
-    def has_delete_permission(self, request: HttpRequest, obj: BillingAccount | None = None) -> bool:
-        return False
-
     def has_manage_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.change_billingaccount")
 
-    def get_form(
-        self, request: HttpRequest, obj: BillingAccount | None = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = AccountAddForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: BillingAccount | None = None) -> Any:
-        return ["workspace"] if obj is None else self.state_fields
-
-    def get_readonly_fields(self, request: HttpRequest, obj: BillingAccount | None = None) -> Any:
-        return [] if obj is None else self.state_fields
-
     def save_model(self, request: HttpRequest, obj: BillingAccount, form: Any, change: bool) -> None:
-        account = billing_account(form.cleaned_data["workspace"])
-        audit_record(actor=_staff(request), action="billing.account_open", target=account, workspace=account.workspace)
+        account = billing_account_open(workspace=form.cleaned_data["workspace"], acting_user=staff_user(request))
         obj.pk = account.pk
         obj.refresh_from_db()
 
@@ -743,10 +630,10 @@ class BillingAccountAdmin(admin.ModelAdmin):
     def history(self, obj: BillingAccount) -> str:
         return format_html(
             "{} · {} · {} · {} · {}",
-            _workspace_link(Fulfilment, obj.workspace_id, "Payments and fulfilments"),
-            _workspace_link(StripeEvent, obj.workspace_id, "Stripe events"),
-            _workspace_link(Redemption, obj.workspace_id, "Redeemed codes"),
-            _workspace_link(TopupAttempt, obj.workspace_id, "Top-ups"),
+            workspace_link(Fulfilment, obj.workspace_id, "Payments and fulfilments"),
+            workspace_link(StripeEvent, obj.workspace_id, "Stripe events"),
+            workspace_link(Redemption, obj.workspace_id, "Redeemed codes"),
+            workspace_link(TopupAttempt, obj.workspace_id, "Top-ups"),
             format_html(
                 '<a href="{}?workspace={}">Credit grants</a>',
                 reverse("admin:credits_creditgrant_changelist"),
@@ -764,7 +651,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             (
                 (
-                    _url(Fulfilment, "change", f.pk),
+                    admin_url(Fulfilment, "change", f.pk),
                     timezone.localtime(f.created_at).strftime("%Y-%m-%d %H:%M"),
                     f.get_kind_display(),
                     f.description,
@@ -791,14 +678,14 @@ class BillingAccountAdmin(admin.ModelAdmin):
             plan, days, reason = form.cleaned_data["plan"], form.cleaned_data["days"], form.cleaned_data["reason"]
             for account in accounts:
                 billing_plan_assign(
-                    workspace=account.workspace, plan=plan, acting_user=_staff(request), days=days, reason=reason
+                    workspace=account.workspace, plan=plan, acting_user=staff_user(request), days=days, reason=reason
                 )
             until = f" for {days} day(s)" if days else ""
             self.message_user(
                 request, f"Put {len(accounts)} workspace(s) on {plan or 'the default plan'}{until}.", messages.SUCCESS
             )
             return None
-        return _form_page(
+        return form_page(
             self,
             request,
             title="Assign a plan",
@@ -828,7 +715,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
             extended, refused = 0, []
             for account in accounts:
                 try:
-                    billing_trial_extend(workspace=account.workspace, acting_user=_staff(request), days=days)
+                    billing_trial_extend(workspace=account.workspace, acting_user=staff_user(request), days=days)
                 except (BillingError, PaymentsNotConfigured, StripeError) as exc:
                     refused.append(f"{account.workspace}: {exc}")
                 else:
@@ -838,7 +725,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
             for line in refused:
                 self.message_user(request, line, messages.WARNING)
             return None
-        return _form_page(
+        return form_page(
             self,
             request,
             title="Extend a trial",
@@ -871,7 +758,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
                     expires_at=data.get("expires_at"),
                     reference="admin",
                     reason=data["reason"],
-                    actor=_staff(request),
+                    acting_user=staff_user(request),
                 )
             self.message_user(
                 request,
@@ -879,7 +766,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
             return None
-        return _form_page(
+        return form_page(
             self,
             request,
             title="Grant credits",
@@ -890,6 +777,86 @@ class BillingAccountAdmin(admin.ModelAdmin):
             selected=[a.pk for a in accounts],
             action="grant_credits",
         )
+
+
+# ---------------------------------------------------------------------------- auto top-up
+
+
+class AutoTopupAdminForm(forms.ModelForm):
+    """The workspace's automatic top-up, as owners set it on its billing pages; stored through
+    the same service (which also pushes the threshold to the ledger)."""
+
+    threshold = CreditsField(
+        required=False, min_value=MIN_CREDITS, help_text="Top up when available credits fall below this."
+    )
+
+    class Meta:
+        model = AutoTopup
+        fields = ["workspace", "enabled", "pack"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        units = self.instance.threshold_units
+        self.initial["threshold"] = to_credits(units) if units is not None else None
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        pack = data.get("pack")
+        if data.get("enabled"):
+            if data.get("threshold") is None:
+                self.add_error("threshold", "Set the level that triggers an automatic top-up.")
+            if pack is None:
+                self.add_error("pack", "Choose the credit pack to buy.")
+        if pack is not None and not pack.is_active and pack.pk != self.instance.pack_id:
+            self.add_error("pack", "This credit pack is not for sale.")
+        return data
+
+    def validate_unique(self) -> None:
+        """An existing row is updated by `topup_settings_update`, never duplicated."""
+
+    def settings(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        threshold = data.get("threshold")
+        return {
+            "enabled": bool(data.get("enabled")),
+            "threshold_units": to_units(threshold) if threshold is not None else None,
+            "pack": data.get("pack"),
+        }
+
+
+@admin.register(AutoTopup)
+class AutoTopupAdmin(admin.ModelAdmin):
+    form = AutoTopupAdminForm
+    list_display = ["workspace", "enabled", "threshold_display", "pack", "updated_at"]
+    list_filter = ["enabled", WorkspaceFilter]
+    search_fields = ["workspace__name", "workspace__slug"]
+    list_select_related = ["workspace", "pack"]
+    raw_id_fields = ["workspace"]
+    list_per_page = 50
+    show_full_result_count = False
+
+    def get_fields(self, request: HttpRequest, obj: AutoTopup | None = None) -> Any:
+        fields = ["workspace", "enabled", "threshold", "pack"]
+        return fields if obj is None else [*fields, "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AutoTopup | None = None) -> Any:
+        return [] if obj is None else ["workspace", "created_at", "updated_at"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: AutoTopup | None = None) -> bool:
+        return False  # turned off, not deleted: the audit rows point at it
+
+    @admin.display(description="Threshold", ordering="threshold_units")
+    def threshold_display(self, obj: AutoTopup) -> str:
+        return format_credits(obj.threshold_units) if obj.threshold_units is not None else "—"
+
+    def save_model(self, request: HttpRequest, obj: AutoTopup, form: Any, change: bool) -> None:
+        # Through the service (audited, threshold pushed to the ledger); `obj` itself is not saved.
+        topup = topup_settings_update(
+            workspace=obj.workspace, acting_user=staff_user(request), as_staff=True, **form.settings()
+        )
+        obj.pk = topup.pk
+        obj.refresh_from_db()
 
 
 # ---------------------------------------------------------------------------- Stripe records
@@ -937,25 +904,12 @@ class StripeEventAdmin(ReadOnlyAdmin):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         outcomes: dict[str, int] = {status: 0 for status in StripeEvent.Status.values}
         errors = []
-        for pk, before in queryset.order_by("created", "id").values_list("pk", "status"):
+        for pk in queryset.order_by("created", "id").values_list("pk", flat=True):
             # Forced: a processed event runs its handler again, which grants nothing twice.
-            event = event_process(event_id=pk, force=True)
+            event = event_process(event_id=pk, force=True, acting_user=staff_user(request))
             outcomes[event.status] += 1
             if event.status == StripeEvent.Status.FAILED:
                 errors.append(f"{event.stripe_id}: {event.last_error[:200]}")
-            audit_record(
-                actor=_staff(request),
-                action="billing.event_reprocess",
-                target=event,
-                workspace=event.workspace,
-                metadata={
-                    "stripe_id": event.stripe_id,
-                    "type": event.type,
-                    "before": before,
-                    "after": event.status,
-                    "error": event.last_error[:500],
-                },
-            )
         total = sum(outcomes.values())
         self.message_user(
             request,

@@ -10,5 +10,5 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the dj-stripe webhook receiver (signature verified by dj-stripe) to our
-        # fulfilment queue.
-        from apps.billing import webhooks  # noqa: F401
+        # fulfilment queue, and the auto top-up to the ledger's announcements.
+        from apps.billing import receivers, webhooks  # noqa: F401

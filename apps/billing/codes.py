@@ -24,6 +24,7 @@ from apps.audit.services import audit_record
 from apps.billing.fulfilment import account_for_workspace
 from apps.billing.models import Fulfilment, Plan, PlanSource, Redemption, RedemptionCode
 from apps.billing.services import billing_plan_assign
+from apps.core.errors import DomainError
 from apps.credits.amounts import AmountError, format_credits, to_credits, to_units
 from apps.credits.models import Source
 from apps.credits.services import credits_grant
@@ -41,12 +42,11 @@ MAX_BATCH = 10_000
 PREFIX_RE = re.compile(r"[A-Z0-9]{1,16}")
 
 
-class CodeError(Exception):
+class CodeError(DomainError):
     """A code that cannot be created or redeemed, with a message for the user."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status_code = 400
+    code = "invalid_code"
 
 
 def code_normalise(code: str) -> str:
@@ -111,7 +111,7 @@ def billing_codes_create(
     batch = batch.strip()
     for _ in range(3):
         try:
-            with transaction.atomic():
+            with transaction.atomic(durable=True):
                 codes = RedemptionCode.objects.bulk_create(
                     RedemptionCode(
                         code=code,
@@ -147,7 +147,7 @@ def billing_codes_create(
 def billing_codes_deactivate(*, code_ids: list[int], acting_user: User | None) -> int:
     """Stop the given codes from being redeemed (redemptions already made stay). Returns how
     many were active."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         codes = list(RedemptionCode.objects.filter(pk__in=code_ids, is_active=True).values_list("code", flat=True))
         RedemptionCode.objects.filter(pk__in=code_ids, is_active=True).update(is_active=False)
         if codes:
@@ -172,11 +172,11 @@ def _refusal(code: RedemptionCode, workspace: Workspace, now: datetime) -> str |
 
 
 @transaction.atomic(durable=True)
-def billing_code_redeem(*, workspace: Workspace, user: User, code: str) -> Redemption:
-    """Redeem `code` into `workspace` for `user` (a member). Grants its credits and puts the
-    workspace on its plan for its days, unless a Stripe subscription holds the plan (then only
-    the credits are granted, and a plan-only code is refused)."""
-    if membership_for(workspace=workspace, user=user) is None:
+def billing_code_redeem(*, workspace: Workspace, acting_user: User, code: str) -> Redemption:
+    """Redeem `code` into `workspace` by `acting_user` (a member). Grants its credits and puts
+    the workspace on its plan for its days, unless a Stripe subscription holds the plan (then
+    only the credits are granted, and a plan-only code is refused)."""
+    if membership_for(workspace=workspace, user=acting_user) is None:
         raise CodeError("You are not a member of this workspace.")
     normalised = code_normalise(code)
     if not normalised:
@@ -213,7 +213,7 @@ def billing_code_redeem(*, workspace: Workspace, user: User, code: str) -> Redem
         raise CodeError("This code has already been used.")
     try:
         with transaction.atomic():
-            redemption = Redemption.objects.create(code=found, workspace=workspace, user=user, created_at=now)
+            redemption = Redemption.objects.create(code=found, workspace=workspace, user=acting_user, created_at=now)
     except IntegrityError as exc:
         raise CodeError("This code has already been redeemed in this workspace.") from exc
     key = f"redeem:{found.pk}:{workspace.pk}"
@@ -226,7 +226,7 @@ def billing_code_redeem(*, workspace: Workspace, user: User, code: str) -> Redem
             idempotency_key=key,
             reference=found.code,
             reason=f"Redemption code {found.code}",
-            actor=user,
+            acting_user=acting_user,
         )
         redemption.grant = grant
         redemption.save(update_fields=["grant"])
@@ -235,7 +235,7 @@ def billing_code_redeem(*, workspace: Workspace, user: User, code: str) -> Redem
         assigned = billing_plan_assign(
             workspace=workspace,
             plan=plan,
-            acting_user=user,
+            acting_user=acting_user,
             days=found.plan_days,
             source=PlanSource.CODE,
             reason=f"Redemption code {found.code}",
@@ -256,7 +256,7 @@ def billing_code_redeem(*, workspace: Workspace, user: User, code: str) -> Redem
         created_at=now,
     )
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="billing.code_redeem",
         target=found,
         workspace=workspace,

@@ -1,42 +1,37 @@
-"""What a workspace's plan lets it do. The one place other apps ask: models allowed, voice
-cloning, API access, workspace/member/storage/upload limits, result retention, rate limits.
+"""What a workspace's plan lets it do — models allowed, voice cloning, API access,
+workspace/member/storage/upload limits, result retention, rate limits — computed by billing,
+which owns plans, and pushed down to the workspaces app (`entitlements_push*`), where the lower
+layers read it (`apps.workspaces.selectors.workspace_entitlements`) without importing billing.
 
 A workspace is on the plan of its `BillingAccount` while that plan applies (an active or
 trialing subscription, or a staff/code/trial assignment not past `plan_expires_at`), and not
 restricted for non-payment; otherwise on the default plan. With no plans at all (a fresh
 install before `seed_demo`/`billing seed_plans`) every gate is open and limits are the site
 defaults, so nothing breaks before billing is set up.
+
+What is pushed: a row per workspace whose own plan applies, with `plan_expires_at` as its
+expiry (a time-limited plan ends without any write; the hourly `billing_plan_expire` tidies up
+after), and the default plan's row. Every change to a plan, trial, expiry or restriction pushes
+in its own transaction; a plan edited in the admin is pushed to its workspaces in one statement.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
+from apps.workspaces.entitlements import MB, OPEN, Entitlements
+from apps.workspaces.models import Workspace
+from apps.workspaces.selectors import workspace_entitlements_forget
+from apps.workspaces.services import (
+    workspace_entitlements_set,
+    workspace_entitlements_set_default,
+    workspace_entitlements_update,
+)
+
 if TYPE_CHECKING:
     from apps.billing.models import BillingAccount, Plan
-    from apps.workspaces.models import Workspace
-
-MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Entitlements:
-    plan_code: str | None
-    plan_name: str
-    voice_cloning: bool = True
-    api_access: bool = True
-    max_workspaces: int | None = None
-    max_members: int | None = None
-    storage_bytes: int | None = None
-    upload_max_bytes: int | None = None
-    result_retention_days: int | None = None
-    rate_limits: dict[str, int] = field(default_factory=dict)
-
-
-OPEN = Entitlements(plan_code=None, plan_name="")
 
 
 def _applies(account: BillingAccount, now: Any) -> bool:
@@ -112,30 +107,42 @@ def workspace_entitlements(workspace: Workspace | int) -> Entitlements:
     return entitlements_from_plan(plan_for(workspace))
 
 
-def model_plan_code(workspace: Workspace | int) -> str | None:
-    """What generation checks `AIModel.plans` against: a model listing plan codes is usable
-    only by workspaces on one of those plans; a model listing none, by every plan."""
-    plan = plan_for(workspace)
-    return plan.code if plan is not None else None
-
-
-def member_limit(workspace: Workspace | int, default: int) -> int:
-    """Members (with pending invitations) the workspace's plan allows; `default` when the plan
-    sets none."""
-    limit = workspace_entitlements(workspace).max_members
-    return default if limit is None else limit
-
-
-def workspace_limit(owned_workspace_ids: list[int], default: int) -> int:
-    """Workspaces a user may own: the most any plan of the workspaces they own allows (a paid
-    team workspace lifts the limit), `default` when no plan sets one."""
-    limits = [workspace_entitlements(pk).max_workspaces for pk in owned_workspace_ids]
-    known = [limit for limit in limits if limit is not None]
-    if not known or len(known) < len(limits):
-        return max([default, *known])
-    return max(known)
-
-
 def entitlements_forget(workspace: Workspace) -> None:
-    """Drop the plan remembered on this workspace instance (after changing its plan)."""
+    """Drop the plan and entitlements remembered on this workspace instance (after changing
+    its plan)."""
     workspace.__dict__.pop(_MEMO, None)
+    workspace_entitlements_forget(workspace)
+
+
+# ---------------------------------------------------------------------------- pushing down
+
+
+def entitlements_push(*, account: BillingAccount) -> None:
+    """Push the workspace's own plan in force (or none: the default applies) with its expiry.
+    Call in the transaction that changed the account's plan, trial, expiry or restriction."""
+    plan = account.plan if _applies(account, timezone.now()) else None
+    workspace_entitlements_set(
+        workspace=account.workspace_id,
+        entitlements=entitlements_from_plan(plan) if plan is not None else None,
+        expires_at=account.plan_expires_at if plan is not None else None,
+    )
+
+
+def entitlements_push_default() -> None:
+    """Push the default plan's entitlements (for every workspace without a plan in force), or
+    none when there is no default plan (everything open)."""
+    from apps.billing.models import Plan
+
+    default = Plan.objects.filter(is_default=True).first()
+    workspace_entitlements_set_default(entitlements=entitlements_from_plan(default) if default is not None else None)
+
+
+def entitlements_push_plan(*, plan: Plan) -> int:
+    """A plan was created or edited: push it to every workspace that has it in force (one
+    statement) and refresh the default row (it may have become, or stopped being, the default).
+    Returns the number of workspaces updated."""
+    updated = workspace_entitlements_update(
+        workspaces=Workspace.objects.filter(billing__plan=plan), entitlements=entitlements_from_plan(plan)
+    )
+    entitlements_push_default()
+    return updated

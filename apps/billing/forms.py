@@ -3,9 +3,14 @@ exists and what may be bought is decided by the views (404) and the services."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
-from apps.billing.models import Plan
+from apps.billing.models import AutoTopup, CreditPack, Plan
+from apps.billing.money import money_display
+from apps.credits.amounts import format_credits, to_units
+from apps.credits.forms import credits_field, credits_text
 
 EXPIRED = {
     "required": "This form has expired. Reload the page and try again.",
@@ -32,6 +37,59 @@ class ChangePlanForm(forms.Form):
 
 class RedeemForm(forms.Form):
     code = forms.CharField(max_length=40, strip=True, label="Redemption code")
+
+
+class PackChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        pack: CreditPack = obj
+        price = money_display(pack.price_cents, pack.currency)
+        return f"{pack.name}: {format_credits(pack.total_units)} credits for {price}"
+
+
+class AutoTopupForm(forms.Form):
+    """Automatic top-up (owners): below the threshold, the saved card buys one of the packs
+    for sale (posted by code)."""
+
+    auto_topup_enabled = forms.BooleanField(label="Top up automatically", required=False)
+    auto_topup_threshold = credits_field("When the balance drops below", "Credits.")
+    auto_topup_pack = PackChoiceField(
+        queryset=CreditPack.objects.filter(is_active=True),
+        to_field_name="code",
+        required=False,
+        label="Credit pack to buy",
+        empty_label="Choose a pack",
+        error_messages={"invalid_choice": "Choose one of the credit packs for sale."},
+    )
+
+    @classmethod
+    def for_topup(cls, topup: AutoTopup | None) -> AutoTopupForm:
+        if topup is None:
+            return cls()
+        return cls(
+            initial={
+                "auto_topup_enabled": topup.enabled,
+                "auto_topup_threshold": credits_text(topup.threshold_units),
+                "auto_topup_pack": topup.pack.code if topup.pack is not None else "",
+            }
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("auto_topup_enabled"):
+            if not data.get("auto_topup_threshold") and "auto_topup_threshold" not in self.errors:
+                self.add_error("auto_topup_threshold", "Give the balance that triggers a top-up.")
+            if not data.get("auto_topup_pack") and "auto_topup_pack" not in self.errors:
+                self.add_error("auto_topup_pack", "Choose the pack to buy.")
+        return data
+
+    def service_fields(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        threshold = data.get("auto_topup_threshold")
+        return {
+            "enabled": bool(data.get("auto_topup_enabled")),
+            "threshold_units": to_units(threshold) if threshold is not None else None,
+            "pack": data.get("auto_topup_pack"),
+        }
 
 
 def first_error(form: forms.Form) -> str:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import calendar
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from apps.audit.services import audit_record
+from apps.billing.entitlements import entitlements_push
 from apps.billing.models import (
+    AutoTopup,
     BillingAccount,
     CreditPack,
     Fulfilment,
@@ -30,9 +33,22 @@ from apps.billing.models import (
     StripeEvent,
     SubscriptionStatus,
 )
+from apps.billing.signals import (
+    payment_disputed,
+    payment_refunded,
+    payment_succeeded,
+    subscription_changed,
+    subscription_ended,
+    subscription_started,
+)
+from apps.core.events import send_on_commit
 from apps.credits.models import Source
+from apps.credits.selectors import credits_balance
 from apps.credits.services import credits_clawback, credits_grant, credits_refund
 from apps.workspaces.models import Workspace
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +271,22 @@ def _fulfil_pack(
         from apps.billing.emails import send_receipt
 
         transaction.on_commit(partial(send_receipt, key), robust=True)
+        _announce_payment(fulfilment)
     return fulfilment
+
+
+def _announce_payment(fulfilment: Fulfilment) -> None:
+    send_on_commit(
+        payment_succeeded,
+        sender=BillingAccount,
+        workspace_id=fulfilment.workspace_id,
+        fulfilment_id=fulfilment.pk,
+        kind=fulfilment.kind,
+        amount_cents=fulfilment.amount_cents,
+        currency=fulfilment.currency,
+        credit_units=fulfilment.credit_units,
+        payment_intent_id=fulfilment.payment_intent_id,
+    )
 
 
 def _subscription_fields(sub: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +314,7 @@ def _subscription_changed(event: StripeEvent) -> Outcome:
     old_ending = sub.get("status") in (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED)
     if old_ending and account.subscription_id not in ("", sub["id"]) and account.has_subscription:
         return Outcome(workspace_id, ignored=True)  # an old subscription ending; a newer one is live
+    before = _SubscriptionState.of(account, sub["id"])
     status = str(sub.get("status") or "")
     if event.type == "customer.subscription.deleted":
         status = SubscriptionStatus.CANCELED
@@ -315,7 +347,66 @@ def _subscription_changed(event: StripeEvent) -> Outcome:
         if status == SubscriptionStatus.UNPAID:
             account.restricted = True
     account.save()
+    entitlements_push(account=account)
+    _announce_subscription(before, _SubscriptionState.of(account, sub["id"]), account)
     return Outcome(workspace_id)
+
+
+# A subscription in one of these is the workspace's, whatever it owes; the others never started
+# (incomplete) or are over.
+LIVE_STATUSES = (
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
+
+
+@dataclass(frozen=True)
+class _SubscriptionState:
+    live: bool
+    plan_code: str
+    interval: str
+    status: str
+
+    @classmethod
+    def of(cls, account: BillingAccount, subscription_id: str) -> _SubscriptionState:
+        return cls(
+            live=account.subscription_id == subscription_id and account.subscription_status in LIVE_STATUSES,
+            plan_code=account.plan.code if account.plan is not None else "",
+            interval=account.interval,
+            status=account.subscription_status,
+        )
+
+
+def _announce_subscription(before: _SubscriptionState, after: _SubscriptionState, account: BillingAccount) -> None:
+    if after.live == before.live and (not after.live or after == before):
+        return  # nothing a listener cares about changed
+    extra: dict[str, str] = {}
+    if after.live and not before.live:
+        signal = subscription_started
+    elif before.live and not after.live:
+        # It ended on the plan it had: the account has moved back to the default plan.
+        signal = subscription_ended
+        after = replace(after, plan_code=before.plan_code, interval=before.interval)
+    else:
+        signal = subscription_changed
+        extra = {
+            "previous_plan_code": before.plan_code,
+            "previous_interval": before.interval,
+            "previous_status": before.status,
+        }
+    send_on_commit(
+        signal,
+        sender=BillingAccount,
+        workspace_id=account.workspace_id,
+        subscription_id=account.subscription_id,
+        plan_code=after.plan_code,
+        interval=after.interval,
+        status=after.status,
+        **extra,
+    )
 
 
 def _grant_trial(account: BillingAccount, sub: dict[str, Any], plan: Plan, event: StripeEvent) -> None:
@@ -430,7 +521,8 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
     if not account.subscription_id:
         account.subscription_id = subscription
     account.save()
-    Fulfilment.objects.create(
+    entitlements_push(account=account)  # a restriction lifted
+    fulfilment = Fulfilment.objects.create(
         workspace=workspace,
         key=key,
         kind=Fulfilment.Kind.SUBSCRIPTION,
@@ -449,10 +541,11 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
         grant=grant,
     )
     _rearm_topup(account)
-    if int(invoice.get("amount_paid") or 0) > 0:
+    if fulfilment.amount_cents > 0:
         from apps.billing.emails import send_receipt
 
         transaction.on_commit(partial(send_receipt, key), robust=True)
+        _announce_payment(fulfilment)
     return Outcome(workspace_id)
 
 
@@ -536,7 +629,7 @@ def _claw_back(
             from_grants=own,
         )
         clawed, shortfall = result.clawed_units, result.shortfall_units
-    Fulfilment.objects.create(
+    fulfilment = Fulfilment.objects.create(
         workspace=workspace,
         key=key,
         kind=kind,
@@ -548,6 +641,17 @@ def _claw_back(
         amount_cents=-amount_cents,
         currency=paid.currency,
         description=f"{Fulfilment.Kind(kind).label}: {paid.description}",
+    )
+    send_on_commit(
+        payment_refunded if kind == Fulfilment.Kind.REFUND else payment_disputed,
+        sender=BillingAccount,
+        workspace_id=workspace.pk,
+        fulfilment_id=fulfilment.pk,
+        amount_cents=amount_cents,
+        currency=paid.currency,
+        credit_units=fulfilment.credit_units,
+        shortfall_units=shortfall,
+        payment_intent_id=paid.payment_intent_id,
     )
 
 
@@ -680,13 +784,11 @@ def _rearm_topup(account: BillingAccount) -> None:
     crossing may charge again."""
     if account.topup_armed:
         return
-    credit_account = getattr(account.workspace, "credit_account", None)
-    threshold = credit_account.auto_topup_threshold_units if credit_account else None
-    if credit_account is not None and threshold is not None:
-        credit_account.refresh_from_db(fields=["balance_units", "held_units"])
-        if credit_account.available_units >= threshold:
-            account.topup_armed = True
-            account.save(update_fields=["topup_armed", "updated_at"])
+    topup = AutoTopup.objects.filter(workspace_id=account.workspace_id).first()
+    threshold = topup.threshold_units if topup else None
+    if threshold is not None and credits_balance(workspace=account.workspace).available_units >= threshold:
+        account.topup_armed = True
+        account.save(update_fields=["topup_armed", "updated_at"])
 
 
 def _card_summary(event: StripeEvent) -> Outcome:
@@ -737,40 +839,61 @@ def _retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def event_process(*, event_id: int, force: bool = False) -> StripeEvent:
+@transaction.atomic(durable=True)
+def event_process(*, event_id: int, force: bool = False, acting_user: User | None = None) -> StripeEvent:
     """Fulfil one stored event. Done events are left alone (unless `force`, which still
-    cannot grant twice); a failure is recorded with the next retry time and re-raised only to
-    the admin's reprocess action through the returned row."""
-    with transaction.atomic():
-        # Serialises two workers picking up the same event.
-        event = StripeEvent.objects.select_for_update().get(pk=event_id)
-        if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED) and not force:
-            return event
-        handler = HANDLERS.get(event.type)
-        event.attempts += 1
-        if handler is None:
-            event.status = StripeEvent.Status.IGNORED
-            event.processed_at = timezone.now()
-            event.last_error = ""
-            event.save()
-            return event
-        try:
-            with transaction.atomic():
-                outcome = handler(event)
-        except Exception as exc:  # recorded and retried; the event is never lost
-            logger.exception("Stripe event %s (%s) failed", event.stripe_id, event.type)
-            event.status = StripeEvent.Status.FAILED
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            event.next_attempt_at = timezone.now() + _retry_delay(event.attempts)
-            event.save()
-            return event
-        event.status = StripeEvent.Status.IGNORED if outcome.ignored else StripeEvent.Status.PROCESSED
-        event.workspace_id = outcome.workspace_id
+    cannot grant twice); a failure is recorded with the next retry time and shown to the admin's
+    reprocess action through the returned row. A reprocess by staff (`acting_user`) is audited
+    as `billing.event_reprocess`, with the status before and after."""
+    # Serialises two workers picking up the same event.
+    event = StripeEvent.objects.select_for_update().get(pk=event_id)
+    before = event.status
+    if event.status not in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED) or force:
+        _process(event)
+    if acting_user is not None:
+        audit_record(
+            actor=acting_user,
+            action="billing.event_reprocess",
+            target=event,
+            workspace=event.workspace,
+            metadata={
+                "stripe_id": event.stripe_id,
+                "type": event.type,
+                "before": before,
+                "after": event.status,
+                "error": event.last_error[:500],
+            },
+        )
+    return event
+
+
+def _process(event: StripeEvent) -> None:
+    """Run the event's handler (in a savepoint: a failure rolls back its writes, and is recorded
+    on the event) and store the outcome. Caller holds the event's row lock."""
+    handler = HANDLERS.get(event.type)
+    event.attempts += 1
+    if handler is None:
+        event.status = StripeEvent.Status.IGNORED
         event.processed_at = timezone.now()
         event.last_error = ""
-        event.next_attempt_at = None
         event.save()
-        return event
+        return
+    try:
+        with transaction.atomic():
+            outcome = handler(event)
+    except Exception as exc:  # recorded and retried; the event is never lost
+        logger.exception("Stripe event %s (%s) failed", event.stripe_id, event.type)
+        event.status = StripeEvent.Status.FAILED
+        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        event.next_attempt_at = timezone.now() + _retry_delay(event.attempts)
+        event.save()
+        return
+    event.status = StripeEvent.Status.IGNORED if outcome.ignored else StripeEvent.Status.PROCESSED
+    event.workspace_id = outcome.workspace_id
+    event.processed_at = timezone.now()
+    event.last_error = ""
+    event.next_attempt_at = None
+    event.save()
 
 
 def events_retry_due(*, now: datetime | None = None, limit: int = 100) -> int:
@@ -818,7 +941,7 @@ def subscription_grant_months(*, now: datetime | None = None) -> int:
         expires = add_months(start, month + 1)
         if end is not None:
             expires = min(expires, end)
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             account_for_workspace(account.workspace_id, lock=True)
             _grant(
                 workspace=account.workspace,

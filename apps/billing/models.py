@@ -211,6 +211,38 @@ class BillingAccount(WorkspaceOwnedModel):
         )
 
 
+class AutoTopup(WorkspaceOwnedModel):
+    """A workspace's automatic top-up: when a change takes its available credits below
+    `threshold_units`, its saved card buys `pack` (once per crossing, see `topup.py`). The
+    threshold is pushed to the ledger as a watched level (`credits_watch_set`), which announces
+    the crossing."""
+
+    workspace = models.OneToOneField("workspaces.Workspace", on_delete=models.CASCADE, related_name="auto_topup")
+    enabled = models.BooleanField(default=False)
+    threshold_units = models.BigIntegerField(
+        null=True, blank=True, help_text="Top up when available credits fall below this, units of 1/10,000."
+    )
+    pack = models.ForeignKey(CreditPack, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        verbose_name = "auto top-up"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(enabled=False) | Q(threshold_units__gt=0, pack__isnull=False),
+                name="billing_topup_complete_when_enabled",
+            )
+        ]
+
+    def __str__(self) -> str:
+        if not self.enabled:
+            return f"Auto top-up off for {self.workspace}"
+        return f"Auto top-up of {self.pack} below {format_credits(self.threshold_units or 0)} for {self.workspace}"
+
+
 class StripeEvent(models.Model):
     """A verified Stripe webhook event waiting for, or done with, our fulfilment. dj-stripe keeps
     the raw request (`WebhookEventTrigger`) and the event; this row is our processing state.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.billing.entitlements import entitlements_push_default
 from apps.billing.models import CreditPack, Plan
 from apps.credits.amounts import to_units
 
@@ -117,4 +118,6 @@ def billing_seed_catalogue() -> dict[str, int]:
         spec = dict(spec)
         _, made = CreditPack.objects.get_or_create(code=spec.pop("code"), defaults=spec)
         created["packs"] += made
+    # The default plan (new, or found) applies to every workspace without a plan of its own.
+    entitlements_push_default()
     return created

@@ -17,12 +17,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.billing.entitlements import entitlements_forget
+from apps.billing.entitlements import entitlements_forget, entitlements_push, entitlements_push_plan
 from apps.billing.fulfilment import account_for_workspace, object_id
 from apps.billing.models import BillingAccount, CreditPack, Fulfilment, Plan, PlanSource, SubscriptionStatus
 from apps.billing.stripe_api import stripe_client, stripe_options, to_dict
+from apps.core.errors import DomainError
 from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Role
+from apps.workspaces.services import workspace_entitlements_clear
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -30,8 +32,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class BillingError(Exception):
+class BillingError(DomainError):
     """A billing request that cannot be done, with a message for the user."""
+
+    status_code = 400
+    code = "billing_refused"
 
 
 def billing_account(workspace: Workspace) -> BillingAccount:
@@ -39,19 +44,21 @@ def billing_account(workspace: Workspace) -> BillingAccount:
     return account
 
 
-def _owner_email(workspace: Workspace, user: User | None) -> str:
-    if user is not None and user.email:
-        return user.email
+def _owner_email(workspace: Workspace, acting_user: User | None) -> str:
+    if acting_user is not None and acting_user.email:
+        return acting_user.email
     owner = Membership.objects.filter(workspace=workspace, role=Role.OWNER).select_related("user").first()
     return owner.user.email if owner else ""
 
 
-def billing_customer_ensure(*, workspace: Workspace, user: User | None = None) -> str:
-    """The workspace's Stripe customer id, created once (row lock + idempotency key)."""
+def billing_customer_ensure(*, workspace: Workspace, acting_user: User | None = None) -> str:
+    """The workspace's Stripe customer id, created once (row lock + idempotency key), with the
+    address of the person checking out (else the owner's)."""
     account = billing_account(workspace)
     if account.stripe_customer_id:
         return account.stripe_customer_id
-    with transaction.atomic():
+    # Durable: the Stripe call below holds this row lock, never a caller's transaction too.
+    with transaction.atomic(durable=True):
         # Two first checkouts at once must not make two customers for one workspace.
         account = account_for_workspace(workspace.pk, lock=True)
         if account.stripe_customer_id:
@@ -59,7 +66,7 @@ def billing_customer_ensure(*, workspace: Workspace, user: User | None = None) -
         customer = stripe_client().v1.customers.create(
             params={
                 "name": workspace.name,
-                "email": _owner_email(workspace, user),
+                "email": _owner_email(workspace, acting_user),
                 "metadata": {"workspace_id": str(workspace.pk), "workspace_slug": workspace.slug},
             },
             options=stripe_options(f"customer:{workspace.pk}"),  # type: ignore[arg-type]
@@ -91,7 +98,7 @@ def _checkout_common(workspace: Workspace, customer: str, success_url: str, canc
 def billing_checkout_subscription(
     *,
     workspace: Workspace,
-    user: User,
+    acting_user: User,
     plan: Plan,
     interval: str,
     success_url: str,
@@ -108,7 +115,7 @@ def billing_checkout_subscription(
     price = plan.stripe_price_id(interval)
     if not price:
         raise BillingError("This plan has no Stripe price for that billing period yet (run `billing sync_stripe`).")
-    customer = billing_customer_ensure(workspace=workspace, user=user)
+    customer = billing_customer_ensure(workspace=workspace, acting_user=acting_user)
     metadata = {"workspace_id": str(workspace.pk), "plan": plan.code, "interval": interval, "kind": "subscription"}
     subscription_data: dict[str, Any] = {"metadata": metadata}
     params = _checkout_common(workspace, customer, success_url, cancel_url)
@@ -124,28 +131,43 @@ def billing_checkout_subscription(
         metadata=metadata,
         subscription_data=subscription_data,
     )
+    return _checkout_open(
+        account=account,
+        acting_user=acting_user,
+        params=params,
+        request_key=request_key,
+        audited={"plan": plan.code, "interval": interval},
+    )
+
+
+def _checkout_open(
+    *, account: BillingAccount, acting_user: User, params: dict[str, Any], request_key: str, audited: dict[str, Any]
+) -> str:
+    """Create the Checkout Session (keyed by the rendered form: a double submit gets the same
+    one back), audited as `billing.checkout` with `audited` and the session id; its URL."""
+    workspace = account.workspace
     session = stripe_client().v1.checkout.sessions.create(
         params=params,  # type: ignore[arg-type]
         options=stripe_options(f"checkout:{workspace.pk}:{request_key}"),  # type: ignore[arg-type]
     )
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="billing.checkout",
         target=account,
         workspace=workspace,
-        metadata={"plan": plan.code, "interval": interval, "session": session.id},
+        metadata={**audited, "session": session.id},
     )
     return str(session.url)
 
 
 def billing_checkout_pack(
-    *, workspace: Workspace, user: User, pack: CreditPack, success_url: str, cancel_url: str, request_key: str
+    *, workspace: Workspace, acting_user: User, pack: CreditPack, success_url: str, cancel_url: str, request_key: str
 ) -> str:
     """A Stripe Checkout Session (one-time payment) for a credit pack; returns its URL. The
     credits promised are written into the session, so a later price change cannot alter them."""
     if not pack.is_active:
         raise BillingError("This credit pack is not for sale.")
-    customer = billing_customer_ensure(workspace=workspace, user=user)
+    customer = billing_customer_ensure(workspace=workspace, acting_user=acting_user)
     metadata = {
         "workspace_id": str(workspace.pk),
         "kind": "pack",
@@ -174,18 +196,13 @@ def billing_checkout_pack(
         payment_intent_data={"metadata": metadata, "setup_future_usage": "off_session"},
         invoice_creation={"enabled": True},
     )
-    session = stripe_client().v1.checkout.sessions.create(
-        params=params,  # type: ignore[arg-type]
-        options=stripe_options(f"checkout:{workspace.pk}:{request_key}"),  # type: ignore[arg-type]
+    return _checkout_open(
+        account=billing_account(workspace),
+        acting_user=acting_user,
+        params=params,
+        request_key=request_key,
+        audited={"pack": pack.code},
     )
-    audit_record(
-        actor=user,
-        action="billing.checkout",
-        target=billing_account(workspace),
-        workspace=workspace,
-        metadata={"pack": pack.code, "session": session.id},
-    )
-    return str(session.url)
 
 
 def billing_checkout_reconcile(*, workspace: Workspace, session_id: str) -> str:
@@ -245,11 +262,11 @@ def billing_subscription_refresh(*, workspace: Workspace, subscription_id: str =
         event_process(event_id=event.pk)
 
 
-def billing_portal_url(*, workspace: Workspace, user: User, return_url: str) -> str:
+def billing_portal_url(*, workspace: Workspace, acting_user: User, return_url: str) -> str:
     """A Stripe Customer Portal session (payment methods, invoices, cancellation)."""
-    customer = billing_customer_ensure(workspace=workspace, user=user)
+    customer = billing_customer_ensure(workspace=workspace, acting_user=acting_user)
     session = stripe_client().v1.billing_portal.sessions.create(params={"customer": customer, "return_url": return_url})
-    audit_record(actor=user, action="billing.portal", target=billing_account(workspace), workspace=workspace)
+    audit_record(actor=acting_user, action="billing.portal", target=billing_account(workspace), workspace=workspace)
     return str(session.url)
 
 
@@ -260,7 +277,7 @@ def _subscription_item(sub: dict[str, Any]) -> str:
     return str(items[0]["id"])
 
 
-def billing_subscription_change(*, workspace: Workspace, user: User, plan: Plan, interval: str) -> None:
+def billing_subscription_change(*, workspace: Workspace, acting_user: User, plan: Plan, interval: str) -> None:
     """Upgrade or downgrade: swap the subscription's price, prorated as Stripe computes it.
     Our state follows from the `customer.subscription.updated` webhook."""
     account = billing_account(workspace)
@@ -283,7 +300,7 @@ def billing_subscription_change(*, workspace: Workspace, user: User, plan: Plan,
     )
     previous = account.plan.code if account.plan else ""
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="billing.plan_change",
         target=account,
         workspace=workspace,
@@ -292,7 +309,7 @@ def billing_subscription_change(*, workspace: Workspace, user: User, plan: Plan,
     billing_subscription_refresh(workspace=workspace)
 
 
-def billing_subscription_cancel(*, workspace: Workspace, user: User, resume: bool = False) -> None:
+def billing_subscription_cancel(*, workspace: Workspace, acting_user: User, resume: bool = False) -> None:
     """Cancel at the end of the paid period (or undo that). The plan stays until then; the
     `customer.subscription.deleted` webhook moves the workspace to the free plan."""
     account = billing_account(workspace)
@@ -300,7 +317,7 @@ def billing_subscription_cancel(*, workspace: Workspace, user: User, resume: boo
         raise BillingError("This workspace has no subscription.")
     stripe_client().v1.subscriptions.update(account.subscription_id, params={"cancel_at_period_end": not resume})
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="billing.resume" if resume else "billing.cancel",
         target=account,
         workspace=workspace,
@@ -312,6 +329,7 @@ def billing_subscription_cancel(*, workspace: Workspace, user: User, resume: boo
 # ---------------------------------------------------------------------------- staff
 
 
+@transaction.atomic
 def billing_plan_assign(
     *,
     workspace: Workspace,
@@ -323,28 +341,28 @@ def billing_plan_assign(
 ) -> BillingAccount:
     """Put a workspace on `plan` (None: the default plan), for `days` or until changed. A
     Stripe subscription's own plan is left to Stripe: the next subscription event restores it."""
-    with transaction.atomic():
-        account = account_for_workspace(workspace.pk, lock=True)
-        previous = account.plan.code if account.plan else ""
-        account.plan = plan
-        account.plan_source = source if plan is not None else PlanSource.DEFAULT
-        account.plan_expires_at = timezone.now() + timedelta(days=days) if days else None
-        account.restricted = False
-        account.save()
-        entitlements_forget(workspace)
-        audit_record(
-            actor=acting_user,
-            action="billing.plan_assign",
-            target=account,
-            workspace=workspace,
-            metadata={
-                "from": previous,
-                "to": plan.code if plan else "",
-                "days": days,
-                "source": source,
-                "reason": reason,
-            },
-        )
+    account = account_for_workspace(workspace.pk, lock=True)
+    previous = account.plan.code if account.plan else ""
+    account.plan = plan
+    account.plan_source = source if plan is not None else PlanSource.DEFAULT
+    account.plan_expires_at = timezone.now() + timedelta(days=days) if days else None
+    account.restricted = False
+    account.save()
+    entitlements_push(account=account)
+    entitlements_forget(workspace)
+    audit_record(
+        actor=acting_user,
+        action="billing.plan_assign",
+        target=account,
+        workspace=workspace,
+        metadata={
+            "from": previous,
+            "to": plan.code if plan else "",
+            "days": days,
+            "source": source,
+            "reason": reason,
+        },
+    )
     return account
 
 
@@ -362,8 +380,15 @@ def billing_trial_extend(*, workspace: Workspace, acting_user: User, days: int) 
         )
         BillingAccount.objects.filter(pk=account.pk).update(trial_ends_at=new_end)
     elif account.plan_expires_at is not None:
-        new_end = max(account.plan_expires_at, timezone.now()) + timedelta(days=days)
-        BillingAccount.objects.filter(pk=account.pk).update(plan_expires_at=new_end)
+        with transaction.atomic(durable=True):
+            account = account_for_workspace(workspace.pk, lock=True)
+            if account.plan_expires_at is None:  # the plan ended meanwhile (hourly expiry)
+                raise BillingError("This workspace is not on a trial or a time-limited plan.")
+            new_end = max(account.plan_expires_at, timezone.now()) + timedelta(days=days)
+            account.plan_expires_at = new_end
+            account.save(update_fields=["plan_expires_at", "updated_at"])
+            entitlements_push(account=account)
+        entitlements_forget(workspace)
     else:
         raise BillingError("This workspace is not on a trial or a time-limited plan.")
     audit_record(
@@ -376,31 +401,86 @@ def billing_trial_extend(*, workspace: Workspace, acting_user: User, days: int) 
     return new_end
 
 
+@transaction.atomic(savepoint=False)  # inside the admin's save transaction
+def billing_plan_save(*, plan: Plan, changed: list[str], acting_user: User | None) -> Plan:
+    """Store a plan edited by staff. The workspaces on it (and the default row) read the new
+    limits as soon as it is saved (`entitlements_push_plan`, in this transaction); the audit
+    row names the fields changed."""
+    created = plan._state.adding
+    plan.save()
+    entitlements_push_plan(plan=plan)
+    _catalogue_audit(obj=plan, kind="plan", created=created, changed=changed, acting_user=acting_user)
+    return plan
+
+
+@transaction.atomic(savepoint=False)  # inside the admin's save transaction
+def billing_pack_save(*, pack: CreditPack, changed: list[str], acting_user: User | None) -> CreditPack:
+    """Store a credit pack edited by staff (`billing sync_stripe` pushes it to Stripe); the
+    audit row names the fields changed."""
+    created = pack._state.adding
+    pack.save()
+    _catalogue_audit(obj=pack, kind="pack", created=created, changed=changed, acting_user=acting_user)
+    return pack
+
+
+def _catalogue_audit(
+    *, obj: Plan | CreditPack, kind: str, created: bool, changed: list[str], acting_user: User | None
+) -> None:
+    audit_record(
+        actor=acting_user,
+        action=f"billing.{kind}_create" if created else f"billing.{kind}_change",
+        target=obj,
+        metadata={"code": obj.code, "fields": sorted(changed)},
+    )
+
+
+def billing_account_open(*, workspace: Workspace, acting_user: User | None) -> BillingAccount:
+    """The workspace's billing account, opened by staff if it had none yet (audited either way:
+    staff asked for it)."""
+    account = billing_account(workspace)
+    audit_record(actor=acting_user, action="billing.account_open", target=account, workspace=workspace)
+    return account
+
+
 def billing_restrict_overdue(*, now: datetime | None = None) -> int:
     """Workspaces whose grace period after a failed payment has run out lose their paid plan's
     features (credits are kept) until an invoice is paid. Returns how many were restricted."""
     from apps.billing.emails import send_restricted
 
     now = now or timezone.now()
-    ids = list(
-        BillingAccount.objects.filter(
+    with transaction.atomic(durable=True):
+        # Locked until the restriction and its push commit: a payment handled meanwhile (which
+        # lifts the restriction under the same row lock) comes after, not in between.
+        overdue = BillingAccount.objects.select_for_update().filter(
             restricted=False, grace_until__lte=now, payment_failed_at__isnull=False
-        ).values_list("workspace_id", flat=True)
-    )
-    for workspace_id in ids:
-        BillingAccount.objects.filter(workspace_id=workspace_id, restricted=False).update(restricted=True)
-        transaction.on_commit(partial(send_restricted, workspace_id), robust=True)
+        )
+        ids = list(overdue.values_list("workspace_id", flat=True))
+        BillingAccount.objects.filter(workspace_id__in=ids, restricted=False).update(restricted=True)
+        # Restricted: no plan of their own in force, the default plan's entitlements apply.
+        workspace_entitlements_clear(workspaces=Workspace.objects.filter(pk__in=ids))
+        for workspace_id in ids:
+            transaction.on_commit(partial(send_restricted, workspace_id), robust=True)
     return len(ids)
 
 
 def billing_plan_expire(*, now: datetime | None = None) -> int:
-    """Time-limited plans (staff, codes) past their end go back to the default plan."""
+    """Time-limited plans (staff, codes) past their end go back to the default plan. The
+    lower layers already read the default since the expiry (the pushed rows carry it); this
+    tidies the rows away with the plans."""
     now = now or timezone.now()
-    return (
-        BillingAccount.objects.filter(plan_expires_at__lte=now)
-        .exclude(plan_source=PlanSource.STRIPE)
-        .update(plan=None, plan_source=PlanSource.DEFAULT, plan_expires_at=None)
-    )
+    with transaction.atomic(durable=True):
+        # Locked: a plan assigned meanwhile (under the same row lock) is not wiped by this.
+        expired = (
+            BillingAccount.objects.select_for_update()
+            .filter(plan_expires_at__lte=now)
+            .exclude(plan_source=PlanSource.STRIPE)
+        )
+        ids = list(expired.values_list("workspace_id", flat=True))
+        count = BillingAccount.objects.filter(workspace_id__in=ids).update(
+            plan=None, plan_source=PlanSource.DEFAULT, plan_expires_at=None
+        )
+        workspace_entitlements_clear(workspaces=Workspace.objects.filter(pk__in=ids))
+    return count
 
 
 def billing_plan_monthly_credits(*, now: datetime | None = None) -> int:

@@ -18,4 +18,5 @@ urlpatterns = [
     path("cancel/", views.cancel, name="cancel"),
     path("resume/", views.resume, name="resume"),
     path("redeem/", views.redeem, name="redeem"),
+    path("topup/", views.topup, name="topup"),
 ]

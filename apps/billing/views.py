@@ -1,6 +1,6 @@
 """The billing pages: pricing, Checkout (subscriptions and credit packs), the return from
 Checkout, the workspace's billing page with the owner's actions (Customer Portal, plan change,
-cancel and resume) and redemption codes.
+cancel and resume), automatic top-up and redemption codes.
 
 Stripe is reached only through the services. Whatever refuses a purchase (payments not
 configured, a billing rule, Stripe itself) becomes a message on the page the user came from,
@@ -25,8 +25,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.billing.entitlements import plan_for
-from apps.billing.forms import ChangePlanForm, PackForm, RedeemForm, SubscribeForm, first_error
-from apps.billing.models import CreditPack, Plan
+from apps.billing.forms import AutoTopupForm, ChangePlanForm, PackForm, RedeemForm, SubscribeForm, first_error
+from apps.billing.models import AutoTopup, CreditPack, Plan
 from apps.billing.money import money_display
 from apps.billing.selectors import (
     CheckoutResult,
@@ -51,8 +51,10 @@ from apps.billing.services import (
     billing_subscription_change,
 )
 from apps.billing.stripe_api import PaymentsNotConfigured, payments_enabled
+from apps.billing.topup import topup_settings_update
 from apps.credits.amounts import format_credits
 from apps.workspaces.decorators import workspace_required
+from apps.workspaces.exceptions import WorkspacePermissionDenied
 from apps.workspaces.roles import Perm
 
 if TYPE_CHECKING:
@@ -173,7 +175,7 @@ def subscribe(request: WorkspaceRequest) -> HttpResponse:
     with stripe_errors(request, request.workspace.pk) as attempt:
         url = billing_checkout_subscription(
             workspace=request.workspace,
-            user=request.user,
+            acting_user=request.user,
             plan=plan,
             interval=interval,
             success_url=_success_url(request),
@@ -198,7 +200,7 @@ def buy_pack(request: WorkspaceRequest) -> HttpResponse:
     with stripe_errors(request, request.workspace.pk) as attempt:
         url = billing_checkout_pack(
             workspace=request.workspace,
-            user=request.user,
+            acting_user=request.user,
             pack=pack,
             success_url=_success_url(request),
             cancel_url=_absolute(request, "billing:pricing"),
@@ -316,7 +318,7 @@ def portal(request: WorkspaceRequest) -> HttpResponse:
         return _payments_off(request, "billing:overview")
     with stripe_errors(request, request.workspace.pk) as attempt:
         url = billing_portal_url(
-            workspace=request.workspace, user=request.user, return_url=_absolute(request, "billing:overview")
+            workspace=request.workspace, acting_user=request.user, return_url=_absolute(request, "billing:overview")
         )
     if not attempt.ok:
         return redirect("billing:overview")
@@ -358,7 +360,7 @@ def change(request: WorkspaceRequest) -> HttpResponse:
         }
         return render(request, "billing/change_confirm.html", context)
     with stripe_errors(request, request.workspace.pk) as attempt:
-        billing_subscription_change(workspace=request.workspace, user=request.user, plan=plan, interval=interval)
+        billing_subscription_change(workspace=request.workspace, acting_user=request.user, plan=plan, interval=interval)
     if attempt.ok:
         messages.success(
             request,
@@ -372,7 +374,7 @@ def _cancel_or_resume(request: WorkspaceRequest, *, resume: bool) -> HttpRespons
     if not payments_enabled():
         return _payments_off(request, "billing:overview")
     with stripe_errors(request, request.workspace.pk) as attempt:
-        billing_subscription_cancel(workspace=request.workspace, user=request.user, resume=resume)
+        billing_subscription_cancel(workspace=request.workspace, acting_user=request.user, resume=resume)
     if attempt.ok:
         account = account_of(request.workspace)
         end = account.current_period_end if account is not None else None
@@ -397,6 +399,50 @@ def resume(request: WorkspaceRequest) -> HttpResponse:
     return _cancel_or_resume(request, resume=True)
 
 
+# ---------------------------------------------------------------------------- automatic top-up
+
+
+def _topup_page(
+    request: WorkspaceRequest, topup: AutoTopup | None, form: AutoTopupForm, *, status: int = 200
+) -> HttpResponse:
+    context = {
+        "topup": topup,
+        "form": form,
+        "account": account_of(request.workspace),
+        "can_manage_billing": request.membership.has_perm(Perm.MANAGE_BILLING),
+        "payments_enabled": payments_enabled(),
+    }
+    return render(request, "billing/topup.html", context, status=status)
+
+
+# Owners and admins see it (it sat with the credit settings); only owners (MANAGE_BILLING)
+# change it: it spends money.
+@workspace_required(Perm.MANAGE_SETTINGS)
+@require_http_methods(["GET", "POST"])
+def topup(request: WorkspaceRequest) -> HttpResponse:
+    current = AutoTopup.objects.select_related("pack").filter(workspace=request.workspace).first()
+    if request.method != "POST":
+        return _topup_page(request, current, AutoTopupForm.for_topup(current))
+    if not request.membership.has_perm(Perm.MANAGE_BILLING):
+        return _forbidden(request, "Only owners can change automatic top-up.")
+    form = AutoTopupForm(request.POST)
+    if not form.is_valid():
+        return _topup_page(request, current, form, status=400)
+    try:
+        topup_settings_update(workspace=request.workspace, acting_user=request.user, **form.service_fields())
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    except BillingError as exc:
+        form.add_error(None, exc.message)
+        return _topup_page(request, current, form, status=400)
+    messages.success(request, "Automatic top-up saved.")
+    return redirect("billing:topup")
+
+
+def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(request, "errors/403.html", {"reason": reason}, status=403)
+
+
 # Owners and admins (MANAGE_SETTINGS): a code grants, it never charges.
 @workspace_required(Perm.MANAGE_SETTINGS)
 @require_POST
@@ -408,7 +454,9 @@ def redeem(request: WorkspaceRequest) -> HttpResponse:
         messages.error(request, first_error(form))
         return redirect("billing:overview")
     try:
-        redemption = billing_code_redeem(workspace=request.workspace, user=request.user, code=form.cleaned_data["code"])
+        redemption = billing_code_redeem(
+            workspace=request.workspace, acting_user=request.user, code=form.cleaned_data["code"]
+        )
     except CodeError as exc:
         messages.error(request, str(exc))
         return redirect("billing:overview")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import IO, Any
 
+from apps.core.errors import DomainError
+
 AUDIO_CONTENT_TYPES = {
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
@@ -38,13 +40,12 @@ _MS = Decimal("0.001")
 _SNIFF_BYTES = 64
 
 
-class AudioError(ValueError):
+class AudioError(DomainError, ValueError):
     """The bytes are not audio we accept: unknown type, corrupt or truncated, or empty. The
     message is meant for the person who uploaded the file."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status_code = 400
+    code = "invalid_file"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 
 from apps.core.realtime import RevocableConsumer, user_group
 
@@ -30,9 +31,8 @@ class NotificationsConsumer(RevocableConsumer):
         await self.leave_access_groups()
 
     async def access_ok(self) -> bool:
-        from apps.accounts.models import User
-
-        return await database_sync_to_async(User.objects.filter(pk=self.user_id, is_active=True).exists)()
+        users = get_user_model().objects
+        return await database_sync_to_async(users.filter(pk=self.user_id, is_active=True).exists)()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

@@ -13,12 +13,20 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
 from apps.core import context
+from apps.core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+# The roots of the two APIs (`apps.api`): their errors are JSON in each API's shape, never pages.
+OPENAI_API_ROOT = "/v1"
+PLATFORM_API_ROOT = "/api"
+# The heading of a refusal's page; other statuses get the generic one.
+REFUSED_TITLES = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -96,6 +104,38 @@ def impersonator_from_session(session: Any) -> int | None:
         return int(history[0])
     except (TypeError, ValueError):
         return None
+
+
+def api_root_of(path: str) -> str | None:
+    """The API root a request path is under (`/v1` or `/api`), or None for a page."""
+    for root in (OPENAI_API_ROOT, PLATFORM_API_ROOT):
+        if path == root or path.startswith(f"{root}/"):
+            return root
+    return None
+
+
+class DomainErrorMiddleware:
+    """A domain error that no view caught, on a page: its message with its own status (a 4xx the
+    user can act on, never a 500) and headers (`Retry-After`), in the site's layout. Views that
+    show a refusal in their form catch it first; the APIs answer theirs as JSON (`apps.api`), so
+    their paths are left alone."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DomainError) or api_root_of(request.path_info) is not None:
+            return None
+        title = REFUSED_TITLES.get(exception.status_code, "This could not be done")
+        response = render(
+            request, "errors/refused.html", {"title": title, "message": exception.message}, status=exception.status_code
+        )
+        for name, value in exception.headers.items():
+            response[name] = value
+        return response
 
 
 class RefusedInputMiddleware:

@@ -21,12 +21,19 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.errors import DomainError
 from apps.core.jsondepth import loads_bounded
 
 logger = logging.getLogger(__name__)
 
 ACCESS_REVOKED_CLOSE_CODE = 4403
 ACCESS_ENDED_MESSAGE = "Your access has ended. Reload the page."
+
+
+def error_frame(exc: DomainError) -> dict[str, Any]:
+    """A domain error as the socket's error frame: the one shape every consumer sends (the page
+    shows `message`; `code` is for scripts, as in the APIs)."""
+    return {"type": "error", "message": exc.message, "code": exc.code}
 
 
 def user_group(user_id: int) -> str:

@@ -1,96 +1,56 @@
-"""The credits back office. Every write goes through a service: staff grant credits with
-`credits_grant`, adjust a balance with `credits_adjust`, end holds with `credits_release` and
-change prices with `rate_card_publish`. Ledger entries, reservations and balances are read-only
-projections; lists select their relations up front so a page costs the same queries at any size.
+"""The credits back office. Every write goes through a service, which writes its audit row
+with the staff member as `acting_user`: staff grant credits with `credits_grant`, adjust a
+balance with `credits_adjust`, end holds with `credits_release` and change prices with
+`rate_card_publish`. Ledger entries, reservations and balances are read-only projections; lists
+select their relations up front so a page costs the same queries at any size.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.accounts.models import User
-from apps.audit.services import audit_record
+from apps.core.admin import (
+    AddFormAdmin,
+    ChoicesFilter,
+    ReadOnlyAdmin,
+    WorkspaceFilter,
+    admin_url,
+    staff_user,
+    workspace_link,
+)
 from apps.credits.amounts import AmountError, format_credits, to_credits, to_units
 from apps.credits.exceptions import CreditsError
+from apps.credits.forms import MIN_CREDITS, CreditsField
 from apps.credits.models import CreditAccount, CreditGrant, LedgerEntry, RateCard, Reservation, Source
 from apps.credits.rates import NON_FIELD, PRICE_FIELDS, rate_card_errors, rate_card_publish
-from apps.credits.services import credits_adjust, credits_grant, credits_release
-from apps.credits.settings_service import MAX_THRESHOLDS, PACK_RE, credits_settings_update
+from apps.credits.services import credits_adjust, credits_grant, credits_release, staff_release_outcome
+from apps.credits.settings_service import MAX_THRESHOLDS, credits_settings_update
 from apps.workspaces.models import Workspace
-
-CREDITS_FIELD_OPTIONS: dict[str, Any] = {"max_digits": 14, "decimal_places": 4}
-MIN_CREDITS = Decimal("0.0001")  # one unit
-
-
-def _staff(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-def _admin_url(model: type[Any], page: str, *args: Any) -> str:
-    return reverse(f"admin:credits_{model._meta.model_name}_{page}", args=args)
 
 
 def _signed(units: int) -> str:
     return ("+" if units > 0 else "") + format_credits(units)
 
 
-class WorkspaceFilter(admin.SimpleListFilter):
-    """One workspace, by id or slug (`?workspace=acme`), linked from the account and grant pages.
-    Unlike a related-field filter it never lists every workspace in the sidebar: one query for the
-    chosen workspace's name, whatever the number of tenants."""
-
-    title = "workspace"
-    parameter_name = "workspace"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        workspace = self._workspace()
-        return [(str(self.value()), str(workspace))] if workspace is not None else []
-
-    def _workspace(self) -> Workspace | None:
-        value = self.value()
-        if not value:
-            return None
-        workspaces = Workspace.objects.all()
-        return (workspaces.filter(pk=int(value)) if value.isdigit() else workspaces.filter(slug=value)).first()
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if not value:
-            return queryset
-        if value.isdigit():
-            return queryset.filter(workspace_id=int(value))
-        return queryset.filter(workspace__slug=value)
-
-
-def _filtered_link(model: type[Any], workspace_id: int, label: str) -> str:
-    return format_html('<a href="{}?workspace={}">{}</a>', _admin_url(model, "changelist"), workspace_id, label)
-
-
 # ---------------------------------------------------------------------------- accounts
-
-
-class CreditsField(forms.DecimalField):
-    """An amount of credits (≤ 4 decimal places) for a field stored in units."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**CREDITS_FIELD_OPTIONS, **kwargs)
 
 
 class CreditAccountForm(forms.ModelForm):
@@ -106,21 +66,17 @@ class CreditAccountForm(forms.ModelForm):
         required=False,
         help_text="Comma-separated credit levels; an email goes out once each time the balance falls below one.",
     )
-    auto_topup_threshold = CreditsField(
-        required=False, min_value=MIN_CREDITS, help_text="Top up when available credits fall below this."
-    )
 
     UNIT_FIELDS = {
         "daily_cap": "daily_cap_units",
         "monthly_cap": "monthly_cap_units",
         "member_daily_cap": "member_daily_cap_units",
         "member_monthly_cap": "member_monthly_cap_units",
-        "auto_topup_threshold": "auto_topup_threshold_units",
     }
 
     class Meta:
         model = CreditAccount
-        fields = ["auto_topup_enabled", "auto_topup_pack"]
+        fields: list[str] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,22 +103,6 @@ class CreditAccountForm(forms.ModelForm):
             raise forms.ValidationError(f"Give at most {MAX_THRESHOLDS} alert levels.")
         return sorted(values, reverse=True)
 
-    def clean_auto_topup_pack(self) -> str:
-        pack = (self.cleaned_data.get("auto_topup_pack") or "").strip()
-        if pack and not PACK_RE.fullmatch(pack):
-            raise forms.ValidationError("Use letters, digits, dots, dashes and underscores only.")
-        return pack
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        if data.get("auto_topup_enabled"):
-            if data.get("auto_topup_threshold") is None:
-                self.add_error("auto_topup_threshold", "Set the level that triggers an automatic top-up.")
-            if not data.get("auto_topup_pack"):
-                self.add_error("auto_topup_pack", "Choose the credit pack to buy.")
-        return data
-
     def settings(self) -> dict[str, Any]:
         data = self.cleaned_data
         values: dict[str, Any] = {
@@ -170,8 +110,6 @@ class CreditAccountForm(forms.ModelForm):
             for field, attr in self.UNIT_FIELDS.items()
         }
         values["alert_thresholds"] = data["thresholds"]
-        values["auto_topup_enabled"] = data["auto_topup_enabled"]
-        values["auto_topup_pack"] = data["auto_topup_pack"]
         return values
 
 
@@ -217,19 +155,23 @@ def _cap(units: int | None) -> str:
     return "none" if units is None else format_credits(units)
 
 
-class LowBalanceFilter(admin.SimpleListFilter):
+def _cap_column(field: str, description: str) -> Callable[[Any, CreditAccount], str]:
+    """An admin column showing one of the account's spending caps."""
+
+    @admin.display(description=description)
+    def column(admin_: Any, obj: CreditAccount) -> str:
+        return _cap(getattr(obj, field))
+
+    return column
+
+
+class LowBalanceFilter(ChoicesFilter):
     title = "balance"
     parameter_name = "low"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Below an alert level"), ("no", "Above every alert level")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(alert_level__gt=0)
-        if self.value() == "no":
-            return queryset.filter(alert_level=0)
-        return queryset
+    conditions = {
+        "yes": ("Below an alert level", lambda: Q(alert_level__gt=0)),
+        "no": ("Above every alert level", lambda: Q(alert_level=0)),
+    }
 
 
 @admin.register(CreditAccount)
@@ -242,10 +184,9 @@ class CreditAccountAdmin(admin.ModelAdmin):
         "balance_display",
         "next_expiry_at",
         "caps_display",
-        "auto_topup_enabled",
         "updated_at",
     ]
-    list_filter = [LowBalanceFilter, "auto_topup_enabled", "workspace__is_personal"]
+    list_filter = [LowBalanceFilter, "workspace__is_personal"]
     search_fields = ["workspace__name", "workspace__slug"]
     list_select_related = ["workspace"]
     ordering = ["-id"]
@@ -259,6 +200,7 @@ class CreditAccountAdmin(admin.ModelAdmin):
         "balance_display",
         "next_expiry_at",
         "alert_level",
+        "watch_levels_display",
         "history",
         "created_at",
         "updated_at",
@@ -279,7 +221,7 @@ class CreditAccountAdmin(admin.ModelAdmin):
         ),
         ("Spending caps", {"fields": ("daily_cap", "monthly_cap", "member_daily_cap", "member_monthly_cap")}),
         ("Low-balance alerts", {"fields": ("thresholds", "alert_level")}),
-        ("Auto top-up", {"fields": ("auto_topup_enabled", "auto_topup_threshold", "auto_topup_pack")}),
+        ("Levels watched by other apps", {"fields": ("watch_levels_display",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
 
@@ -290,7 +232,6 @@ class CreditAccountAdmin(admin.ModelAdmin):
         "member_daily_cap": "member_daily_cap_display",
         "member_monthly_cap": "member_monthly_cap_display",
         "thresholds": "thresholds_display",
-        "auto_topup_threshold": "auto_topup_threshold_display",
     }
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -313,29 +254,20 @@ class CreditAccountAdmin(admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return fields + list(self.view_only_fields.values()) if self._view_only(request, obj) else fields
 
-    @admin.display(description="Daily cap")
-    def daily_cap_display(self, obj: CreditAccount) -> str:
-        return _cap(obj.daily_cap_units)
-
-    @admin.display(description="Monthly cap")
-    def monthly_cap_display(self, obj: CreditAccount) -> str:
-        return _cap(obj.monthly_cap_units)
-
-    @admin.display(description="Member daily cap")
-    def member_daily_cap_display(self, obj: CreditAccount) -> str:
-        return _cap(obj.member_daily_cap_units)
-
-    @admin.display(description="Member monthly cap")
-    def member_monthly_cap_display(self, obj: CreditAccount) -> str:
-        return _cap(obj.member_monthly_cap_units)
+    daily_cap_display = _cap_column("daily_cap_units", "Daily cap")
+    monthly_cap_display = _cap_column("monthly_cap_units", "Monthly cap")
+    member_daily_cap_display = _cap_column("member_daily_cap_units", "Member daily cap")
+    member_monthly_cap_display = _cap_column("member_monthly_cap_units", "Member monthly cap")
 
     @admin.display(description="Low-balance alerts")
     def thresholds_display(self, obj: CreditAccount) -> str:
         return ", ".join(format_credits(t) for t in obj.alert_thresholds) or "none"
 
-    @admin.display(description="Auto top-up threshold")
-    def auto_topup_threshold_display(self, obj: CreditAccount) -> str:
-        return _cap(obj.auto_topup_threshold_units)
+    @admin.display(description="Watched levels")
+    def watch_levels_display(self, obj: CreditAccount) -> str:
+        """Set by the apps that watch them (billing: the auto top-up threshold)."""
+        levels = sorted(obj.watch_levels.items())
+        return ", ".join(f"{name}: {format_credits(units)}" for name, units in levels) or "none"
 
     def has_delete_permission(self, request: HttpRequest, obj: CreditAccount | None = None) -> bool:
         return False
@@ -360,13 +292,13 @@ class CreditAccountAdmin(admin.ModelAdmin):
     def history(self, obj: CreditAccount) -> str:
         return format_html(
             "{} · {} · {}",
-            _filtered_link(CreditGrant, obj.workspace_id, "Grants"),
-            _filtered_link(LedgerEntry, obj.workspace_id, "Ledger entries"),
-            _filtered_link(Reservation, obj.workspace_id, "Reservations"),
+            workspace_link(CreditGrant, obj.workspace_id, "Grants"),
+            workspace_link(LedgerEntry, obj.workspace_id, "Ledger entries"),
+            workspace_link(Reservation, obj.workspace_id, "Reservations"),
         )
 
     def save_model(self, request: HttpRequest, obj: CreditAccount, form: Any, change: bool) -> None:
-        _account_configure(account=obj, acting_user=_staff(request), values=form.settings())
+        _account_configure(account=obj, acting_user=staff_user(request), values=form.settings())
         obj.refresh_from_db()
 
     def get_urls(self) -> list[URLPattern]:
@@ -383,13 +315,13 @@ class CreditAccountAdmin(admin.ModelAdmin):
         if len(accounts) != 1:
             self.message_user(request, "Select exactly one account to adjust.", messages.WARNING)
             return None
-        return HttpResponseRedirect(_admin_url(CreditAccount, "adjust", accounts[0]))
+        return HttpResponseRedirect(admin_url(CreditAccount, "adjust", accounts[0]))
 
     def adjust_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         account = self.get_object(request, unquote(object_id))
         if account is None:
             self.message_user(request, f"No credit account with id {object_id!r}.", messages.WARNING)
-            return HttpResponseRedirect(_admin_url(CreditAccount, "changelist"))
+            return HttpResponseRedirect(admin_url(CreditAccount, "changelist"))
         if not self.has_change_permission(request, account):
             raise PermissionDenied
         if request.method == "POST":
@@ -422,7 +354,7 @@ class CreditAccountAdmin(admin.ModelAdmin):
                 workspace=account.workspace,
                 amount=data["amount"],
                 reason=data["reason"],
-                acting_user=_staff(request),
+                acting_user=staff_user(request),
                 idempotency_key=data["key"],
                 expires_at=data.get("expires_at"),
             )
@@ -438,36 +370,26 @@ class CreditAccountAdmin(admin.ModelAdmin):
             f"{format_credits(account.available_units)} available now.",
             messages.SUCCESS,
         )
-        return HttpResponseRedirect(_admin_url(CreditAccount, "change", account.pk))
+        return HttpResponseRedirect(admin_url(CreditAccount, "change", account.pk))
 
 
 # ---------------------------------------------------------------------------- grants
 
 
-class ExpiryFilter(admin.SimpleListFilter):
+def _expires_within_a_week() -> Q:
+    now = timezone.now()
+    return Q(expires_at__gt=now, expires_at__lte=now + timedelta(days=7))
+
+
+class ExpiryFilter(ChoicesFilter):
     title = "expiry"
     parameter_name = "expiry"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("never", "Never expires"),
-            ("week", "Expires within 7 days"),
-            ("later", "Expires later"),
-            ("past", "Past expiry"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        now = timezone.now()
-        value = self.value()
-        if value == "never":
-            return queryset.filter(expires_at__isnull=True)
-        if value == "week":
-            return queryset.filter(expires_at__gt=now, expires_at__lte=now + timedelta(days=7))
-        if value == "later":
-            return queryset.filter(expires_at__gt=now + timedelta(days=7))
-        if value == "past":
-            return queryset.filter(expires_at__lte=now)
-        return queryset
+    conditions = {
+        "never": ("Never expires", lambda: Q(expires_at__isnull=True)),
+        "week": ("Expires within 7 days", _expires_within_a_week),
+        "later": ("Expires later", lambda: Q(expires_at__gt=timezone.now() + timedelta(days=7))),
+        "past": ("Past expiry", lambda: Q(expires_at__lte=timezone.now())),
+    }
 
 
 GRANT_ADD_FIELDS = ["workspace", "source", "amount", "expires_at", "reference", "reason", "idempotency_key"]
@@ -506,7 +428,10 @@ class GrantAddForm(forms.ModelForm):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(admin.ModelAdmin):
+class CreditGrantAdmin(AddFormAdmin):
+    """Added through `credits_grant`; never edited: a grant's amount is history, corrections
+    are adjustments."""
+
     list_display = [
         "id",
         "workspace",
@@ -527,6 +452,8 @@ class CreditGrantAdmin(admin.ModelAdmin):
     raw_id_fields = ["workspace"]
     list_per_page = 50
     show_full_result_count = False
+    add_form = GrantAddForm
+    add_fields = GRANT_ADD_FIELDS
     view_fields = [
         "workspace",
         "source",
@@ -543,25 +470,6 @@ class CreditGrantAdmin(admin.ModelAdmin):
         "entries",
     ]
 
-    def has_change_permission(self, request: HttpRequest, obj: CreditGrant | None = None) -> bool:
-        return False  # a grant's amount is history; corrections are adjustments
-
-    def has_delete_permission(self, request: HttpRequest, obj: CreditGrant | None = None) -> bool:
-        return False
-
-    def get_form(
-        self, request: HttpRequest, obj: CreditGrant | None = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = GrantAddForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: CreditGrant | None = None) -> Any:
-        return GRANT_ADD_FIELDS if obj is None else self.view_fields
-
-    def get_readonly_fields(self, request: HttpRequest, obj: CreditGrant | None = None) -> list[str]:
-        return [] if obj is None else self.view_fields
-
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"idempotency_key": f"admin-grant:{uuid.uuid4().hex}", "source": Source.BONUS}
 
@@ -575,7 +483,7 @@ class CreditGrantAdmin(admin.ModelAdmin):
             expires_at=data.get("expires_at"),
             reference=data.get("reference", ""),
             reason=data["reason"],
-            actor=_staff(request),
+            acting_user=staff_user(request),
         )
         # The admin goes on to log and redirect to `obj`: make it the grant the service created.
         obj.pk = grant.pk
@@ -597,25 +505,12 @@ class CreditGrantAdmin(admin.ModelAdmin):
     def entries(self, obj: CreditGrant) -> str:
         return format_html(
             '<a href="{}?grant__id__exact={}">Ledger entries of this grant</a>',
-            _admin_url(LedgerEntry, "changelist"),
+            admin_url(LedgerEntry, "changelist"),
             obj.pk,
         )
 
 
 # ---------------------------------------------------------------------------- ledger
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Append-only history: visible, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(LedgerEntry)
@@ -722,23 +617,14 @@ class ReservationAdmin(ReadOnlyAdmin):
         )
 
     def _release(self, request: HttpRequest, reservations: list[Reservation], reason: str) -> int:
-        staff = _staff(request)
-        outcome = f"released by staff: {reason}"[:200]
+        staff = staff_user(request)
+        outcome = staff_release_outcome(reason)
         released = 0
         for reservation in reservations:
-            with transaction.atomic():
-                result = credits_release(reservation=reservation, reason=outcome)
-                # Ended by this call (not by a settle or sweep that got the lock first).
-                if result.status != Reservation.Status.RELEASED or result.outcome_reason != outcome:
-                    continue
-                audit_record(
-                    actor=staff,
-                    action="credits.release",
-                    target=result,
-                    workspace=reservation.workspace,
-                    metadata={"reason": reason, "held_units": result.amount_units},
-                )
-            released += 1
+            result = credits_release(reservation=reservation, reason=reason, acting_user=staff)
+            # Ended by this call (not by a settle or sweep that got the lock first).
+            if result.status == Reservation.Status.RELEASED and result.outcome_reason == outcome:
+                released += 1
         return released
 
 
@@ -788,19 +674,13 @@ class RateCardForm(forms.ModelForm):
         }
 
 
-class RateCardStatusFilter(admin.SimpleListFilter):
+class RateCardStatusFilter(ChoicesFilter):
     title = "status"
     parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("current", "Current"), ("superseded", "Superseded")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "current":
-            return queryset.filter(superseded_at__isnull=True)
-        if self.value() == "superseded":
-            return queryset.filter(superseded_at__isnull=False)
-        return queryset
+    conditions = {
+        "current": ("Current", lambda: Q(superseded_at__isnull=True)),
+        "superseded": ("Superseded", lambda: Q(superseded_at__isnull=False)),
+    }
 
 
 @admin.register(RateCard)
@@ -870,7 +750,7 @@ class RateCardAdmin(admin.ModelAdmin):
         card = rate_card_publish(
             service=obj.service if change else form.cleaned_data["service"],
             model=obj.model if change else form.cleaned_data["model"],
-            acting_user=_staff(request),
+            acting_user=staff_user(request),
             **form.prices(),
         )
         # `obj` (the edited version) is never saved; the admin logs and redirects to the new one.

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from apps.core.errors import DomainError
+
 SCALE_DIGITS = 4
 SCALE = 10**SCALE_DIGITS
 PLACES = Decimal("0.0001")
 # Amounts are stored in signed 64-bit columns.
 MAX_UNITS = 2**63 - 1
 MAX_CREDITS = Decimal(MAX_UNITS).scaleb(-SCALE_DIGITS)
+# What `to_units` accepts, for messages refusing anything else ("--amount 'ten' is not ...").
+AMOUNT_HINT = "an amount of credits (at most 4 decimal places)"
 
 
-class AmountError(ValueError):
-    """An amount that is not an exact, finite number of credits with ≤ 4 decimal places."""
+class AmountError(DomainError, ValueError):
+    """An amount that is not an exact, finite number of credits with ≤ 4 decimal places (still a
+    ValueError: callers that parse numbers catch it as one)."""
+
+    status_code = 400
+    code = "invalid_amount"
 
 
 def to_units(credits: Decimal | int | str) -> int:

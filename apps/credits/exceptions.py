@@ -1,20 +1,19 @@
 from __future__ import annotations
 
+from apps.core.errors import DomainError
 from apps.credits.amounts import format_credits
 
 
-class CreditsError(Exception):
+class CreditsError(DomainError):
     """A credits rule refused the operation; the message is safe to show."""
 
     status_code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "credits_refused"
 
 
 class InsufficientCredits(CreditsError):
     status_code = 402
+    code = "insufficient_credits"
 
     def __init__(self, *, available_units: int, requested_units: int) -> None:
         self.available_units = available_units
@@ -26,6 +25,8 @@ class InsufficientCredits(CreditsError):
 
 
 class SpendingCapReached(CreditsError):
+    """A workspace's or member's spending cap: a quota, like running out of credits (402)."""
+
     status_code = 402
 
     def __init__(self, *, cap: str, limit_units: int, spent_units: int, requested_units: int) -> None:

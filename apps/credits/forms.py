@@ -145,50 +145,35 @@ class LimitsForm(forms.Form):
         }
 
 
-PACK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# ---------------------------------------------------------------------------- back office
+
+MIN_CREDITS = Decimal("0.0001")  # one unit
 
 
-class TopUpForm(forms.Form):
-    """Automatic top-up preference (owners only); billing performs the purchase."""
+class CreditsField(forms.DecimalField):
+    """An amount of credits (≤ 4 decimal places) typed in the admin, for a value stored in units."""
 
-    auto_topup_enabled = forms.BooleanField(label="Top up automatically", required=False)
-    auto_topup_threshold = credits_field("When the balance drops below", "Credits.")
-    auto_topup_pack = forms.CharField(
-        label="Credit pack to buy",
-        required=False,
-        max_length=64,
-        help_text="The pack identifier from the pricing page, e.g. credits-1000.",
-    )
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=14, decimal_places=4, **kwargs)
 
-    @classmethod
-    def for_account(cls, account: CreditAccount) -> TopUpForm:
-        return cls(
-            initial={
-                "auto_topup_enabled": account.auto_topup_enabled,
-                "auto_topup_threshold": credits_text(account.auto_topup_threshold_units),
-                "auto_topup_pack": account.auto_topup_pack,
-            }
-        )
 
-    def clean_auto_topup_pack(self) -> str:
-        pack = (self.cleaned_data.get("auto_topup_pack") or "").strip()
-        if pack and not PACK_RE.fullmatch(pack):
-            raise forms.ValidationError("Use letters, digits, dots, dashes or underscores only.")
-        return pack
+class CreditsInUnitsForm(forms.ModelForm):
+    """An admin form whose credits are typed as decimal credits and stored as units:
+    `credit_fields` pairs each form field with its model field."""
+
+    credit_fields: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            for field, attr in self.credit_fields:
+                self.initial[field] = to_credits(getattr(self.instance, attr))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("auto_topup_enabled"):
-            if not data.get("auto_topup_threshold") and "auto_topup_threshold" not in self.errors:
-                self.add_error("auto_topup_threshold", "Give the balance that triggers a top-up.")
-            if not data.get("auto_topup_pack") and "auto_topup_pack" not in self.errors:
-                self.add_error("auto_topup_pack", "Choose the pack to buy.")
-        return data
-
-    def service_fields(self) -> dict[str, Any]:
+        super().clean()
         data = self.cleaned_data
-        return {
-            "auto_topup_enabled": bool(data.get("auto_topup_enabled")),
-            "auto_topup_threshold_units": _units_or_none(data.get("auto_topup_threshold")),
-            "auto_topup_pack": data.get("auto_topup_pack") or "",
-        }
+        # Set before model validation (which runs after clean) so it checks the stored values.
+        for field, attr in self.credit_fields:
+            if data.get(field) is not None:
+                setattr(self.instance, attr, to_units(data[field]))
+        return data

@@ -55,10 +55,9 @@ class CreditAccount(WorkspaceOwnedModel):
     monthly_cap_units = models.BigIntegerField(null=True, blank=True)
     member_daily_cap_units = models.BigIntegerField(null=True, blank=True)
     member_monthly_cap_units = models.BigIntegerField(null=True, blank=True)
-    # Auto top-up preference; billing performs the charge.
-    auto_topup_enabled = models.BooleanField(default=False)
-    auto_topup_threshold_units = models.BigIntegerField(null=True, blank=True)
-    auto_topup_pack = models.CharField(max_length=64, blank=True)
+    # Levels higher apps asked to hear about ({name: units}, `credits_watch_set`): a change
+    # that takes the available balance below one announces `balance_crossed_level`.
+    watch_levels = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -80,22 +79,22 @@ class CreditAccount(WorkspaceOwnedModel):
         return self.balance_units - self.held_units
 
     @property
-    def available(self):  # type: ignore[no-untyped-def]
+    def available(self):
         return to_credits(self.available_units)
 
     @property
-    def balance(self):  # type: ignore[no-untyped-def]
+    def balance(self):
         return to_credits(self.balance_units)
 
     @property
-    def held(self):  # type: ignore[no-untyped-def]
+    def held(self):
         return to_credits(self.held_units)
 
 
 class GrantQuerySet(WorkspaceScopedQuerySet["CreditGrant"]):
-    def active(self, now=None) -> GrantQuerySet:  # type: ignore[no-untyped-def]
+    def active(self, now=None) -> GrantQuerySet:
         now = now or timezone.now()
-        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), balance_units__gt=0)  # type: ignore[return-value]
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), balance_units__gt=0)
 
 
 class CreditGrant(WorkspaceOwnedModel):
@@ -202,7 +201,7 @@ class RateCard(models.Model):
 
 class ReservationQuerySet(WorkspaceScopedQuerySet["Reservation"]):
     def held(self) -> ReservationQuerySet:
-        return self.filter(status=Reservation.Status.HELD)  # type: ignore[return-value]
+        return self.filter(status=Reservation.Status.HELD)
 
 
 class Reservation(WorkspaceOwnedModel):

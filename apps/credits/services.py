@@ -6,6 +6,14 @@ ends exactly once. No provider call ever runs inside these transactions.
 Under the lock a service reads what it needs, decides in Python, and stages its writes in a
 `_Writes`, sent at the end as one statement on PostgreSQL: the hot account row of a busy
 workspace stays locked for a few round trips (see bench/README.md).
+
+Transactions: what only staff and the periodic tasks start (`credits_adjust`, each account of
+`credits_sweep`, `credits_expire` and `credits_reconcile --fix`) is durable, never nested in a
+caller's transaction. What runs only inside a caller's transaction (a Stripe event's clawback
+and refund, billing's watched level) joins it (`savepoint=False`). The rest (grant, reserve,
+settle, release) is called both ways — on its own, or inside a new workspace's transaction, a
+Stripe event's fulfilment, a media job's creation and end — and keeps a savepoint when nested,
+so a caller can recover from a refusal (`credits_reserve` recovers from a twin's committed key).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.core.events import send_on_commit
 from apps.credits.amounts import AmountError, to_units
 from apps.credits.exceptions import CreditsError, InsufficientCredits, SpendingCapReached
 from apps.credits.models import (
@@ -35,6 +44,7 @@ from apps.credits.models import (
     Reservation,
     Source,
 )
+from apps.credits.signals import LOW_BALANCE, balance_crossed_level, charge_settled, grant_added
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -125,6 +135,30 @@ def credits_account_open(*, workspace: Workspace) -> CreditAccount:
         return CreditAccount.objects.get(workspace=workspace)
 
 
+@transaction.atomic(savepoint=False)
+def credits_watch_set(*, workspace: Workspace, watch: str, level_units: int | None) -> CreditAccount:
+    """Announce `balance_crossed_level` with this `watch` name each time the workspace's
+    available balance drops below `level_units` (None: stop watching). A higher app pushes the
+    level it cares about here — billing, its auto top-up threshold — so the ledger never asks it."""
+    if not watch or watch == LOW_BALANCE or len(watch) > 40:
+        raise CreditsError(f"Not a name for a watched level: {watch!r}.")
+    if level_units is not None:
+        level_units = _raw_units(level_units)
+    # Under the account lock: a charge compares against the old level or the new, never neither.
+    account = account_lock(workspace)
+    levels = dict(account.watch_levels)
+    if level_units is None:
+        levels.pop(watch, None)
+    else:
+        levels[watch] = level_units
+    if levels != account.watch_levels:
+        # An UPDATE of this column only, never `save()`: the balance columns change only
+        # through the ledger's own writes.
+        CreditAccount.objects.filter(pk=account.pk).update(watch_levels=levels, updated_at=timezone.now())
+        account.watch_levels = levels
+    return account
+
+
 def _parse_thresholds(text: str) -> list[int]:
     values = []
     for part in str(text).split(","):
@@ -179,6 +213,7 @@ class _Writes:
         self.new_reservation: Reservation | None = None
         self.end: tuple[int, dict[str, Any]] | None = None
         self.alert_threshold: int | None = None  # a low-balance threshold this call crosses
+        self.new_grants: list[CreditGrant] = []
 
     def grant(self, pk: int, *, balance: int = 0, held: int = 0, expired_at: datetime | None = None) -> None:
         """Stage deltas to a grant. `expired_at` (for a grant past its expiry) is recorded if no
@@ -202,27 +237,41 @@ class _Writes:
 
     def flush(self) -> bool:
         written = self._flush_postgresql() if connection.vendor == "postgresql" else self._flush_orm()
-        if written and self.alert_threshold is not None:
-            # Only a change that was written (and commits) sends the alert.
-            account_id, threshold = self.account.pk, self.alert_threshold
-            # robust: a mail failure must not turn a committed charge into an error for the caller.
-            transaction.on_commit(lambda: _notify_low_balance(account_id, threshold), robust=True)
-        if written and self._crosses_topup_threshold():
-            workspace_id = self.account.workspace_id
-            # robust: a broker or payment failure must not undo the committed charge.
-            transaction.on_commit(lambda: _request_topup(workspace_id), robust=True)
+        if written:
+            # Only a change that was written (and commits) is announced.
+            self._announce()
         return written
 
-    def _crosses_topup_threshold(self) -> bool:
-        """Whether this call takes the available balance from at or above the auto top-up
-        threshold to below it: one request per downward crossing."""
+    def _announce(self) -> None:
         account = self.account
-        threshold = account.auto_topup_threshold_units
-        if not account.auto_topup_enabled or threshold is None:
-            return False
         after = account.available_units
+        crossings: list[tuple[str, int]] = []
+        if self.alert_threshold is not None:
+            crossings.append((LOW_BALANCE, self.alert_threshold))
+        # A watched level is crossed when this call takes the available balance from at or
+        # above it to below it: one announcement per downward crossing.
         before = after - (self.balance_delta - self.held_delta)
-        return before >= threshold > after
+        crossings += [(watch, level) for watch, level in account.watch_levels.items() if before >= level > after]
+        for watch, level in crossings:
+            send_on_commit(
+                balance_crossed_level,
+                sender=CreditAccount,
+                workspace_id=account.workspace_id,
+                account_id=account.pk,
+                watch=watch,
+                level_units=level,
+                available_units=after,
+            )
+        for grant in self.new_grants:
+            send_on_commit(
+                grant_added,
+                sender=CreditAccount,
+                workspace_id=account.workspace_id,
+                grant_id=grant.pk,
+                amount_units=grant.amount_units,
+                source=grant.source,
+                reference=grant.reference,
+            )
 
     def _flush_orm(self) -> bool:
         if self.end is not None:
@@ -452,19 +501,6 @@ def _alert_level(account: CreditAccount) -> int:
     return sum(1 for t in account.alert_thresholds if available < t)
 
 
-def _notify_low_balance(account_id: int, threshold_units: int) -> None:
-    from apps.credits.tasks import send_low_balance_alert
-
-    send_low_balance_alert.delay(account_id, threshold_units)
-
-
-def _request_topup(workspace_id: int) -> None:
-    # Billing performs the charge (the workspace's saved card, the chosen pack).
-    from apps.billing.tasks import auto_topup
-
-    auto_topup.delay(workspace_id)
-
-
 # ---------------------------------------------------------------------------- grants
 
 
@@ -479,7 +515,7 @@ def _grant_in_lock(
     expires_at: datetime | None,
     reference: str,
     reason: str,
-    actor: User | None,
+    acting_user: User | None,
     metadata: dict[str, Any] | None = None,
 ) -> CreditGrant:
     account = writes.account
@@ -495,9 +531,10 @@ def _grant_in_lock(
         reference=reference[:200],
         reason=reason[:500],
         idempotency_key=grant_key,
-        created_by=actor if actor is not None and actor.pk else None,
+        created_by=acting_user if acting_user is not None and acting_user.pk else None,
         created_at=writes.now,
     )
+    writes.new_grants.append(grant)
     if expires_at is not None and (account.next_expiry_at is None or expires_at < account.next_expiry_at):
         account.next_expiry_at = expires_at
     writes.entry(
@@ -522,10 +559,12 @@ def credits_grant(
     expires_at: datetime | None = None,
     reference: str = "",
     reason: str = "",
-    actor: User | None = None,
+    acting_user: User | None = None,
     replace_source: bool = False,
 ) -> CreditGrant:
     """Add a bucket of credits. Replaying the same key returns the first grant unchanged.
+    A grant by a person (`acting_user`: staff, a redeemed code) is audited as `credits.grant`;
+    one by the system (payments, trials, monthly credits) is recorded in the ledger only.
 
     `replace_source`: what is left of earlier grants from the same source expires now (a new
     subscription period resets the period's credits; purchased credits are untouched). Credits
@@ -555,12 +594,12 @@ def credits_grant(
         expires_at=expires_at,
         reference=reference,
         reason=reason,
-        actor=actor,
+        acting_user=acting_user,
     )
     writes.flush()
-    if actor is not None:
+    if acting_user is not None:
         audit_record(
-            actor=actor,
+            actor=acting_user,
             action="credits.grant",
             target=grant,
             workspace=workspace,
@@ -593,6 +632,15 @@ def credits_grant_trial(*, workspace: Workspace) -> CreditGrant | None:
         expires_at=expires_at,
         reason="Trial credits for a new workspace",
     )
+
+
+def credits_account_start(*, workspace: Workspace, trial: bool) -> CreditAccount:
+    """Open a new workspace's account, with the configured trial credits when `trial`. Only each
+    person's first (personal) workspace gets a trial, so creating more workspaces cannot mint
+    more of them."""
+    if trial:
+        credits_grant_trial(workspace=workspace)
+    return credits_account_open(workspace=workspace)
 
 
 # ---------------------------------------------------------------------------- reservations
@@ -863,6 +911,18 @@ def _finish(
         return Reservation.objects.get(pk=reservation.pk), False
     for name, value in fields.items():
         setattr(reservation, name, value)
+    if reservation.status == Reservation.Status.SETTLED:
+        send_on_commit(
+            charge_settled,
+            sender=CreditAccount,
+            workspace_id=reservation.workspace_id,
+            reservation_id=reservation.pk,
+            amount_units=reservation.charged_units,
+            reference=reservation.idempotency_key,
+            service=reservation.service,
+            model=reservation.model,
+            user_id=reservation.user_id,
+        )
     return reservation, True
 
 
@@ -885,9 +945,28 @@ def credits_settle(
 
 
 @transaction.atomic
-def credits_release(*, reservation: Reservation, reason: str = "") -> Reservation:
-    """Return the whole hold. A no-op returning the first outcome if the reservation ended."""
-    return _finish(reservation, charge_units=None, usage=None, reason=reason)[0]
+def credits_release(*, reservation: Reservation, reason: str = "", acting_user: User | None = None) -> Reservation:
+    """Return the whole hold. A no-op returning the first outcome if the reservation ended.
+
+    `acting_user`: a staff member ending a stuck hold by hand. The reservation records
+    `staff_release_outcome(reason)`, and the audit row `credits.release` names them when this
+    call ended the hold (not a settle or sweep that got the lock first)."""
+    outcome = reason if acting_user is None else staff_release_outcome(reason)
+    ended, changed = _finish(reservation, charge_units=None, usage=None, reason=outcome)
+    if changed and acting_user is not None:
+        audit_record(
+            actor=acting_user,
+            action="credits.release",
+            target=ended,
+            workspace=reservation.workspace,
+            metadata={"reason": reason, "held_units": ended.amount_units},
+        )
+    return ended
+
+
+def staff_release_outcome(reason: str) -> str:
+    """What a hold ended by staff (`credits_release(acting_user=...)`) records as its outcome."""
+    return f"released by staff: {reason}"[:200]
 
 
 def credits_checkpoint(*, reservation: Reservation, delivered_units: int) -> None:
@@ -907,7 +986,7 @@ def credits_sweep(*, older_than: timedelta, now: datetime | None = None) -> dict
     stale = list(Reservation.objects.held().filter(created_at__lt=now - older_than))
     counts = {"settled": 0, "released": 0}
     for reservation in stale:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             ended, changed = _finish(reservation, charge_units=CHECKPOINT, usage=None, reason=SWEEP_REASON)
         if changed:
             counts["settled" if ended.status == Reservation.Status.SETTLED else "released"] += 1
@@ -920,7 +999,7 @@ def credits_expire(*, now: datetime | None = None) -> int:
     total = 0
     account_ids = CreditAccount.objects.filter(next_expiry_at__lte=now).values_list("workspace_id", flat=True)
     for workspace_id in list(account_ids):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             account = account_lock(workspace_id)
             writes = _Writes(account, now)
             total += _expire_due(account, now, writes)
@@ -938,7 +1017,7 @@ def _take_available(
     units: int,
     kind: str,
     key: str,
-    actor: User | None,
+    acting_user: User | None,
     metadata: dict[str, Any],
     prefer: list[int] | None = None,
 ) -> int:
@@ -958,7 +1037,7 @@ def _take_available(
             kind=kind,
             amount_units=-take,
             idempotency_key=f"{kind}:{key}:{grant.pk}",
-            actor=actor,
+            actor=acting_user,
             metadata=metadata,
         )
         taken += take
@@ -967,7 +1046,7 @@ def _take_available(
     return taken
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def credits_adjust(
     *,
     workspace: Workspace,
@@ -1008,7 +1087,7 @@ def credits_adjust(
             expires_at=expires_at,
             reference="staff adjustment",
             reason=reason,
-            actor=acting_user,
+            acting_user=acting_user,
             metadata=metadata,
         )
     else:
@@ -1019,7 +1098,7 @@ def credits_adjust(
             units=-units,
             kind=EntryKind.ADJUST,
             key=f"debit:{key}",
-            actor=acting_user,
+            acting_user=acting_user,
             metadata={"reason": reason},
         )
         writes.entry(kind=EntryKind.ADJUST, idempotency_key=f"adjust:{key}", actor=acting_user, metadata=metadata)
@@ -1041,7 +1120,7 @@ class Clawback:
     shortfall_units: int
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def credits_clawback(
     *,
     workspace: Workspace,
@@ -1049,7 +1128,7 @@ def credits_clawback(
     idempotency_key: str,
     reason: str,
     reference: str = "",
-    actor: User | None = None,
+    acting_user: User | None = None,
     from_grants: list[int] | None = None,
 ) -> Clawback:
     """Take back credits (refunded payment, dispute). Takes what is available — from
@@ -1067,12 +1146,18 @@ def credits_clawback(
     _expire_due(account, now, writes)
     metadata = {"reason": reason, "reference": reference}
     taken = _take_available(
-        writes, units=units, kind=EntryKind.CLAWBACK, key=key, actor=actor, metadata=metadata, prefer=from_grants
+        writes,
+        units=units,
+        kind=EntryKind.CLAWBACK,
+        key=key,
+        acting_user=acting_user,
+        metadata=metadata,
+        prefer=from_grants,
     )
     writes.entry(
         kind=EntryKind.CLAWBACK,
         idempotency_key=f"clawback-record:{key}",
-        actor=actor,
+        actor=acting_user,
         metadata={**metadata, "requested_units": units, "clawed_units": taken, "shortfall_units": units - taken},
     )
     _save_account(writes, balance_delta=-taken, held_delta=0)
@@ -1080,7 +1165,7 @@ def credits_clawback(
     return Clawback(taken, units - taken)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def credits_refund(
     *,
     workspace: Workspace,
@@ -1089,7 +1174,7 @@ def credits_refund(
     reason: str,
     source: str = Source.BONUS,
     reference: str = "",
-    actor: User | None = None,
+    acting_user: User | None = None,
 ) -> CreditGrant:
     """Give credits back (e.g. a failed job settled earlier) as a new grant. A replay of the
     key returns the first refund's grant."""
@@ -1115,7 +1200,7 @@ def credits_refund(
         expires_at=None,
         reference=reference,
         reason=reason,
-        actor=actor,
+        acting_user=acting_user,
     )
     writes.flush()
     return grant
@@ -1182,7 +1267,7 @@ def credits_reconcile(*, fix: bool, acting_user: User | None = None) -> list[Dri
     if not fix or not found:
         return found
     for account_id in sorted({d.account_id for d in found}):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             workspace_id = CreditAccount.objects.values_list("workspace_id", flat=True).get(pk=account_id)
             account = account_lock(workspace_id)
             # Re-read under the lock: what a fix rewrites must be exactly what the ledger says now.

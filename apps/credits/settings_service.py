@@ -1,9 +1,8 @@
-"""Workspace credit settings: spending caps, low-balance alerts and the auto top-up
-preference. Kept apart from `services.py` (the ledger) because nothing here moves credits."""
+"""Workspace credit settings: spending caps and low-balance alerts. Kept apart from
+`services.py` (the ledger) because nothing here moves credits."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -20,11 +19,9 @@ if TYPE_CHECKING:
 
 CAP_FIELDS = ("daily_cap_units", "monthly_cap_units", "member_daily_cap_units", "member_monthly_cap_units")
 LIMIT_FIELDS = (*CAP_FIELDS, "alert_thresholds")
-TOPUP_FIELDS = ("auto_topup_enabled", "auto_topup_threshold_units", "auto_topup_pack")
 MAX_THRESHOLDS = 10
 # A cap or threshold above this (10^14 credits) is a typo, and would not fit the columns' sums.
 MAX_UNITS = 10**18
-PACK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _positive_units(name: str, value: Any, *, optional: bool) -> int | None:
@@ -52,17 +49,6 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         if len(thresholds) > MAX_THRESHOLDS:
             raise CreditsError(f"Give at most {MAX_THRESHOLDS} low-balance thresholds.")
         clean["alert_thresholds"] = thresholds
-    if "auto_topup_enabled" in fields:
-        clean["auto_topup_enabled"] = bool(fields["auto_topup_enabled"])
-    if "auto_topup_threshold_units" in fields:
-        clean["auto_topup_threshold_units"] = _positive_units(
-            "auto_topup_threshold_units", fields["auto_topup_threshold_units"], optional=True
-        )
-    if "auto_topup_pack" in fields:
-        pack = str(fields["auto_topup_pack"] or "").strip()
-        if pack and not PACK_RE.fullmatch(pack):
-            raise CreditsError("The top-up pack may use letters, digits, dots, dashes and underscores only.")
-        clean["auto_topup_pack"] = pack
     return clean
 
 
@@ -70,29 +56,21 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
 def credits_settings_update(
     *, account: CreditAccount, acting_user: User, as_staff: bool = False, **fields: Any
 ) -> CreditAccount:
-    """Change the workspace's caps and alert thresholds (needs manage_settings) and/or its auto
-    top-up preference (needs manage_billing). Only the fields given change; an audit row
-    records each change from → to. Raises CreditsError (invalid value) or
-    WorkspacePermissionDenied. `as_staff` is the back office: staff need no membership."""
-    unknown = set(fields) - set(LIMIT_FIELDS) - set(TOPUP_FIELDS)
+    """Change the workspace's caps and alert thresholds (needs manage_settings). Only the fields
+    given change; an audit row records each change from → to. Raises CreditsError (invalid
+    value) or WorkspacePermissionDenied. `as_staff` is the back office: staff need no membership."""
+    unknown = set(fields) - set(LIMIT_FIELDS)
     if unknown:
         raise TypeError(f"Unknown credit settings: {', '.join(sorted(unknown))}")
     workspace = account.workspace
     if as_staff and not acting_user.is_staff:
         raise CreditsError("Only staff can change another workspace's settings.")
-    if not as_staff and any(name in fields for name in LIMIT_FIELDS):
+    if not as_staff:
         require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
-    if not as_staff and any(name in fields for name in TOPUP_FIELDS):
-        require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_BILLING)
     clean = _clean(fields)
     # Under the account lock: a reservation checking caps, or a low-balance alert reading the
     # thresholds, sees the old settings or the new ones, never half of each.
     locked = account_lock(workspace)
-    enabled = clean.get("auto_topup_enabled", locked.auto_topup_enabled)
-    threshold = clean.get("auto_topup_threshold_units", locked.auto_topup_threshold_units)
-    pack = clean.get("auto_topup_pack", locked.auto_topup_pack)
-    if enabled and (threshold is None or not pack):
-        raise CreditsError("Automatic top-up needs a threshold and a credit pack.")
     changes = {
         name: {"from": getattr(locked, name), "to": value}
         for name, value in clean.items()

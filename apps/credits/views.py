@@ -3,7 +3,6 @@ and the workspace's credit settings. Reads go through selectors, writes through 
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,17 +10,18 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.core.csv import csv_response
 from apps.core.http import WorkspaceRequest
 from apps.credits.amounts import to_credits
 from apps.credits.charts import usage_chart
 from apps.credits.exceptions import CreditsError
-from apps.credits.forms import LimitsForm, TopUpForm, UsageFilterForm
+from apps.credits.forms import LimitsForm, UsageFilterForm
 from apps.credits.models import CreditAccount, Reservation
 from apps.credits.selectors import (
     credits_overview,
@@ -129,21 +129,6 @@ CSV_HEADER = [
     "rate_card_version",
     "usage",
 ]
-# A cell starting with one of these is run as a formula by spreadsheet programs; a leading
-# apostrophe makes it text (OWASP "CSV injection").
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-class _Echo:
-    """A file-like object whose `write` hands the line back, so csv.writer feeds a generator."""
-
-    def write(self, value: str) -> str:
-        return value
 
 
 # workspace_required is typed for HttpResponse; a streaming response is an HttpResponseBase.
@@ -159,54 +144,35 @@ def usage_export(request: WorkspaceRequest) -> HttpResponseBase:
     # The body is produced after the view returns, outside the middleware that activates the
     # user's time zone: capture it now.
     tz = timezone.get_current_timezone()
-    writer = csv.writer(_Echo())
 
-    def rows() -> Iterator[str]:
-        yield writer.writerow(CSV_HEADER)
+    def rows() -> Iterator[tuple[Any, ...]]:
         for charge in qs.iterator(chunk_size=1000):
             user = charge.user
-            yield writer.writerow(
-                [
-                    csv_cell(value)
-                    for value in (
-                        charge.pk,
-                        timezone.localtime(charge.created_at, tz).isoformat(),
-                        timezone.localtime(charge.finished_at, tz).isoformat() if charge.finished_at else "",
-                        charge.service,
-                        charge.model,
-                        user.email if user else "",
-                        user.name if user else "",
-                        to_credits(charge.charged_units),
-                        to_credits(charge.shortfall_units),
-                        charge.rate_card.version if charge.rate_card else "",
-                        json.dumps(charge.usage, sort_keys=True, ensure_ascii=False) if charge.usage else "",
-                    )
-                ]
+            yield (
+                charge.pk,
+                timezone.localtime(charge.created_at, tz).isoformat(),
+                timezone.localtime(charge.finished_at, tz).isoformat() if charge.finished_at else "",
+                charge.service,
+                charge.model,
+                user.email if user else "",
+                user.name if user else "",
+                to_credits(charge.charged_units),
+                to_credits(charge.shortfall_units),
+                charge.rate_card.version if charge.rate_card else "",
+                json.dumps(charge.usage, sort_keys=True, ensure_ascii=False) if charge.usage else "",
             )
 
     filename = f"usage-{request.workspace.slug}-{timezone.localdate():%Y%m%d}.csv"
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return csv_response(filename=filename, header=CSV_HEADER, rows=rows())
 
 
 # ---------------------------------------------------------------------------- settings
 
 
 def _settings_page(
-    request: WorkspaceRequest,
-    account: CreditAccount,
-    *,
-    limits_form: LimitsForm | None = None,
-    topup_form: TopUpForm | None = None,
-    status: int = 200,
+    request: WorkspaceRequest, account: CreditAccount, *, limits_form: LimitsForm | None = None, status: int = 200
 ) -> HttpResponse:
-    context = {
-        "account": account,
-        "limits_form": limits_form or LimitsForm.for_account(account),
-        "topup_form": topup_form or TopUpForm.for_account(account),
-        "can_manage_billing": request.membership.has_perm(Perm.MANAGE_BILLING),
-    }
+    context = {"account": account, "limits_form": limits_form or LimitsForm.for_account(account)}
     return render(request, "credits/settings.html", context, status=status)
 
 
@@ -220,26 +186,17 @@ def credit_settings(request: WorkspaceRequest) -> HttpResponse:
     account = credits_account_open(workspace=request.workspace)
     if request.method != "POST":
         return _settings_page(request, account)
-    section = request.POST.get("section")
-    form: LimitsForm | TopUpForm
-    if section == "limits":
-        form = LimitsForm(request.POST)
-        forms_kw: dict[str, Any] = {"limits_form": form}
-    elif section == "topup":
-        if not request.membership.has_perm(Perm.MANAGE_BILLING):
-            return _forbidden(request, "Only owners can change automatic top-up.")
-        form = TopUpForm(request.POST)
-        forms_kw = {"topup_form": form}
-    else:
+    if request.POST.get("section") != "limits":
         return HttpResponse("Unknown settings section.", status=400, content_type="text/plain; charset=utf-8")
+    form = LimitsForm(request.POST)
     if not form.is_valid():
-        return _settings_page(request, account, status=400, **forms_kw)
+        return _settings_page(request, account, limits_form=form, status=400)
     try:
         credits_settings_update(account=account, acting_user=request.user, **form.service_fields())
     except WorkspacePermissionDenied as exc:
         return _forbidden(request, exc.message)
     except CreditsError as exc:
         form.add_error(None, exc.message)
-        return _settings_page(request, account, status=400, **forms_kw)
+        return _settings_page(request, account, limits_form=form, status=400)
     messages.success(request, "Credit settings saved.")
     return redirect("credits:settings")

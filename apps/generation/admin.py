@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from apps.accounts.models import User
 from apps.audit.services import audit_record
-from apps.generation.models import AIModel, Conversation, Generation, Message, ModelFallback, Provider
+from apps.generation.models import AIModel, Generation, ModelFallback, Provider
 
 
 class ProviderForm(forms.ModelForm):
@@ -137,36 +137,3 @@ class ModelFallbackAdmin(admin.ModelAdmin):
     search_fields = ["model__model_id", "fallback__model_id"]
     list_select_related = ["model", "fallback"]
     autocomplete_fields = ["model", "fallback"]
-
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    fields = ["created_at", "role", "status", "model_label", "content", "output_tokens", "credits_units"]
-    readonly_fields = ["created_at", "role", "status", "model_label", "content", "output_tokens", "credits_units"]
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title", "workspace", "user", "model", "updated_at"]
-    list_filter = [("updated_at", admin.DateFieldListFilter), "model"]
-    search_fields = ["title", "workspace__name", "user__email"]
-    list_select_related = ["workspace", "user", "model"]
-    raw_id_fields = ["workspace", "user", "model"]
-    inlines = [MessageInline]
-    show_full_result_count = False
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "conversation", "role", "status", "model_label", "output_tokens", "credits_units"]
-    list_filter = ["role", "status", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["content", "conversation__title"]
-    list_select_related = ["conversation"]
-    raw_id_fields = ["workspace", "conversation", "generation"]
-    show_full_result_count = False

@@ -10,7 +10,7 @@ import hashlib
 from django.conf import settings
 
 
-def _fernet():  # type: ignore[no-untyped-def]
+def _fernet():
     from cryptography.fernet import Fernet
 
     secret = getattr(settings, "FIELD_ENCRYPTION_KEY", "") or settings.SECRET_KEY

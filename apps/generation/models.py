@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,10 @@ from django.utils import timezone
 from apps.generation import crypto
 from apps.generation.providers.base import ModelTarget, ProviderConfig, ProviderKind
 from apps.workspaces.scoping import WorkspaceOwnedModel, WorkspaceScopedQuerySet
+from apps.workspaces.selectors import workspace_plan_code
+
+if TYPE_CHECKING:
+    from apps.workspaces.models import Workspace
 
 # Where a provider's key comes from when none is stored in the admin.
 ENV_KEYS = {
@@ -75,9 +80,60 @@ class Provider(models.Model):
         )
 
 
+class Capability(models.TextChoices):
+    """What a model is used for; each is one `supports_*` flag on `AIModel`."""
+
+    CHAT = "chat", "Chat"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    IMAGES = "images", "Images"
+    SPEECH = "speech", "Text to speech"
+    TRANSCRIPTION = "transcription", "Transcription"
+    VOICE_CLONING = "voice_cloning", "Voice cloning"
+
+
+CAPABILITY_FLAGS: dict[str, str] = {
+    Capability.CHAT: "supports_chat",
+    Capability.EMBEDDINGS: "supports_embeddings",
+    Capability.IMAGES: "supports_images",
+    Capability.SPEECH: "supports_speech",
+    Capability.TRANSCRIPTION: "supports_transcription",
+    Capability.VOICE_CLONING: "supports_voice_cloning",
+}
+
+
+class Unusable(models.TextChoices):
+    """Why a model may not serve a request (`AIModel.unusable_reason`)."""
+
+    DISABLED = "disabled", "The model or its provider is off or not configured"
+    UNSUPPORTED = "unsupported", "The model does not do this"
+    PLAN = "plan", "The workspace's plan does not include the model"
+
+
+_PLAN_OF_WORKSPACE = object()
+
+
 class AIModelQuerySet(models.QuerySet["AIModel"]):
     def available(self) -> AIModelQuerySet:
         return self.filter(enabled=True, provider__enabled=True)
+
+    def usable_for(
+        self,
+        workspace: Workspace | int | None,
+        capability: Capability | str | None,
+        *,
+        plan_code: str | None | object = _PLAN_OF_WORKSPACE,
+    ) -> list[AIModel]:
+        """The one answer to "which models may this workspace use for this": the models of this
+        queryset that are enabled, on an enabled and configured provider, flagged for
+        `capability` (None: for anything), and allowed by the workspace's plan
+        (`AIModel.plans`), in the queryset's order. One query for the models; the plan comes
+        from the workspace's entitlements (remembered on the instance) unless the caller
+        already knows it (`plan_code`)."""
+        code = workspace_plan_code(workspace) if plan_code is _PLAN_OF_WORKSPACE else plan_code
+        candidates = self.available().select_related("provider")
+        if capability is not None:
+            candidates = candidates.filter(**{CAPABILITY_FLAGS[capability]: True})
+        return [model for model in candidates if model.unusable_reason(capability, plan_code=code) is None]  # type: ignore[arg-type]
 
 
 class AIModel(models.Model):
@@ -129,6 +185,23 @@ class AIModel(models.Model):
     def allowed_for_plan(self, plan_code: str | None) -> bool:
         return not self.plans or (plan_code is not None and plan_code in self.plans)
 
+    def unusable_reason(self, capability: Capability | str | None, *, plan_code: str | None) -> Unusable | None:
+        """Why this model (with its provider loaded) may not serve `capability` for a workspace
+        on the plan `plan_code`, or None when it may: the one rule behind `usable` and
+        `AIModelQuerySet.usable_for`. Surfaces turn the reason into their own error (the API
+        answers an unknown or disabled model 404, an unsupported one 400)."""
+        provider = self.provider
+        if not (self.enabled and provider.enabled and provider.is_configured):
+            return Unusable.DISABLED
+        if capability is not None and not getattr(self, CAPABILITY_FLAGS[capability]):
+            return Unusable.UNSUPPORTED
+        if not self.allowed_for_plan(plan_code):
+            return Unusable.PLAN
+        return None
+
+    def usable(self, capability: Capability | str | None, *, plan_code: str | None) -> bool:
+        return self.unusable_reason(capability, plan_code=plan_code) is None
+
 
 class ModelFallback(models.Model):
     """One step of a model's ordered fallback chain."""
@@ -151,7 +224,8 @@ class ModelFallback(models.Model):
 
 
 class Generation(WorkspaceOwnedModel):
-    """One generation attempt chain as billed: the usage log."""
+    """The usage log, the one place reports read: a row per chat answer or embeddings call (one
+    attempt chain as billed) and per finished media job (`reference` names the job)."""
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "In progress"
@@ -167,6 +241,10 @@ class Generation(WorkspaceOwnedModel):
     )
     api_key = models.ForeignKey(
         "apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+    )
+    capability = models.CharField(max_length=16, choices=Capability.choices, default=Capability.CHAT)
+    reference = models.CharField(
+        max_length=64, blank=True, help_text="What the row is for outside the pipeline, e.g. media_job:42."
     )
     model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model_label = models.CharField(max_length=100)
@@ -197,67 +275,3 @@ class Generation(WorkspaceOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.model_label} {self.outcome} ({self.created_at:%Y-%m-%d %H:%M})"
-
-
-class Conversation(WorkspaceOwnedModel):
-    """A chat in a workspace: its settings and its messages."""
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    title = models.CharField(max_length=200, blank=True)
-    title_generated = models.BooleanField(default=False)
-    model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    system_prompt = models.TextField(blank=True)
-    temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # The turn lock: set while an answer is being generated (one turn at a time per conversation).
-    turn_started_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
-
-    class Meta:
-        ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["workspace", "-updated_at"], name="generation_conv_ws_updated")]
-
-    def __str__(self) -> str:
-        return self.title or f"Conversation {self.pk}"
-
-
-class Message(WorkspaceOwnedModel):
-    """One turn. Assistant messages are persisted while they stream (status `streaming`), so a
-    reload or a second tab shows what was generated so far."""
-
-    class Role(models.TextChoices):
-        SYSTEM = "system", "System"
-        USER = "user", "User"
-        ASSISTANT = "assistant", "Assistant"
-
-    class Status(models.TextChoices):
-        COMPLETE = "complete", "Complete"
-        STREAMING = "streaming", "Streaming"
-        STOPPED = "stopped", "Stopped"
-        ERROR = "error", "Error"
-
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
-    model_label = models.CharField(max_length=100, blank=True)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    credits_units = models.BigIntegerField(default=0)
-    generation = models.ForeignKey(Generation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
-
-    class Meta:
-        ordering = ["conversation_id", "created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="generation_msg_conv_created")]
-
-    def __str__(self) -> str:
-        return f"{self.role}: {self.content[:40]}"

@@ -1,6 +1,6 @@
 """Failover across a model's fallback chain, guarded by circuit breakers.
 
-`stream_with_failover` walks the chain in order and streams from the first target that works:
+`failover_stream` walks the chain in order and streams from the first target that works:
 
 - a target whose breaker refuses (open, or half-open with its probe taken) is skipped;
 - a retryable error before the first token counts on the breaker and moves on to the next target;
@@ -16,15 +16,15 @@ When every target failed or was skipped, `AllProvidersFailed` is raised: nothing
 Every target considered is reported once, when its attempt ends, through `on_attempt`.
 
 Callers that may stop early (stop button, client gone) should close the stream
-(`contextlib.closing` / `contextlib.aclosing`) so the upstream connection is released at once;
-the attempt is then reported as cancelled.
+(`contextlib.aclosing`) so the upstream connection is released at once; the attempt is then
+reported as cancelled (a cancelled task too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,7 +37,7 @@ from apps.generation.providers.base import (
     StreamEnd,
     StreamEvent,
 )
-from apps.generation.providers.registry import astream_chat, stream_chat
+from apps.generation.providers.registry import chat_stream
 
 Outcome = Literal["ok", "error", "skipped", "cancelled"]
 
@@ -107,70 +107,15 @@ def _interrupted(target: ModelTarget, exc: BaseException, started_at: float, fir
     return Attempt(target, "error", error, started_at, first_token_at, time.time())
 
 
-def stream_with_failover(
-    chain: list[ModelTarget],
-    request: ChatRequest,
-    *,
-    breaker: CircuitBreaker,
-    on_attempt: AttemptCallback | None = None,
-) -> Generator[StreamEvent, None, None]:
-    attempts: list[Attempt] = []
-    for target in chain:
-        key = target.breaker_key
-        if not breaker.allow(key):
-            _report(on_attempt, attempts, _skipped(target))
-            continue
-        started_at = time.time()
-        first_token_at: float | None = None
-        finished = False
-        events = stream_chat(target, request)
-        try:
-            for event in events:
-                if first_token_at is None and isinstance(event, Delivered):
-                    first_token_at = time.time()
-                elif isinstance(event, StreamEnd):
-                    # Recorded before the caller sees the end, so a caller that stops reading
-                    # at StreamEnd still leaves a complete record.
-                    finished = True
-                    breaker.record_success(key)
-                    _report(on_attempt, attempts, Attempt(target, "ok", None, started_at, first_token_at, time.time()))
-                yield event
-        except ProviderError as error:
-            if error.retryable:
-                breaker.record_failure(key)
-            else:
-                breaker.release(key)
-            _report(on_attempt, attempts, Attempt(target, "error", error, started_at, first_token_at, time.time()))
-            if first_token_at is not None:
-                raise
-            continue
-        except BaseException as exc:
-            # Closed by the caller (GeneratorExit), cancelled, or a bug below us. Text that
-            # arrived proves the upstream works; otherwise the attempt says nothing about it.
-            if not finished:
-                if first_token_at is not None:
-                    breaker.record_success(key)
-                else:
-                    breaker.release(key)
-                _report(on_attempt, attempts, _interrupted(target, exc, started_at, first_token_at))
-            raise
-        finally:
-            events.close()
-        if not finished:  # a provider that ended without StreamEnd: treat it as done
-            breaker.record_success(key)
-            _report(on_attempt, attempts, Attempt(target, "ok", None, started_at, first_token_at, time.time()))
-        return
-    raise AllProvidersFailed(attempts)
-
-
-async def astream_with_failover(
+async def failover_stream(
     chain: list[ModelTarget],
     request: ChatRequest,
     *,
     breaker: CircuitBreaker,
     on_attempt: AttemptCallback | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
-    """The asyncio twin of `stream_with_failover` (same rules; `on_attempt` stays synchronous)."""
+    """Stream `request` from the first target of `chain` that works (see the module docstring);
+    `on_attempt` (synchronous) is told of each target considered, when its attempt ends."""
     attempts: list[Attempt] = []
     for target in chain:
         key = target.breaker_key
@@ -180,12 +125,14 @@ async def astream_with_failover(
         started_at = time.time()
         first_token_at: float | None = None
         finished = False
-        events = astream_chat(target, request)
+        events = chat_stream(target, request)
         try:
             async for event in events:
                 if first_token_at is None and isinstance(event, Delivered):
                     first_token_at = time.time()
                 elif isinstance(event, StreamEnd):
+                    # Recorded before the caller sees the end, so a caller that stops reading
+                    # at StreamEnd still leaves a complete record.
                     finished = True
                     await breaker.arecord_success(key)
                     _report(on_attempt, attempts, Attempt(target, "ok", None, started_at, first_token_at, time.time()))
@@ -211,7 +158,7 @@ async def astream_with_failover(
             raise
         finally:
             await events.aclose()
-        if not finished:
+        if not finished:  # a provider that ended without StreamEnd: treat it as done
             await breaker.arecord_success(key)
             _report(on_attempt, attempts, Attempt(target, "ok", None, started_at, first_token_at, time.time()))
         return

@@ -3,11 +3,15 @@ the model's fallback chain (or replayed from the response cache), then settled (
 exactly once and logged.
 
     authorise → quote → credits_reserve → usage row (pending) → stream (no transaction open)
-    → settle | release → usage row (final)
+    → settle | release → usage row (final) → `generation_completed` (`signals.py`)
 
-Two drivers share every step: `GenerationStream` (an iterator, for threads and sync views) and
-`AsyncGenerationStream` (an async iterator, for the WebSocket consumer and ASGI views: one event
-loop carries many streams, database steps go through the shared sync thread).
+Authorising asks `AIModel.usable` (enabled, on an enabled and configured provider, flagged for
+the capability, allowed by the workspace's plan from `workspace_plan_code`); the fallback chain
+keeps only the models that pass the same test.
+
+One driver, `generation_chat_stream` (an async iterator): one event loop carries many streams (the
+WebSocket consumer, the `/v1` views) and the database steps run in database threads (`db_step`).
+A thread (a task, a command, a sync test) drives it through `asgiref.sync.async_to_sync`.
 
 How each ending is charged (the hold is always ended by the `finally` of one generator):
 
@@ -24,7 +28,7 @@ How each ending is charged (the hold is always ended by the `finally` of one gen
   `CHECKPOINT_EVERY` delivered tokens, counted from the delivered text) and `credits_sweep`
   settles that; `generation_sweep` then closes the pending usage row with what the sweep charged.
 
-The async driver is an async context manager: `async with stream:` ends the hold on the way out
+The stream is an async context manager: `async with stream:` ends the hold on the way out
 whatever happened in the caller's body (a closed socket, a send error, a cancelled task), so a
 caller cannot leave a hold open by failing between two events.
 
@@ -40,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,17 +56,19 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.core.events import send_on_commit
 from apps.credits.exceptions import CreditsError
 from apps.credits.models import RateCard, Reservation
 from apps.credits.rates import credits_quote
 from apps.credits.services import credits_checkpoint, credits_release, credits_reserve, credits_settle
 from apps.generation import response_cache
 from apps.generation.breaker import CircuitBreaker
-from apps.generation.models import AIModel, Generation
+from apps.generation.exceptions import AccessRevoked, GenerationRefused
+from apps.generation.models import AIModel, Capability, Generation
 from apps.generation.providers.base import (
     CHAT_OPTIONS,
     ChatRequest,
@@ -74,9 +80,11 @@ from apps.generation.providers.base import (
     ToolCallDelta,
     Usage,
 )
-from apps.generation.router import AllProvidersFailed, Attempt, astream_with_failover, stream_with_failover
+from apps.generation.router import AllProvidersFailed, Attempt, failover_stream
+from apps.generation.signals import generation_completed
 from apps.generation.tokens import count_message_tokens, count_tokens
 from apps.workspaces.models import Workspace
+from apps.workspaces.selectors import workspace_plan_code
 
 logger = logging.getLogger(__name__)
 
@@ -84,33 +92,6 @@ SERVICE = "text"
 CHECKPOINT_EVERY = 4  # delivered tokens between two checkpoints of the delivered cost
 
 _T = TypeVar("_T")
-
-
-class GenerationRefused(Exception):
-    """The generation was refused before any call (model disabled, not in the plan, an API
-    key's spending cap...). `status_code` and `code` are for the API's error."""
-
-    status_code = 403
-    code = "model_not_available"
-
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status_code is not None:
-            self.status_code = status_code
-        if code is not None:
-            self.code = code
-
-
-class AccessRevoked(GenerationRefused):
-    """The caller lost access while the answer streamed (suspended, removed from the workspace,
-    workspace deleted, API key revoked). Raised after the delivered part was settled."""
-
-    status_code = 403
-    code = "access_revoked"
-
-    def __init__(self, message: str = "Access to this workspace has ended.") -> None:
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -129,32 +110,81 @@ class GenerationEnd:
 GenerationEvent = TextDelta | ToolCallDelta | GenerationEnd
 
 
-def _usable(model: AIModel, plan_code: str | None) -> bool:
-    provider = model.provider
-    return (
-        model.enabled
-        and model.supports_chat
-        and provider.enabled
-        and provider.is_configured
-        and model.allowed_for_plan(plan_code)
+def _authorise(model: AIModel, capability: Capability, plan_code: str | None) -> None:
+    """Refuse, saying why, a model the workspace may not use for `capability` (`AIModel.usable`
+    decides)."""
+    if model.usable(capability, plan_code=plan_code):
+        return
+    if not model.allowed_for_plan(plan_code):
+        raise GenerationRefused(f"Your plan does not include {model.model_id}.")
+    raise GenerationRefused(f"The model {model.model_id} is not available for {capability.label.lower()}.")
+
+
+def generation_chain(*, model: AIModel, capability: Capability, plan_code: str | None) -> list[ModelTarget]:
+    """The model's target, then the fallbacks the workspace may use for `capability`, in position
+    order."""
+    chain = [model.target()]
+    links = model.fallback_links.select_related("fallback__provider").order_by("position", "id")
+    chain += [link.fallback.target() for link in links if link.fallback.usable(capability, plan_code=plan_code)]
+    return chain
+
+
+def _announce(generation: Generation) -> None:
+    """`generation_completed` for a usage row that just got its final outcome (on commit)."""
+    send_on_commit(
+        generation_completed,
+        sender=Generation,
+        workspace_id=generation.workspace_id,
+        generation_id=generation.pk,
+        outcome=generation.outcome,
+        model_id=generation.model_label,
+        credits_charged_units=generation.credits_charged_units,
+        input_tokens=generation.input_tokens,
+        output_tokens=generation.output_tokens,
+        user_id=generation.user_id,
+        api_key_id=generation.api_key_id,
     )
 
 
-def _authorise(model: AIModel, plan_code: str | None) -> None:
-    if not model.enabled or not model.supports_chat:
-        raise GenerationRefused(f"The model {model.model_id} is not available.")
-    if not model.provider.enabled or not model.provider.is_configured:
-        raise GenerationRefused(f"The provider of {model.model_id} is not available.")
-    if not model.allowed_for_plan(plan_code):
-        raise GenerationRefused(f"Your plan does not include {model.model_id}.")
-
-
-def generation_chain(*, model: AIModel, plan_code: str | None = None) -> list[ModelTarget]:
-    """The model's target, then its usable fallbacks in position order."""
-    chain = [model.target()]
-    links = model.fallback_links.select_related("fallback__provider").order_by("position", "id")
-    chain += [link.fallback.target() for link in links if _usable(link.fallback, plan_code)]
-    return chain
+@transaction.atomic(savepoint=False)
+def generation_usage_record(
+    *,
+    workspace_id: int,
+    capability: Capability | str,
+    model: AIModel | None,
+    model_label: str,
+    outcome: str,
+    reference: str,
+    credits_charged_units: int = 0,
+    reservation_id: int | None = None,
+    user_id: int | None = None,
+    api_key_id: int | None = None,
+    total_ms: int | None = None,
+    error: str = "",
+) -> Generation:
+    """Log usage that did not run through the chat/embeddings pipeline (a finished media job)
+    on the usage log, so that reports read one table, and announce it (`generation_completed`,
+    on commit). Runs in the caller's transaction, the one that ends the work: the row and the
+    ending commit together, once."""
+    generation = Generation.objects.create(
+        workspace_id=workspace_id,
+        capability=capability,
+        reference=reference,
+        user_id=user_id,
+        api_key_id=api_key_id,
+        model=model,
+        model_label=model_label,
+        provider_kind=model.provider.kind if model is not None else "",
+        upstream_model=model.upstream_model if model is not None else "",
+        usage_reported=True,
+        credits_charged_units=credits_charged_units,
+        reservation_id=reservation_id,
+        total_ms=total_ms,
+        outcome=outcome,
+        error=error[:2000],
+    )
+    _announce(generation)
+    return generation
 
 
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:
@@ -224,8 +254,20 @@ async def db_step(step: Callable[..., _T], *args: Any) -> _T:
         raise
 
 
-class _GenerationSteps:
-    """State and database steps of one generation, shared by the sync and async drivers."""
+class ChatGeneration(AsyncIterator[GenerationEvent]):
+    """One chat generation as an async iterator of deltas (`TextDelta`, `ToolCallDelta`) ending
+    with a `GenerationEnd`.
+
+    Nothing happens until the first `__anext__()`; refusals (`GenerationRefused`, `CreditsError`
+    such as `InsufficientCredits`) and `AllProvidersFailed` are raised from it, after the usage
+    row is written and the hold released. To stop early, `await aclose(outcome)` (`stopped` for
+    the stop button, `client_gone` when the client went away), or set `close_outcome` and cancel
+    the task iterating it; the delivered part is charged either way."""
+
+    _events: AsyncGenerator[GenerationEvent, None] | None = None
+    _checkpointing: asyncio.Future[None] | None = None
+    _access: asyncio.Future[bool] | None = None
+    _access_checked_at: float = 0.0
 
     def __init__(
         self,
@@ -253,8 +295,8 @@ class _GenerationSteps:
         credits instead of `credits_reserve`, with its arguments (e.g. checking the key's
         spending cap first; raise `GenerationRefused` to refuse); `access_check`: a database
         step answering whether the caller may still use the workspace, run in the background
-        at most every `STREAM_ACCESS_RECHECK_SECONDS` while the answer streams (async driver);
-        when it answers False the stream ends (`AccessRevoked`)."""
+        at most every `STREAM_ACCESS_RECHECK_SECONDS` while the answer streams; when it answers
+        False the stream ends (`AccessRevoked`)."""
         self.workspace = workspace
         self.user = user
         self.model = model
@@ -295,7 +337,9 @@ class _GenerationSteps:
     # ------------------------------------------------------------------------ steps
 
     def _log(self, **fields: Any) -> Generation:
-        """Write the usage row: create it (pending, or refused), or complete the pending one."""
+        """Write the usage row: create it (pending, or refused), or complete the pending one.
+        A row that gets its final outcome here is announced; completing a row that was already
+        closed (by the sweeper) updates it without announcing it again."""
         if self.generation is None:
             self.generation = Generation.objects.create(
                 workspace=self.workspace,
@@ -305,10 +349,18 @@ class _GenerationSteps:
                 model_label=self.model.model_id,
                 **fields,
             )
+            closed = self.generation.outcome != Generation.Outcome.PENDING
         else:
             for name, value in fields.items():
                 setattr(self.generation, name, value)
-            self.generation.save(update_fields=list(fields))
+            # Conditional, so that the row is announced once whoever closes it first.
+            closed = bool(
+                Generation.objects.filter(pk=self.generation.pk, outcome=Generation.Outcome.PENDING).update(**fields)
+            )
+            if not closed:
+                self.generation.save(update_fields=list(fields))
+        if closed:
+            _announce(self.generation)
         return self.generation
 
     def _use_cache(self) -> bool:
@@ -321,10 +373,8 @@ class _GenerationSteps:
         model = self.model
         try:
             if self.plan_code is None:
-                from apps.billing.entitlements import model_plan_code
-
-                self.plan_code = model_plan_code(self.workspace)
-            _authorise(model, self.plan_code)
+                self.plan_code = workspace_plan_code(self.workspace)
+            _authorise(model, Capability.CHAT, self.plan_code)
             max_output = min(self.max_tokens or model.max_output_tokens, model.max_output_tokens)
             self.request.max_tokens = max_output
             self.input_tokens = count_message_tokens(model.upstream_model, self.messages)
@@ -367,7 +417,7 @@ class _GenerationSteps:
                     raise GenerationRefused("This request was already processed.")
                 self.reservation = reservation
             if self.hit is None:
-                self.chain = generation_chain(model=model, plan_code=self.plan_code)
+                self.chain = generation_chain(model=model, capability=Capability.CHAT, plan_code=self.plan_code)
                 self.breaker = self.breaker or CircuitBreaker.from_config()
         except (GenerationRefused, CreditsError) as exc:
             self._log(
@@ -536,97 +586,14 @@ class _GenerationSteps:
             finish_reason=self.end.finish_reason if self.end is not None else None,
         )
 
+    # ------------------------------------------------------------------------ the stream
 
-class GenerationStream(_GenerationSteps, Iterator[GenerationEvent]):
-    """One chat generation as an iterator of `TextDelta`s ending with a `GenerationEnd`.
-
-    Nothing happens until the first `next()`; refusals (`GenerationRefused`, `CreditsError`
-    such as `InsufficientCredits`) and `AllProvidersFailed` are raised from it, after the usage
-    row is written and the hold released. Close it to stop early:
-    `close(outcome=Generation.Outcome.CLIENT_GONE)` when the client went away, `close()` for
-    the stop button; the delivered part is charged either way."""
-
-    _events: Generator[GenerationEvent, None, None] | None = None
-
-    def __iter__(self) -> GenerationStream:
-        return self
-
-    def __next__(self) -> GenerationEvent:
-        if self._events is None:
-            self._events = self._run()
-        return next(self._events)
-
-    def close(self, outcome: str = Generation.Outcome.STOPPED) -> None:
-        """Stop now and charge what was delivered; `outcome` is stopped or client_gone."""
-        self.close_outcome = outcome
-        if self._events is not None:
-            self._events.close()
-
-    def __enter__(self) -> GenerationStream:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close(self.close_outcome)
-
-    def _source(self) -> Generator[StreamEvent, None, None]:
-        if self.hit is not None:
-            yield from self._cached_events()
-            return
-        assert self.breaker is not None
-        yield from stream_with_failover(self.chain, self.request, breaker=self.breaker, on_attempt=self.attempts.append)
-
-    def _run(self) -> Generator[GenerationEvent, None, None]:
-        self._prepare()
-        outcome: str = Generation.Outcome.ERROR
-        error: BaseException | None = None
-        # No transaction is open here (credits_reserve committed): the provider call must never
-        # hold a lock or a connection in a transaction.
-        events = self._source()
-        try:
-            try:
-                for event in events:
-                    if isinstance(event, TextDelta | ToolCallDelta):
-                        due = self._took(event)
-                        yield event
-                        if due:
-                            self._checkpoint()
-                    elif isinstance(event, StreamEnd):
-                        self.end = event
-            finally:
-                events.close()
-            outcome = Generation.Outcome.OK
-        except ProviderError as exc:  # AllProvidersFailed, or an error after the first token
-            error = exc
-        except GeneratorExit:
-            outcome = self.close_outcome
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            result = self._finish(outcome, error)
-        if isinstance(error, AllProvidersFailed):
-            raise error
-        yield result
-
-
-class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
-    """The asyncio twin of `GenerationStream`: `async for` it, `await aclose(outcome)` to stop.
-    A cancelled task that is iterating it ends it with `close_outcome` (set it first)."""
-
-    _events: AsyncGenerator[GenerationEvent, None] | None = None
-    _checkpointing: asyncio.Future[None] | None = None
-    _access: asyncio.Future[bool] | None = None
-    _access_checked_at: float = 0.0
-
-    def __aiter__(self) -> AsyncGenerationStream:
+    def __aiter__(self) -> ChatGeneration:
         return self
 
     async def __anext__(self) -> GenerationEvent:
         if self._events is None:
-            self._events = self._arun()
+            self._events = self._run()
         return await self._events.__anext__()
 
     async def aclose(self, outcome: str | None = None) -> None:
@@ -637,7 +604,7 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
         if self._events is not None:
             await self._events.aclose()
 
-    async def __aenter__(self) -> AsyncGenerationStream:
+    async def __aenter__(self) -> ChatGeneration:
         return self
 
     async def __aexit__(
@@ -675,21 +642,21 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
             self._access = asyncio.ensure_future(db_step(self.access_check))
         return False
 
-    async def _asource(self) -> AsyncGenerator[StreamEvent, None]:
+    async def _source(self) -> AsyncGenerator[StreamEvent, None]:
         if self.hit is not None:
             for event in self._cached_events():
                 await asyncio.sleep(0)  # a long cached answer must not starve other streams
                 yield event
             return
         assert self.breaker is not None
-        events = astream_with_failover(self.chain, self.request, breaker=self.breaker, on_attempt=self.attempts.append)
+        events = failover_stream(self.chain, self.request, breaker=self.breaker, on_attempt=self.attempts.append)
         try:
             async for event in events:
                 yield event
         finally:
             await events.aclose()
 
-    async def _arun(self) -> AsyncGenerator[GenerationEvent, None]:
+    async def _run(self) -> AsyncGenerator[GenerationEvent, None]:
         try:
             await db_step(self._prepare)
         except asyncio.CancelledError:
@@ -699,7 +666,9 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
         self._access_checked_at = time.monotonic()  # the access was checked by the caller just now
         outcome: str = Generation.Outcome.ERROR
         error: BaseException | None = None
-        events = self._asource()
+        # No transaction is open here (credits_reserve committed): the provider call must never
+        # hold a lock or a connection in a transaction.
+        events = self._source()
         try:
             try:
                 async for event in events:
@@ -739,12 +708,11 @@ class AsyncGenerationStream(_GenerationSteps, AsyncIterator[GenerationEvent]):
         yield result
 
 
-# The services: `generation_chat_stream(workspace=..., user=..., model=..., messages=...,
-# idempotency_key=..., [max_tokens, temperature, plan_code, breaker, cache, charge])` streams a
-# chat answer and charges for it (see the module docstring); `generation_chat_astream` is its
-# asyncio twin.
-generation_chat_stream = GenerationStream
-generation_chat_astream = AsyncGenerationStream
+# The service: `generation_chat_stream(workspace=..., user=..., model=..., messages=...,
+# idempotency_key=..., [max_tokens, temperature, plan_code, breaker, cache, charge, options,
+# api_key, reserve, access_check])` streams a chat answer and charges for it (see the module
+# docstring).
+generation_chat_stream = ChatGeneration
 
 
 # ---------------------------------------------------------------------------- sweeping
@@ -764,14 +732,19 @@ def generation_sweep(*, older_than: timedelta, now: datetime | None = None) -> i
         if reservation is not None and reservation.status == Reservation.Status.HELD:
             continue  # the reservation sweep has not ended it yet
         usage = reservation.usage if reservation is not None else {}
-        updated = Generation.objects.filter(pk=generation.pk, outcome=Generation.Outcome.PENDING).update(
-            outcome=Generation.Outcome.INTERRUPTED,
-            credits_charged_units=reservation.charged_units if reservation is not None else 0,
-            input_tokens=int(usage.get("input_tokens", 0) or 0),
-            output_tokens=int(usage.get("output_tokens", 0) or 0),
-            error="The generation was interrupted (worker stopped); the delivered part was charged.",
-        )
-        closed += updated
+        fields = {
+            "outcome": Generation.Outcome.INTERRUPTED,
+            "credits_charged_units": reservation.charged_units if reservation is not None else 0,
+            "input_tokens": int(usage.get("input_tokens", 0) or 0),
+            "output_tokens": int(usage.get("output_tokens", 0) or 0),
+            "error": "The generation was interrupted (worker stopped); the delivered part was charged.",
+        }
+        # Conditional: the stream may have ended its row meanwhile (it announced it then).
+        if Generation.objects.filter(pk=generation.pk, outcome=Generation.Outcome.PENDING).update(**fields):
+            for name, value in fields.items():
+                setattr(generation, name, value)
+            _announce(generation)
+            closed += 1
     return closed
 
 
@@ -803,8 +776,9 @@ def _embed_prepare(
     """Authorise, count, quote and reserve an embeddings call (refusals are logged, then raised)."""
 
     def refuse(exc: GenerationRefused | CreditsError) -> None:
-        Generation.objects.create(
+        refused = Generation.objects.create(
             workspace=workspace,
+            capability=Capability.EMBEDDINGS,
             user=user if user is not None and user.pk else None,
             api_key=api_key,
             model=model,
@@ -815,15 +789,13 @@ def _embed_prepare(
             outcome=Generation.Outcome.REFUSED,
             error=exc.message,
         )
+        _announce(refused)
         raise exc
 
+    if plan_code is None:
+        plan_code = workspace_plan_code(workspace)
     try:
-        if not model.enabled or not model.supports_embeddings:
-            raise GenerationRefused(f"The model {model.model_id} does not make embeddings.")
-        if not model.provider.enabled or not model.provider.is_configured:
-            raise GenerationRefused(f"The provider of {model.model_id} is not available.")
-        if not model.allowed_for_plan(plan_code):
-            raise GenerationRefused(f"Your plan does not include {model.model_id}.")
+        _authorise(model, Capability.EMBEDDINGS, plan_code)
         tokens = sum(count_tokens(model.upstream_model, text) for text in inputs)
         quote = credits_quote(service=EMBEDDINGS_SERVICE, model=model.model_id, input_tokens=tokens)
         reservation = reserve(
@@ -840,16 +812,7 @@ def _embed_prepare(
     except (GenerationRefused, CreditsError) as exc:
         refuse(exc)
         raise  # unreachable
-    links = model.fallback_links.select_related("fallback__provider").order_by("position", "id")
-    chain = [model.target()] + [
-        link.fallback.target()
-        for link in links
-        if link.fallback.enabled
-        and link.fallback.supports_embeddings
-        and link.fallback.provider.enabled
-        and link.fallback.provider.is_configured
-        and link.fallback.allowed_for_plan(plan_code)
-    ]
+    chain = generation_chain(model=model, capability=Capability.EMBEDDINGS, plan_code=plan_code)
     return reservation, chain, tokens
 
 
@@ -882,8 +845,9 @@ def _embed_finish(
     else:
         ended = credits_release(reservation=reservation, reason="embeddings failed: nothing delivered")
     usage = Usage(input_tokens, 0, reported=bool(result is not None and result.reported))
-    return Generation.objects.create(
+    generation = Generation.objects.create(
         workspace=workspace,
+        capability=Capability.EMBEDDINGS,
         user=user if user is not None and user.pk else None,
         api_key=api_key,
         model=model,
@@ -900,6 +864,8 @@ def _embed_finish(
         outcome=Generation.Outcome.OK if result is not None else Generation.Outcome.ERROR,
         error=error,
     )
+    _announce(generation)
+    return generation
 
 
 async def generation_aembed(
@@ -916,7 +882,8 @@ async def generation_aembed(
     breaker: CircuitBreaker | None = None,
 ) -> EmbeddingsResult:
     """Embed `inputs` and charge for the input tokens (reserve → call → settle, or release when
-    every target of the chain failed: `AllProvidersFailed`)."""
+    every target of the chain failed: `AllProvidersFailed`). The model and its fallbacks must be
+    usable for embeddings by the workspace's plan (`plan_code`, looked up when not given)."""
     from apps.generation.providers.registry import aembed
 
     started = time.monotonic()

@@ -9,15 +9,11 @@ from celery import shared_task
 
 @shared_task
 def sweep_interrupted() -> dict[str, int]:
-    """Every minute: close the usage rows and chat answers of generations whose worker died
-    (after the credits sweep has ended their holds)."""
+    """Every minute: close the usage rows of generations whose worker died (after the credits
+    sweep has ended their holds)."""
     from constance import config
 
     from apps.generation.services import generation_sweep
-    from apps.generation.streaming import chat_sweep_interrupted
 
     older_than = timedelta(minutes=int(config.RESERVATION_MAX_AGE_MINUTES))
-    return {
-        "generations": generation_sweep(older_than=older_than),
-        "messages": chat_sweep_interrupted(older_than=older_than),
-    }
+    return {"generations": generation_sweep(older_than=older_than)}

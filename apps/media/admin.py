@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.accounts.models import User
+from apps.core.admin import staff_user
 from apps.media.exceptions import MediaError
 from apps.media.models import GenerationJob, MediaFile, Voice
 from apps.media.services import job_cancel
@@ -66,7 +64,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
         done = refused = 0
         for job in queryset.select_related("workspace"):
             try:
-                job_cancel(job=job, acting_user=cast(User, request.user))
+                job_cancel(job=job, acting_user=staff_user(request))
             except MediaError:
                 refused += 1
             else:

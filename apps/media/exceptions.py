@@ -1,12 +1,31 @@
 from __future__ import annotations
 
+from apps.core.errors import DomainError
 
-class MediaError(Exception):
-    """A media request or job refused with a reason the caller can show (4xx)."""
+# The code of a refusal raised with a status but no code of its own (the codes the platform API
+# has always sent for these statuses).
+CODE_FOR_STATUS = {
+    400: "invalid_value",
+    403: "permission_denied",
+    409: "conflict",
+    413: "too_large",
+    502: "upstream_error",
+}
 
-    def __init__(self, message: str, *, status_code: int = 400, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.param = param
-        self.code = code or ("invalid_value" if status_code == 400 else None)
+
+class MediaError(DomainError):
+    """A media request or job refused with a reason the caller can show (4xx). A provider that
+    failed a step of the job (bad image data, a voice it could not delete) is raised with 502."""
+
+    status_code = 400
+    code = "invalid_value"
+
+    def __init__(
+        self, message: str, *, status_code: int = 400, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            param=param,
+            code=code or CODE_FOR_STATUS.get(status_code, self.code),
+        )

@@ -27,7 +27,7 @@ class ImageForm(CleanTextMixin, forms.Form):
 
     def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self.fields["model"].queryset = models
 
     def parameters(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -66,8 +66,8 @@ class SpeechForm(CleanTextMixin, forms.Form):
 
     def __init__(self, *args: Any, models: Any, voices: list[tuple[str, list[tuple[str, str]]]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = models  # type: ignore[attr-defined]
-        self.fields["voice"].choices = voices  # type: ignore[attr-defined]
+        self.fields["model"].queryset = models
+        self.fields["voice"].choices = voices
 
     def parameters(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -104,7 +104,7 @@ class TranscriptionForm(CleanTextMixin, forms.Form):
 
     def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self.fields["model"].queryset = models
 
     def parameters(self) -> dict[str, Any]:
         """The job's parameters but its upload (added when the file is stored)."""
@@ -154,7 +154,7 @@ class VoiceCloneForm(CleanTextMixin, forms.Form):
 
     def __init__(self, *args: Any, models: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self.fields["model"].queryset = models
 
     def parameters(self) -> dict[str, Any]:
         """The job's parameters but its samples (added when the files are stored)."""

@@ -116,7 +116,7 @@ def media_upload_to(instance: MediaFile, filename: str) -> str:
 
 class MediaFileQuerySet(WorkspaceScopedQuerySet["MediaFile"]):
     def originals(self) -> MediaFileQuerySet:
-        return self.filter(parent__isnull=True)  # type: ignore[return-value]
+        return self.filter(parent__isnull=True)
 
 
 class MediaFile(WorkspaceOwnedModel):

@@ -17,6 +17,9 @@ without the other. A worker that dies mid-job leaves it `running` with an old he
 sweeper re-queues it (up to `max_attempts`), then fails it and releases the hold. If even the
 sweeper stops, the credits sweeper ends holds older than RESERVATION_MAX_AGE_MINUTES, and a
 job claimed after that is failed instead of run (it could no longer be charged).
+
+Every transaction here is durable: a job's transaction is never part of a caller's (its task
+is enqueued when it commits, and no provider call may run with one open).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -34,20 +37,23 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.billing.entitlements import model_plan_code, workspace_entitlements
+from apps.core.events import send_on_commit
 from apps.credits.models import Reservation
 from apps.credits.services import credits_release, credits_reserve, credits_settle
-from apps.generation.models import AIModel
+from apps.generation.models import AIModel, Capability, Generation
 from apps.generation.providers.base import ProviderError
+from apps.generation.services import generation_usage_record
 from apps.media.exceptions import MediaError
 from apps.media.kinds import KINDS, RunContext
 from apps.media.models import ACTIVE_STATUSES, GenerationJob, JobKind, JobStatus, MediaFile, Voice, job_group
 from apps.media.selectors import workspace_storage_used
+from apps.media.signals import job_completed
+from apps.workspaces.selectors import workspace_entitlements, workspace_plan_code
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
     from apps.apikeys.models import ApiKey
-    from apps.billing.entitlements import Entitlements
+    from apps.workspaces.entitlements import Entitlements
     from apps.workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -156,7 +162,7 @@ def job_validate(
     if not isinstance(parameters, dict):
         raise MediaError("parameters must be an object.", param="parameters")
     if plan_code is None and workspace_id is not None:
-        plan_code = model_plan_code(workspace_id)
+        plan_code = workspace_plan_code(workspace_id)
     _authorise(model, kind, plan_code)
     return KINDS[kind].validate(model, parameters, workspace_id=workspace_id)
 
@@ -191,7 +197,7 @@ def job_create(
     params = job_validate(kind=kind, model=model, parameters=parameters, plan_code=plan_code, workspace_id=workspace.pk)
     quote = KINDS[kind].quote(model, params)
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             job = GenerationJob.objects.create(
                 workspace=workspace,
                 user=user if user is not None and user.pk else None,
@@ -336,6 +342,38 @@ def media_uploads_discard(uploads: Sequence[MediaFile]) -> None:
 # ---------------------------------------------------------------------------- endings
 
 
+USAGE_CAPABILITY: dict[str, Capability] = {
+    JobKind.IMAGE: Capability.IMAGES,
+    JobKind.SPEECH: Capability.SPEECH,
+    JobKind.TRANSCRIPTION: Capability.TRANSCRIPTION,
+    JobKind.VOICE_CLONE: Capability.VOICE_CLONING,
+}
+USAGE_OUTCOME: dict[str, str] = {
+    JobStatus.SUCCEEDED: Generation.Outcome.OK,
+    JobStatus.CANCELLED: Generation.Outcome.STOPPED,
+}
+
+
+def _log_usage(job: GenerationJob, *, status: str, charged_units: int, finished_at: datetime, error: str = "") -> None:
+    """The finished job on the usage log (`Generation`), in the transaction that ends it, so
+    reports read text and media usage in one place."""
+    started = job.started_at or job.created_at
+    generation_usage_record(
+        workspace_id=job.workspace_id,
+        capability=USAGE_CAPABILITY[job.kind],
+        model=job.model,
+        model_label=job.model_label,
+        outcome=USAGE_OUTCOME.get(status, Generation.Outcome.ERROR),
+        reference=f"media_job:{job.pk}",
+        credits_charged_units=charged_units,
+        reservation_id=job.reservation_id,
+        user_id=job.user_id,
+        api_key_id=job.api_key_id,
+        total_ms=max(int((finished_at - started).total_seconds() * 1000), 0),
+        error=error,
+    )
+
+
 def _end(
     job: GenerationJob,
     *,
@@ -348,7 +386,7 @@ def _end(
     False (and nothing changed) if it was not active any more (or, with `token`, was claimed
     again since)."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         jobs = GenerationJob.objects.filter(pk=job.pk, status__in=statuses)
         if token is not None:
             jobs = jobs.filter(attempts=token)
@@ -357,6 +395,7 @@ def _end(
         if job.reservation_id is not None:
             reservation = Reservation.objects.get(pk=job.reservation_id)
             credits_release(reservation=reservation, reason=f"media job {status}")
+        _log_usage(job, status=status, charged_units=0, finished_at=now, error=error)
     job.status, job.error, job.finished_at = status, error, now
     _notify(job.pk)
     return True
@@ -403,7 +442,7 @@ def job_sweep_stale(
             if _end(job, status=JobStatus.FAILED, error=message, token=job.attempts, statuses=(job.status,)):
                 counts["failed"] += 1
             continue
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             # Only if nobody touched it since we read it (same status, attempts and heartbeat).
             moved = GenerationJob.objects.filter(
                 pk=job.pk, status=job.status, attempts=job.attempts, heartbeat_at=job.heartbeat_at
@@ -518,7 +557,7 @@ def job_run(*, job_id: int, final_attempt: bool = True) -> GenerationJob | None:
 
 def _succeed(job: GenerationJob, charge_units: int, delivered: dict[str, Any], token: int) -> bool:
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if not GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=token).update(
             status=JobStatus.SUCCEEDED, progress=100, finished_at=now, heartbeat_at=now, error=""
         ):
@@ -533,6 +572,17 @@ def _succeed(job: GenerationJob, charge_units: int, delivered: dict[str, Any], t
             )
             charged = reservation.charged_units if reservation.status == Reservation.Status.SETTLED else 0
         GenerationJob.objects.filter(pk=job.pk).update(credits_charged_units=charged)
+        _log_usage(job, status=JobStatus.SUCCEEDED, charged_units=charged, finished_at=now)
+        send_on_commit(
+            job_completed,
+            sender=GenerationJob,
+            workspace_id=job.workspace_id,
+            job_id=job.pk,
+            kind=job.kind,
+            user_id=job.user_id,
+            api_key_id=job.api_key_id,
+            credits_charged_units=charged,
+        )
     job.status, job.progress, job.finished_at, job.credits_charged_units = JobStatus.SUCCEEDED, 100, now, charged
     _notify(job.pk)
     return True
@@ -546,14 +596,14 @@ def media_file_delete(*, media_file: MediaFile, acting_user: User | None) -> Non
     from apps.media.storage import media_file_delete_stored
 
     rows = [*media_file.derivatives.all(), media_file]
-    audit_record(
-        actor=acting_user,
-        action="media.file_delete",
-        target=media_file,
-        workspace=media_file.workspace,
-        metadata={"kind": media_file.kind, "job": media_file.job_id, "name": media_file.file.name},
-    )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
+        audit_record(
+            actor=acting_user,
+            action="media.file_delete",
+            target=media_file,
+            workspace=media_file.workspace,
+            metadata={"kind": media_file.kind, "job": media_file.job_id, "name": media_file.file.name},
+        )
         for row in rows:
             row.delete()
     # Bytes go after the rows are gone for good: a failed delete leaves an orphan file, never a
@@ -575,6 +625,7 @@ def voice_cloning_refusal(workspace: Workspace) -> MediaError | None:
     return _voice_cloning_refusal(workspace_entitlements(workspace))
 
 
+@transaction.atomic(durable=True)
 def voice_rename(*, voice: Voice, name: str, acting_user: User | None) -> Voice:
     """Rename a cloned voice locally (audited); the provider keeps the name it was cloned with."""
     from apps.generation.providers.audio import MAX_VOICE_NAME
@@ -607,14 +658,15 @@ def voice_delete(*, voice: Voice, acting_user: User | None) -> None:
             raise MediaError(f"The provider could not delete the voice: {exc.message}", status_code=502) from exc
     else:
         logger.warning("voice %s has no model: not deleted at the provider", voice.pk)
-    audit_record(
-        actor=acting_user,
-        action="media.voice_delete",
-        target=voice,
-        workspace=voice.workspace,
-        metadata={"name": voice.name, "provider_voice_id": voice.provider_voice_id},
-    )
-    voice.delete()
+    with transaction.atomic(durable=True):
+        audit_record(
+            actor=acting_user,
+            action="media.voice_delete",
+            target=voice,
+            workspace=voice.workspace,
+            metadata={"name": voice.name, "provider_voice_id": voice.provider_voice_id},
+        )
+        voice.delete()
 
 
 def media_cleanup(*, orphan_grace: timedelta = timedelta(hours=1), batch: int = 1000) -> dict[str, int]:
@@ -647,7 +699,7 @@ def _files_purge(files: Any) -> int:
     if not originals:
         return 0
     rows = [derivative for original in originals for derivative in original.derivatives.all()] + originals
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         MediaFile.objects.filter(pk__in=[row.pk for row in rows]).delete()
         GenerationJob.objects.filter(
             pk__in={row.job_id for row in originals if row.job_id}, results_expired_at__isnull=True
@@ -682,7 +734,7 @@ def media_storage_sweep(*, older_than: timedelta = timedelta(hours=1), limit: in
     keeps one whose row is about to be saved). At most `limit` deletions a run."""
     from apps.media.storage import stored_media_files
 
-    storage = MediaFile._meta.get_field("file").storage  # type: ignore[attr-defined]
+    storage = MediaFile._meta.get_field("file").storage
     deleted = 0
     names = stored_media_files(modified_before=timezone.now() - older_than, storage=storage)
     while deleted < limit:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.core.http import WorkspaceRequest
 from apps.credits.exceptions import CreditsError
-from apps.generation.models import AIModel
+from apps.generation.models import AIModel, Capability
 from apps.media.exceptions import MediaError
 from apps.media.forms import GalleryFilterForm, ImageForm, SpeechForm, TranscriptionForm, VoiceCloneForm
 from apps.media.models import GenerationJob, JobKind, MediaFile, MediaKind, Voice
@@ -41,7 +42,7 @@ from apps.media.services import (
 )
 from apps.media.storage import download_token_read
 from apps.workspaces.decorators import workspace_required
-from apps.workspaces.models import Membership
+from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Perm
 from apps.workspaces.scoping import get_for_workspace_or_404
 
@@ -62,8 +63,11 @@ TRANSCRIPT_DOWNLOADS = {
 }
 
 
-def image_models() -> Any:
-    return AIModel.objects.available().filter(supports_images=True).select_related("provider").order_by("position")
+def studio_models(workspace: Workspace, capability: Capability) -> QuerySet[AIModel]:
+    """The models a studio offers: those the workspace may use for `capability` (enabled,
+    configured, in its plan), as a queryset for the form's choices, in picker order."""
+    usable = [model.pk for model in AIModel.objects.usable_for(workspace, capability)]
+    return AIModel.objects.filter(pk__in=usable).select_related("provider").order_by("position")
 
 
 def _job(request: WorkspaceRequest, job_id: int) -> GenerationJob:
@@ -127,7 +131,7 @@ def _studio_form(
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def image_studio(request: WorkspaceRequest) -> HttpResponse:
-    models = image_models()
+    models = studio_models(request.workspace, Capability.IMAGES)
     initial = {k: v for k, v in request.GET.items() if k in ImageForm.base_fields and k != "job"}
     form, submitted = _studio_form(request, ImageForm, JobKind.IMAGE, models=models, initial=initial)
     if submitted is not None:
@@ -143,16 +147,6 @@ def image_studio(request: WorkspaceRequest) -> HttpResponse:
         "nonce": uuid.uuid4().hex,
     }
     return render(request, "media/studio.html", context, status=400 if form.is_bound else 200)
-
-
-def speech_models() -> Any:
-    return AIModel.objects.available().filter(supports_speech=True).select_related("provider").order_by("position")
-
-
-def transcription_models() -> Any:
-    return (
-        AIModel.objects.available().filter(supports_transcription=True).select_related("provider").order_by("position")
-    )
 
 
 def _shown_job(request: WorkspaceRequest, kind: str) -> GenerationJob | None:
@@ -179,7 +173,7 @@ def _audio_page(request: WorkspaceRequest, kind: str) -> tuple[Any, list[dict[st
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def speech_studio(request: WorkspaceRequest) -> HttpResponse:
-    models = speech_models()
+    models = studio_models(request.workspace, Capability.SPEECH)
     voices = speech_voice_choices(workspace=request.workspace, models=models)
     form, submitted = _studio_form(request, SpeechForm, JobKind.SPEECH, models=models, voices=voices)
     if submitted is not None:
@@ -201,7 +195,7 @@ def speech_studio(request: WorkspaceRequest) -> HttpResponse:
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
-    models = transcription_models()
+    models = studio_models(request.workspace, Capability.TRANSCRIPTION)
     form, submitted = _studio_form(request, TranscriptionForm, JobKind.TRANSCRIPTION, models=models)
     if submitted is not None:
         return submitted
@@ -224,17 +218,12 @@ def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "media/transcribe.html", context, status=400 if form.is_bound else 200)
 
 
-def voice_models() -> Any:
-    models = AIModel.objects.available().filter(supports_voice_cloning=True)
-    return models.select_related("provider").order_by("position")
-
-
 @workspace_required(Perm.USE)
 @require_http_methods(["GET", "POST"])
 def voices(request: WorkspaceRequest) -> HttpResponse:
     """The workspace's cloned voices (rename, delete) and a form to clone one from samples, or
     a note on which plans include voice cloning."""
-    models = voice_models()
+    models = studio_models(request.workspace, Capability.VOICE_CLONING)
     refusal = voice_cloning_refusal(request.workspace)
     form, submitted = _studio_form(request, VoiceCloneForm, JobKind.VOICE_CLONE, models=models)
     if submitted is not None:

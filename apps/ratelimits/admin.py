@@ -1,21 +1,14 @@
 from __future__ import annotations
 
-from typing import Any, cast
-
 from django import forms
 from django.contrib import admin
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.accounts.models import User
-from apps.audit.services import audit_record
+from apps.core.admin import staff_user
 from apps.ratelimits.defaults import LIMIT_FIELDS
 from apps.ratelimits.models import WorkspaceRateLimit
-
-
-def _plain(value: Any) -> Any:
-    return value.pk if isinstance(value, models.Model) else value
+from apps.ratelimits.services import ratelimit_override_delete, ratelimit_override_save
 
 
 @admin.register(WorkspaceRateLimit)
@@ -39,32 +32,11 @@ class WorkspaceRateLimitAdmin(admin.ModelAdmin):
         return [*fields, "workspace"] if obj is not None else fields
 
     def save_model(self, request: HttpRequest, obj: WorkspaceRateLimit, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        audit_record(
-            actor=cast(User, request.user),
-            action="ratelimits.override_change" if change else "ratelimits.override_create",
-            target=obj,
-            workspace=obj.workspace,
-            metadata={
-                field: {"from": _plain(form.initial.get(field)), "to": _plain(form.cleaned_data.get(field))}
-                for field in form.changed_data
-            },
-        )
+        ratelimit_override_save(override=obj, acting_user=staff_user(request))
 
     def delete_model(self, request: HttpRequest, obj: WorkspaceRateLimit) -> None:
-        self._audit_delete(request, obj)
-        super().delete_model(request, obj)
+        ratelimit_override_delete(override=obj, acting_user=staff_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WorkspaceRateLimit]) -> None:
         for obj in queryset.select_related("workspace"):
-            self._audit_delete(request, obj)
-        super().delete_queryset(request, queryset)
-
-    def _audit_delete(self, request: HttpRequest, obj: WorkspaceRateLimit) -> None:
-        audit_record(
-            actor=cast(User, request.user),
-            action="ratelimits.override_delete",
-            target=obj,
-            workspace=obj.workspace,
-            metadata={field: getattr(obj, field) for field in LIMIT_FIELDS},
-        )
+            ratelimit_override_delete(override=obj, acting_user=staff_user(request))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from apps.ratelimits.defaults import DEFAULTS, LIMIT_FIELDS, setting_name
 from apps.ratelimits.models import WorkspaceRateLimit
+from apps.workspaces.selectors import workspace_entitlements
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -88,8 +89,6 @@ def plan_rate_limits(*, workspace: Workspace) -> dict[str, int]:
     """The limits the workspace's plan sets, keyed like the `WorkspaceRateLimit` fields
     (`key_rpm`, …; leave a field out to keep the site default). Merged over the site defaults
     and under the workspace's own override (the plan's `rate_limits` in the admin)."""
-    from apps.billing.entitlements import workspace_entitlements
-
     limits = workspace_entitlements(workspace).rate_limits
     return {field: value for field, value in limits.items() if field in LIMIT_FIELDS}
 

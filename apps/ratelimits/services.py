@@ -34,6 +34,9 @@ additions are recorded: an estimate higher than the actual usage is not given ba
 Storage failures fail open (see `storage.py`): the decision is `allowed` with `degraded=True`.
 These functions are synchronous (they may query the database); call them through
 `sync_to_async` from async code.
+
+A workspace's own limits (`WorkspaceRateLimit`) are set by staff through
+`ratelimit_override_save` and `ratelimit_override_delete`, which write the audit rows.
 """
 
 from __future__ import annotations
@@ -42,11 +45,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from limits import RateLimitItemPerMinute
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from apps.audit.services import audit_record
 from apps.ratelimits.decisions import Kind, RateLimitDecision, WindowState
+from apps.ratelimits.defaults import LIMIT_FIELDS
 from apps.ratelimits.exceptions import RateLimited
+from apps.ratelimits.models import WorkspaceRateLimit
 from apps.ratelimits.selectors import Limits, Subject, ratelimit_limits
 from apps.ratelimits.storage import RateLimitStorage, with_storage
 from apps.ratelimits.windows import WindowSnapshot, whole_seconds_after
@@ -147,6 +154,51 @@ def ratelimit_record_tokens(
     windows = [w for w in _windows(limits, tokens=int(tokens)) if w.kind == "tokens"]
     if windows:
         with_storage(lambda storage: _add(storage, windows, sign=1))
+
+
+# ---------------------------------------------------------------------------- workspace overrides
+
+# What an override stores, named like the admin form's fields (`workspace`: its id).
+OVERRIDE_FIELDS: tuple[str, ...] = ("workspace", *LIMIT_FIELDS, "note")
+
+
+def _override_values(override: WorkspaceRateLimit) -> dict[str, Any]:
+    return {field: getattr(override, "workspace_id" if field == "workspace" else field) for field in OVERRIDE_FIELDS}
+
+
+@transaction.atomic(savepoint=False)  # inside the admin's save transaction
+def ratelimit_override_save(*, override: WorkspaceRateLimit, acting_user: User | None) -> WorkspaceRateLimit:
+    """Store a workspace's own limits (staff, in the back office). The audit row records each
+    field that changed, from → to (a new override: from its defaults)."""
+    created = override._state.adding
+    stored = None if created else WorkspaceRateLimit.objects.filter(pk=override.pk).first()
+    before = _override_values(stored if stored is not None else WorkspaceRateLimit())
+    override.save()
+    after = _override_values(override)
+    audit_record(
+        actor=acting_user,
+        action="ratelimits.override_create" if created else "ratelimits.override_change",
+        target=override,
+        workspace=override.workspace,
+        metadata={
+            field: {"from": before[field], "to": value} for field, value in after.items() if value != before[field]
+        },
+    )
+    return override
+
+
+@transaction.atomic
+def ratelimit_override_delete(*, override: WorkspaceRateLimit, acting_user: User | None) -> None:
+    """Remove a workspace's own limits: the site defaults and its plan's apply again. The audit
+    row keeps the limits it had."""
+    audit_record(
+        actor=acting_user,
+        action="ratelimits.override_delete",
+        target=override,
+        workspace=override.workspace,
+        metadata={field: getattr(override, field) for field in LIMIT_FIELDS},
+    )
+    override.delete()
 
 
 # ---------------------------------------------------------------------------- internals

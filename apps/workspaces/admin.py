@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from apps.workspaces.models import Invitation, Membership, Workspace
+from apps.accounts.admin import user_inline_register
+from apps.workspaces.models import Invitation, Membership, Workspace, WorkspaceEntitlements
 
 
 class MembershipInline(admin.TabularInline):
@@ -19,6 +22,25 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         return super().get_queryset(request).select_related("user")
+
+
+@user_inline_register
+class UserMembershipInline(admin.TabularInline):
+    """A user's workspaces, on the user's admin page."""
+
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    fields = ["workspace", "role", "created_at"]
+    readonly_fields = ["workspace", "role", "created_at"]
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("workspace")
 
 
 @admin.register(Workspace)
@@ -96,4 +118,34 @@ class InvitationAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
+        return False
+
+
+@admin.register(WorkspaceEntitlements)
+class WorkspaceEntitlementsAdmin(admin.ModelAdmin):
+    """What each workspace's plan allows, as billing pushed it (read-only: change the plan in
+    Billing, and the rows follow). The row without a workspace is the default plan's."""
+
+    list_display = [
+        "workspace",
+        "plan_name",
+        "expires_at",
+        "api_access",
+        "voice_cloning",
+        "max_members",
+        "max_workspaces",
+        "updated_at",
+    ]
+    list_filter = ["plan_code", "api_access", "voice_cloning", ("workspace", admin.EmptyFieldListFilter)]
+    search_fields = ["workspace__name", "workspace__slug", "plan_code"]
+    list_select_related = ["workspace"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkspaceEntitlements | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WorkspaceEntitlements | None = None) -> bool:
         return False

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
+from apps.core.errors import DomainError
 
-class WorkspaceError(Exception):
+
+class WorkspaceError(DomainError):
     """A workspace rule refused the action; the message is safe to show to the user."""
 
     status_code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "invalid"
 
 
 class WorkspacePermissionDenied(WorkspaceError):
     status_code = 403
+    code = "permission_denied"
 
 
 class WorkspaceLimitReached(WorkspaceError):

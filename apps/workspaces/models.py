@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
+from apps.workspaces.entitlements import Entitlements
 from apps.workspaces.roles import Role, role_has_perm
 from apps.workspaces.scoping import WorkspaceOwnedModel, WorkspaceScopedQuerySet
 
@@ -52,7 +54,7 @@ class Workspace(models.Model):
 
 class MembershipQuerySet(WorkspaceScopedQuerySet["Membership"]):
     def active(self) -> MembershipQuerySet:
-        return self.filter(workspace__deleted_at__isnull=True)  # type: ignore[return-value]
+        return self.filter(workspace__deleted_at__isnull=True)
 
 
 class Membership(WorkspaceOwnedModel):
@@ -75,7 +77,7 @@ class Membership(WorkspaceOwnedModel):
 
 class InvitationQuerySet(WorkspaceScopedQuerySet["Invitation"]):
     def pending(self) -> InvitationQuerySet:
-        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)  # type: ignore[return-value]
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
 
     def open(self) -> InvitationQuerySet:
         return self.pending().filter(expires_at__gt=timezone.now())
@@ -134,3 +136,56 @@ class Invitation(WorkspaceOwnedModel):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.PENDING
+
+
+class WorkspaceEntitlements(models.Model):
+    """What a plan lets a workspace do, pushed here by billing whenever a plan, trial, expiry or
+    restriction changes, so that the lower layers read it without asking billing.
+
+    A row with a workspace: that workspace's own plan, in force until `expires_at` (a plan
+    given for a while by staff, a code or a card-less trial ends without any write). The one
+    row without a workspace: the default plan's, for every workspace without a plan in force.
+    No row at all: no plans, every gate open (`OPEN`)."""
+
+    workspace = models.OneToOneField(
+        Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="entitlements"
+    )
+    plan_code = models.CharField(max_length=32)
+    plan_name = models.CharField(max_length=80)
+    voice_cloning = models.BooleanField(default=True)
+    api_access = models.BooleanField(default=True)
+    max_workspaces = models.PositiveIntegerField(null=True, blank=True)
+    max_members = models.PositiveIntegerField(null=True, blank=True)
+    storage_bytes = models.BigIntegerField(null=True, blank=True)
+    upload_max_bytes = models.BigIntegerField(null=True, blank=True)
+    result_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    rate_limits = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "workspace entitlements"
+        constraints = [
+            # One default row (workspace NULL); the one-to-one keeps one row per workspace.
+            models.UniqueConstraint(Coalesce("workspace", Value(0)), name="workspaces_entitlements_one_per_scope")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan_name} for {self.workspace or 'workspaces without a plan'}"
+
+    def in_force(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+    def as_entitlements(self) -> Entitlements:
+        return Entitlements(
+            plan_code=self.plan_code,
+            plan_name=self.plan_name,
+            voice_cloning=self.voice_cloning,
+            api_access=self.api_access,
+            max_workspaces=self.max_workspaces,
+            max_members=self.max_members,
+            storage_bytes=self.storage_bytes,
+            upload_max_bytes=self.upload_max_bytes,
+            result_retention_days=self.result_retention_days,
+            rate_limits=dict(self.rate_limits),
+        )

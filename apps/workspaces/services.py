@@ -1,30 +1,41 @@
 """Every write to workspaces, memberships and invitations. Views, admin actions, API views
-and commands call these; each checks the acting user's role and writes the audit row."""
+and commands call these; each checks the acting user's role and writes the audit row.
+
+Transactions: what a person does from the workspace pages is durable (never nested in a
+caller's transaction). Deleting for the system runs only inside the account's deletion
+(`user_deleting`) and joins it (`savepoint=False`). Creating a workspace is done both ways: from
+its page, and inside a new account's transaction (`user_created`): a person never exists
+without their personal workspace."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from constance import config
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.audit.services import audit_record
-from apps.billing.entitlements import member_limit, workspace_limit
+from apps.core.events import send_on_commit
 from apps.core.realtime import sockets_revoke
+from apps.workspaces.entitlements import Entitlements
 from apps.workspaces.exceptions import (
     InvitationInvalid,
     WorkspaceError,
     WorkspaceLimitReached,
     WorkspacePermissionDenied,
 )
-from apps.workspaces.models import Invitation, Membership, Workspace
+from apps.workspaces.models import Invitation, Membership, Workspace, WorkspaceEntitlements
 from apps.workspaces.roles import ROLE_RANK, Perm, Role
+from apps.workspaces.selectors import workspace_entitlements_forget, workspace_member_limit, workspace_owned_limit
+from apps.workspaces.signals import member_joined, workspace_created
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -81,41 +92,46 @@ def _lock_user(user: User) -> None:
 
 
 @transaction.atomic
-def workspace_create(*, user: User, name: str, is_personal: bool = False) -> Workspace:
+def workspace_create(*, acting_user: User, name: str, is_personal: bool = False) -> Workspace:
+    """A new workspace owned by `acting_user`. Beyond their personal one, refused past the
+    number of workspaces their plans allow them to own."""
     name = _clean_name(name)
     if not is_personal:
-        _lock_user(user)
+        _lock_user(acting_user)
         owned_ids = list(
-            Membership.objects.active().filter(user=user, role=Role.OWNER).values_list("workspace_id", flat=True)
+            Membership.objects.active().filter(user=acting_user, role=Role.OWNER).values_list("workspace_id", flat=True)
         )
         owned = len(owned_ids)
-        limit = workspace_limit(owned_ids, config.MAX_WORKSPACES_PER_USER)
+        limit = workspace_owned_limit(owned_ids, config.MAX_WORKSPACES_PER_USER)
         if owned >= limit:
             raise WorkspaceLimitReached(
                 f"You already own {owned} workspaces, the most your plan allows ({limit}). "
                 "Delete one or ask to raise the limit."
             )
-    workspace = Workspace.objects.create(name=name, slug=_unique_slug(name), is_personal=is_personal, created_by=user)
-    Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
-    audit_record(
-        actor=user, action="workspace.create", target=workspace, workspace=workspace, metadata={"personal": is_personal}
+    workspace = Workspace.objects.create(
+        name=name, slug=_unique_slug(name), is_personal=is_personal, created_by=acting_user
     )
-    from apps.credits.services import credits_account_open, credits_grant_trial
-
-    # Trial credits go to each person's first (personal) workspace only, so creating more
-    # workspaces cannot mint more trials.
-    if is_personal:
-        credits_grant_trial(workspace=workspace)
-    else:
-        credits_account_open(workspace=workspace)
+    Membership.objects.create(workspace=workspace, user=acting_user, role=Role.OWNER)
+    audit_record(
+        actor=acting_user,
+        action="workspace.create",
+        target=workspace,
+        workspace=workspace,
+        metadata={"personal": is_personal},
+    )
+    # In this transaction: what other apps keep for every workspace (its credit account) exists
+    # whenever the workspace does.
+    workspace_created.send(sender=Workspace, workspace=workspace, user=acting_user, is_personal=is_personal)
     return workspace
 
 
 def workspace_create_personal(*, user: User) -> Workspace:
-    return workspace_create(user=user, name=f"{user.name}'s workspace", is_personal=True)
+    """The person's first workspace, made at sign-up whatever the workspace limit; the only one
+    that gets trial credits."""
+    return workspace_create(acting_user=user, name=f"{user.name}'s workspace", is_personal=True)
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_rename(*, workspace: Workspace, name: str, acting_user: User) -> Workspace:
     require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
     name = _clean_name(name)
@@ -132,6 +148,7 @@ def workspace_rename(*, workspace: Workspace, name: str, acting_user: User) -> W
     return workspace
 
 
+@transaction.atomic(durable=True)
 def workspace_response_cache_set(*, workspace: Workspace, enabled: bool, acting_user: User) -> Workspace:
     """Opt the workspace in or out of the chat response cache (admins and owners)."""
     require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_SETTINGS)
@@ -160,7 +177,7 @@ def _workspace_soft_delete(workspace: Workspace) -> None:
     sockets_revoke(workspace_id=workspace.pk)
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: str) -> None:
     workspace_lock(workspace)
     require_perm(workspace=workspace, user=acting_user, perm=Perm.DELETE)
@@ -170,14 +187,40 @@ def workspace_delete(*, workspace: Workspace, acting_user: User, confirm_name: s
     _workspace_soft_delete(workspace)
 
 
-def workspace_delete_by_system(*, workspace: Workspace, actor: User | None, reason: str) -> None:
+@transaction.atomic(savepoint=False)
+def workspace_delete_by_system(*, workspace: Workspace, acting_user: User | None, reason: str) -> None:
     """Delete without a role check, for account deletion and staff tooling."""
-    with transaction.atomic():
-        workspace_lock(workspace)
-        audit_record(
-            actor=actor, action="workspace.delete", target=workspace, workspace=workspace, metadata={"reason": reason}
-        )
-        _workspace_soft_delete(workspace)
+    workspace_lock(workspace)
+    audit_record(
+        actor=acting_user,
+        action="workspace.delete",
+        target=workspace,
+        workspace=workspace,
+        metadata={"reason": reason},
+    )
+    _workspace_soft_delete(workspace)
+
+
+@transaction.atomic(savepoint=False)
+def workspace_delete_solely_owned(*, user: User, acting_user: User | None) -> list[int]:
+    """Delete the workspaces `user` is the only owner of, before their account goes (other
+    memberships end with the account). Returns the ids deleted."""
+    owned_ids = list(
+        Membership.objects.active()
+        .filter(user=user, role=Role.OWNER)
+        .order_by("workspace_id")
+        .values_list("workspace_id", flat=True)
+    )
+    deleted = []
+    for workspace_id in owned_ids:
+        # Two co-owners deleting their accounts at once would each see the other as the
+        # remaining owner and leave the workspace with none; the lock (taken in pk order, the
+        # same lock membership changes take) makes the second one see the first one gone.
+        workspace = workspace_lock(workspace_id)
+        if not Membership.objects.filter(workspace=workspace, role=Role.OWNER).exclude(user=user).exists():
+            workspace_delete_by_system(workspace=workspace, acting_user=acting_user, reason="owner account deleted")
+            deleted.append(workspace_id)
+    return deleted
 
 
 # ---------------------------------------------------------------------------- invitations
@@ -186,7 +229,7 @@ def workspace_delete_by_system(*, workspace: Workspace, actor: User | None, reas
 def _member_limit_check(workspace: Workspace, *, adding: int = 1) -> None:
     members = Membership.objects.filter(workspace=workspace).count()
     pending = Invitation.objects.filter(workspace=workspace).open().count()
-    limit = member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE)
+    limit = workspace_member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE)
     if members + pending + adding > limit:
         raise WorkspaceLimitReached(
             f"This workspace has {members} members and {pending} pending invitations; "
@@ -212,7 +255,7 @@ def _send_invitation(invitation: Invitation, token: str) -> None:
     transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk, token))
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_member_invite(
     *, workspace: Workspace, email: str, role: str, acting_user: User
 ) -> tuple[Invitation, str]:
@@ -255,7 +298,7 @@ def workspace_member_invite(
     return invitation, token
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) -> tuple[Invitation, str]:
     workspace = workspace_lock(invitation.workspace)
     require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
@@ -282,7 +325,7 @@ def workspace_invitation_resend(*, invitation: Invitation, acting_user: User) ->
     return invitation, token
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_invitation_revoke(*, invitation: Invitation, acting_user: User) -> Invitation:
     workspace_lock(invitation.workspace)
     require_perm(workspace=invitation.workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
@@ -313,8 +356,8 @@ def user_has_verified_email(user: User, email: str) -> bool:
     return EmailAddress.objects.filter(user=user, email__iexact=email, verified=True).exists()
 
 
-@transaction.atomic
-def workspace_invitation_accept(*, token: str, user: User) -> Membership:
+@transaction.atomic(durable=True)
+def workspace_invitation_accept(*, token: str, acting_user: User) -> Membership:
     found = invitation_by_token(token)
     if found is None:
         raise InvitationInvalid("This invitation link is not valid.")
@@ -328,21 +371,29 @@ def workspace_invitation_accept(*, token: str, user: User) -> Membership:
         raise InvitationInvalid("This invitation was already used.")
     if invitation.expires_at <= timezone.now():
         raise InvitationInvalid("This invitation has expired. Ask for a new one.")
-    if not user_has_verified_email(user, invitation.email):
+    if not user_has_verified_email(acting_user, invitation.email):
         raise InvitationInvalid(
             f"This invitation was sent to {invitation.email}. Sign in with that address (verified) to accept it."
         )
-    membership = Membership.objects.filter(workspace=workspace, user=user).first()
+    membership = Membership.objects.filter(workspace=workspace, user=acting_user).first()
     if membership is None:
         members = Membership.objects.filter(workspace=workspace).count()
-        if members + 1 > member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE):
+        if members + 1 > workspace_member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE):
             raise WorkspaceLimitReached("This workspace is full. Ask an admin to make room.")
-        membership = Membership.objects.create(workspace=workspace, user=user, role=invitation.role)
+        membership = Membership.objects.create(workspace=workspace, user=acting_user, role=invitation.role)
+        send_on_commit(
+            member_joined,
+            sender=Workspace,
+            workspace_id=workspace.pk,
+            user_id=acting_user.pk,
+            role=membership.role,
+            invitation_id=invitation.pk,
+        )
     invitation.accepted_at = timezone.now()
-    invitation.accepted_by = user
+    invitation.accepted_by = acting_user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="workspace.invitation_accept",
         target=invitation,
         workspace=workspace,
@@ -359,7 +410,7 @@ def _check_can_manage(acting: Membership, target: Membership) -> None:
         raise WorkspacePermissionDenied("Only an owner can change or remove an owner.")
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_member_role_change(*, membership: Membership, role: str, acting_user: User) -> Membership:
     workspace = workspace_lock(membership.workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
@@ -383,7 +434,7 @@ def workspace_member_role_change(*, membership: Membership, role: str, acting_us
     return membership
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def workspace_member_remove(*, membership: Membership, acting_user: User) -> None:
     workspace = workspace_lock(membership.workspace)
     acting = require_perm(workspace=workspace, user=acting_user, perm=Perm.MANAGE_MEMBERS)
@@ -402,20 +453,75 @@ def workspace_member_remove(*, membership: Membership, acting_user: User) -> Non
     sockets_revoke(user_id=membership.user_id, workspace_id=workspace.pk)
 
 
-@transaction.atomic
-def workspace_member_leave(*, workspace: Workspace, user: User) -> None:
+@transaction.atomic(durable=True)
+def workspace_member_leave(*, workspace: Workspace, acting_user: User) -> None:
     workspace = workspace_lock(workspace)
-    membership = Membership.objects.select_for_update().filter(workspace=workspace, user=user).first()
+    membership = Membership.objects.select_for_update().filter(workspace=workspace, user=acting_user).first()
     if membership is None:
         raise WorkspacePermissionDenied("You are not a member of this workspace.")
     if membership.role == Role.OWNER and _owner_count(workspace) <= 1:
         raise WorkspaceError("You are the last owner. Make someone else owner, or delete the workspace.")
     audit_record(
-        actor=user,
+        actor=acting_user,
         action="workspace.member_leave",
-        target=user,
+        target=acting_user,
         workspace=workspace,
         metadata={"role": membership.role},
     )
     membership.delete()
-    sockets_revoke(user_id=user.pk, workspace_id=workspace.pk)
+    sockets_revoke(user_id=acting_user.pk, workspace_id=workspace.pk)
+
+
+# ---------------------------------------------------------------------------- entitlements
+#
+# Billing owns plans and pushes what they allow onto `WorkspaceEntitlements` rows through these,
+# in the same transaction as the change that caused it (zulip's `do_change_realm_plan_type`).
+
+
+def _entitlement_values(entitlements: Entitlements) -> dict[str, Any]:
+    values = dataclasses.asdict(entitlements)
+    values["rate_limits"] = dict(entitlements.rate_limits)
+    return values
+
+
+def workspace_entitlements_set(
+    *, workspace: Workspace | int, entitlements: Entitlements | None, expires_at: datetime | None = None
+) -> None:
+    """Record what the workspace's own plan allows, until `expires_at` (None: until changed).
+    `entitlements` None (or without a plan): no plan of its own is in force, the default plan's
+    entitlements apply."""
+    workspace_id = workspace if isinstance(workspace, int) else workspace.pk
+    if entitlements is None or entitlements.plan_code is None:
+        WorkspaceEntitlements.objects.filter(workspace_id=workspace_id).delete()
+    else:
+        WorkspaceEntitlements.objects.update_or_create(
+            workspace_id=workspace_id, defaults={**_entitlement_values(entitlements), "expires_at": expires_at}
+        )
+    if not isinstance(workspace, int):
+        workspace_entitlements_forget(workspace)
+
+
+def workspace_entitlements_clear(*, workspaces: QuerySet[Workspace]) -> int:
+    """None of these workspaces has a plan of its own in force any more (restricted, or a
+    time-limited plan ended): the default applies. One statement; returns the rows removed."""
+    deleted, _ = WorkspaceEntitlements.objects.filter(workspace__in=workspaces).delete()
+    return deleted
+
+
+def workspace_entitlements_update(*, workspaces: QuerySet[Workspace], entitlements: Entitlements) -> int:
+    """A plan's entitlements changed: rewrite them for those of `workspaces` that have it in
+    force (those with a row), keeping each row's expiry. One statement; returns the rows
+    changed."""
+    rows = WorkspaceEntitlements.objects.filter(workspace__in=workspaces)
+    return rows.update(**_entitlement_values(entitlements), updated_at=timezone.now())
+
+
+def workspace_entitlements_set_default(*, entitlements: Entitlements | None) -> None:
+    """Record what the default plan allows, for every workspace without a plan of its own in
+    force. None (no default plan): those workspaces have everything open."""
+    if entitlements is None or entitlements.plan_code is None:
+        WorkspaceEntitlements.objects.filter(workspace__isnull=True).delete()
+    else:
+        WorkspaceEntitlements.objects.update_or_create(
+            workspace=None, defaults={**_entitlement_values(entitlements), "expires_at": None}
+        )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -48,7 +49,7 @@ def workspace_create(request: AuthedRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                workspace = services.workspace_create(user=request.user, name=form.cleaned_data["name"])
+                workspace = services.workspace_create(acting_user=request.user, name=form.cleaned_data["name"])
             except WorkspaceError as exc:
                 return _fail(request, exc, "workspaces/create.html", {"form": form})
             request.session[SESSION_KEY] = workspace.pk
@@ -162,6 +163,17 @@ def members(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "workspaces/members.html", _members_context(request))
 
 
+def _members_action(request: WorkspaceRequest, action: Callable[[], object], done: str) -> HttpResponse:
+    """Run a change posted from the members page: a refusal shows the page again with its
+    message (and status), success goes back to it saying `done`."""
+    try:
+        action()
+    except WorkspaceError as exc:
+        return _fail(request, exc, "workspaces/members.html", _members_context(request))
+    messages.success(request, done)
+    return redirect("workspaces:members")
+
+
 @workspace_required(Perm.MANAGE_MEMBERS)
 @require_POST
 def member_invite(request: WorkspaceRequest) -> HttpResponse:
@@ -191,14 +203,12 @@ def member_role(request: WorkspaceRequest, membership_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a valid role.")
         return render(request, "workspaces/members.html", _members_context(request), status=400)
-    try:
-        services.workspace_member_role_change(
-            membership=membership, role=form.cleaned_data["role"], acting_user=request.user
-        )
-    except WorkspaceError as exc:
-        return _fail(request, exc, "workspaces/members.html", _members_context(request))
-    messages.success(request, f"{membership.user.name} is now {form.cleaned_data['role']}.")
-    return redirect("workspaces:members")
+    role = form.cleaned_data["role"]
+    return _members_action(
+        request,
+        lambda: services.workspace_member_role_change(membership=membership, role=role, acting_user=request.user),
+        f"{membership.user.name} is now {role}.",
+    )
 
 
 @workspace_required(Perm.MANAGE_MEMBERS)
@@ -207,12 +217,11 @@ def member_remove(request: WorkspaceRequest, membership_id: int) -> HttpResponse
     membership = get_for_workspace_or_404(
         Membership.objects.select_related("user", "workspace"), request.workspace, pk=membership_id
     )
-    try:
-        services.workspace_member_remove(membership=membership, acting_user=request.user)
-    except WorkspaceError as exc:
-        return _fail(request, exc, "workspaces/members.html", _members_context(request))
-    messages.success(request, f"{membership.user.name} was removed from the workspace.")
-    return redirect("workspaces:members")
+    return _members_action(
+        request,
+        lambda: services.workspace_member_remove(membership=membership, acting_user=request.user),
+        f"{membership.user.name} was removed from the workspace.",
+    )
 
 
 @workspace_required(Perm.MANAGE_MEMBERS)
@@ -221,12 +230,11 @@ def invitation_resend(request: WorkspaceRequest, invitation_id: int) -> HttpResp
     invitation = get_for_workspace_or_404(
         Invitation.objects.select_related("workspace"), request.workspace, pk=invitation_id
     )
-    try:
-        services.workspace_invitation_resend(invitation=invitation, acting_user=request.user)
-    except WorkspaceError as exc:
-        return _fail(request, exc, "workspaces/members.html", _members_context(request))
-    messages.success(request, f"Invitation resent to {invitation.email}.")
-    return redirect("workspaces:members")
+    return _members_action(
+        request,
+        lambda: services.workspace_invitation_resend(invitation=invitation, acting_user=request.user),
+        f"Invitation resent to {invitation.email}.",
+    )
 
 
 @workspace_required(Perm.MANAGE_MEMBERS)
@@ -235,12 +243,11 @@ def invitation_revoke(request: WorkspaceRequest, invitation_id: int) -> HttpResp
     invitation = get_for_workspace_or_404(
         Invitation.objects.select_related("workspace"), request.workspace, pk=invitation_id
     )
-    try:
-        services.workspace_invitation_revoke(invitation=invitation, acting_user=request.user)
-    except WorkspaceError as exc:
-        return _fail(request, exc, "workspaces/members.html", _members_context(request))
-    messages.success(request, f"Invitation to {invitation.email} revoked.")
-    return redirect("workspaces:members")
+    return _members_action(
+        request,
+        lambda: services.workspace_invitation_revoke(invitation=invitation, acting_user=request.user),
+        f"Invitation to {invitation.email} revoked.",
+    )
 
 
 @workspace_required(Perm.USE)
@@ -248,7 +255,7 @@ def invitation_revoke(request: WorkspaceRequest, invitation_id: int) -> HttpResp
 def workspace_leave(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     try:
-        services.workspace_member_leave(workspace=workspace, user=request.user)
+        services.workspace_member_leave(workspace=workspace, acting_user=request.user)
     except WorkspaceError as exc:
         messages.error(request, exc.message)
         return redirect("workspaces:settings")
@@ -287,7 +294,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "workspaces/invitation.html", context)
     if request.method == "POST":
         try:
-            membership = services.workspace_invitation_accept(token=token, user=request.user)
+            membership = services.workspace_invitation_accept(token=token, acting_user=request.user)
         except WorkspaceError as exc:
             return render(
                 request, "workspaces/invitation.html", {**context, "error": exc.message}, status=exc.status_code
@@ -296,5 +303,5 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, f"Welcome to “{membership.workspace.name}”.")
         return redirect("dashboard")
     # Say before the click when the signed-in account cannot accept it.
-    context["email_matches"] = services.user_has_verified_email(request.user, invitation.email)  # type: ignore[arg-type]
+    context["email_matches"] = services.user_has_verified_email(request.user, invitation.email)
     return render(request, "workspaces/invitation.html", context)

@@ -13,7 +13,7 @@ from tests.factories import UserFactory
 
 @pytest.fixture
 def staff(db: Any) -> User:
-    return UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    return UserFactory.create(email="staff@example.com", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def link_in_mail(to: str, path_fragment: str) -> str:
     """The path of the first link containing `path_fragment` in the last message sent to `to`."""
     messages = [m for m in mail.outbox if to in m.to]
     assert messages, f"no mail sent to {to}; outbox: {[m.to for m in mail.outbox]}"
-    for path in LINK_RE.findall(messages[-1].body):
+    for path in LINK_RE.findall(str(messages[-1].body)):
         if path_fragment in path:
             return path
     raise AssertionError(f"no link with {path_fragment!r} in: {messages[-1].body}")

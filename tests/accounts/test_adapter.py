@@ -11,6 +11,7 @@ from allauth.socialaccount.forms import SignupForm as SocialSignupForm
 from allauth.socialaccount.models import SocialAccount, SocialLogin
 from django.conf import settings
 from django.core import mail
+from django.core.handlers.wsgi import WSGIRequest
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
@@ -25,7 +26,7 @@ from tests.factories import PASSWORD
 pytestmark = pytest.mark.django_db
 
 
-def _request_with_session(stashed: str | None = None):  # type: ignore[no-untyped-def]
+def _request_with_session(stashed: str | None = None) -> WSGIRequest:
     request = RequestFactory().post("/accounts/3rdparty/signup/")
     request.session = import_module(settings.SESSION_ENGINE).SessionStore()
     if stashed:

@@ -3,6 +3,8 @@ pinned changelist query count."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from allauth.account.models import EmailAddress
 from django.contrib.messages import get_messages
@@ -17,12 +19,15 @@ from tests.accounts.helpers import audit_rows, is_authenticated_as, link_in_mail
 from tests.conftest import Team
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/accounts/user/"
 
 
-def listed(response) -> list[str]:  # type: ignore[no-untyped-def]
+def listed(response: TestResponse) -> list[str]:
     return sorted(u.email for u in response.context["cl"].result_list)
 
 
@@ -64,8 +69,8 @@ def test_changelist_filters_staff(staff_client: Client, staff: User, alpha: Team
 
 
 def test_change_page_shows_memberships_inline(staff_client: Client, alpha: Team, beta: Team) -> None:
-    lab = WorkspaceFactory(name="Moonbase Lab")
-    MembershipFactory(workspace=lab, user=alpha.member, role=Role.ADMIN)
+    lab = WorkspaceFactory.create(name="Moonbase Lab")
+    MembershipFactory.create(workspace=lab, user=alpha.member, role=Role.ADMIN)
 
     response = staff_client.get(f"{CHANGELIST}{alpha.member.pk}/change/")
 
@@ -145,7 +150,7 @@ def test_changing_the_email_in_admin_keeps_the_login_address_in_step(staff_clien
 
 
 def test_verify_email_action_marks_the_primary_address_verified(staff_client: Client, staff: User) -> None:
-    user = UserFactory(email="unverified@example.com", verified=False)
+    user = UserFactory.create(email="unverified@example.com", verified=False)
 
     response = staff_client.post(CHANGELIST, {"action": "verify_email", "_selected_action": [user.pk]})
 
@@ -177,7 +182,7 @@ def test_verify_email_action_creates_the_address_when_missing(staff_client: Clie
 
 
 def test_verify_email_action_when_another_address_is_primary(staff_client: Client) -> None:
-    user = UserFactory(email="current@example.com")
+    user = UserFactory.create(email="current@example.com")
     EmailAddress.objects.filter(user=user).update(email="stale@example.com")
 
     response = staff_client.post(CHANGELIST, {"action": "verify_email", "_selected_action": [user.pk]})
@@ -216,9 +221,9 @@ def test_send_password_reset_action_skips_suspended_users(staff_client: Client, 
     assert any("Sent 0 password reset email(s)." in t for t in texts)
 
 
-def test_changelist_query_count_does_not_grow_with_users(staff_client: Client, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_changelist_query_count_does_not_grow_with_users(staff_client: Client, django_assert_max_num_queries) -> None:
     for _ in range(30):
-        UserFactory()
+        UserFactory.create()
     staff_client.get(CHANGELIST)  # first request stores the runtime config defaults
 
     with django_assert_max_num_queries(16):
@@ -231,7 +236,7 @@ def test_changelist_query_count_does_not_grow_with_users(staff_client: Client, d
     assert len(searched.context["cl"].result_list) == 31
 
 
-def test_admin_is_closed_to_non_staff(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_admin_is_closed_to_non_staff(client_for, alpha: Team) -> None:
     client = client_for(alpha.owner, alpha.workspace)
 
     for url in (CHANGELIST, f"{CHANGELIST}{alpha.member.pk}/change/"):
@@ -291,7 +296,7 @@ def test_admin_bulk_delete_goes_through_account_deletion(staff_client: Client, s
     assert not audit_rows("user.delete", actor_label__in=["alpha-owner@example.com", "alpha-member@example.com"])
 
 
-def _change_post(client: Client, user: User, membership_pk: int, **fields: str) -> object:
+def _change_post(client: Client, user: User, membership_pk: int, **fields: str) -> TestResponse:
     return client.post(
         f"{CHANGELIST}{user.pk}/change/",
         {
@@ -316,7 +321,7 @@ def test_superuser_granting_staff_writes_an_access_change_row(staff_client: Clie
 
     response = _change_post(staff_client, user, alpha.member_membership.pk, is_staff="on")
 
-    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert response.status_code == 302
     user.refresh_from_db()
     assert user.is_staff
     [row] = audit_rows("user.access_change")
@@ -328,7 +333,7 @@ def test_superuser_granting_staff_writes_an_access_change_row(staff_client: Clie
 def test_staff_without_superuser_cannot_grant_superuser(alpha: Team) -> None:
     from django.contrib.auth.models import Permission
 
-    clerk = UserFactory(email="clerk@example.com", is_staff=True)
+    clerk = UserFactory.create(email="clerk@example.com", is_staff=True)
     clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
     client = Client()
     client.force_login(clerk)
@@ -336,7 +341,7 @@ def test_staff_without_superuser_cannot_grant_superuser(alpha: Team) -> None:
 
     response = _change_post(client, target, alpha.member_membership.pk, is_superuser="on", is_staff="on")
 
-    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert response.status_code == 302
     target.refresh_from_db()
     clerk.refresh_from_db()
     assert (target.is_superuser, target.is_staff) == (False, False)

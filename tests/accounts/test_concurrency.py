@@ -35,11 +35,11 @@ def run_in_thread(target: Callable[[], None], errors: list[BaseException]) -> th
 
 
 def test_two_co_owners_deleting_their_accounts_at_once_leave_no_ownerless_workspace() -> None:
-    first, second = UserFactory(), UserFactory()
-    shared = WorkspaceFactory(name="Co-owned")
-    MembershipFactory(workspace=shared, user=first, role=Role.OWNER)
-    MembershipFactory(workspace=shared, user=second, role=Role.OWNER)
-    MembershipFactory(workspace=shared, user=UserFactory(), role=Role.MEMBER)
+    first, second = UserFactory.create(), UserFactory.create()
+    shared = WorkspaceFactory.create(name="Co-owned")
+    MembershipFactory.create(workspace=shared, user=first, role=Role.OWNER)
+    MembershipFactory.create(workspace=shared, user=second, role=Role.OWNER)
+    MembershipFactory.create(workspace=shared, user=UserFactory.create(), role=Role.MEMBER)
     barrier = threading.Barrier(2, timeout=10)
     errors: list[BaseException] = []
 

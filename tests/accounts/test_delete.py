@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from apps.accounts.models import User
 from apps.accounts.services import user_delete
@@ -22,7 +23,7 @@ from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_create
 from tests.accounts.helpers import audit_rows, login_post, png_bytes
-from tests.conftest import Team
+from tests.conftest import ClientFor, Team
 from tests.factories import PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def confirm(password: str = PASSWORD, word: str = "DELETE") -> dict[str, str]:
     return {"password": password, "confirm": word}
 
 
-def test_wrong_password_is_refused_with_400_and_nothing_deleted(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_is_refused_with_400_and_nothing_deleted(client_for: ClientFor, alpha: Team) -> None:
     client = client_for(alpha.owner, alpha.workspace)
 
     response = client.post(DELETE, confirm(password="wrong-password"))
@@ -49,7 +50,7 @@ def test_wrong_password_is_refused_with_400_and_nothing_deleted(client_for, alph
 
 
 @pytest.mark.parametrize("word", ["", "delete", "DELETE ME", "yes"])
-def test_missing_delete_confirmation_is_refused_with_400(client_for, alpha: Team, word: str) -> None:  # type: ignore[no-untyped-def]
+def test_missing_delete_confirmation_is_refused_with_400(client_for: ClientFor, alpha: Team, word: str) -> None:
     client = client_for(alpha.owner, alpha.workspace)
 
     response = client.post(DELETE, confirm(word=word))
@@ -60,14 +61,14 @@ def test_missing_delete_confirmation_is_refused_with_400(client_for, alpha: Team
     assert EmailAddress.objects.filter(user=alpha.owner).exists()
 
 
-def test_delete_page_get_shows_the_form(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_delete_page_get_shows_the_form(client_for: ClientFor, alpha: Team) -> None:
     response = client_for(alpha.owner, alpha.workspace).get(DELETE)
 
     assert response.status_code == 200
     assert 'name="confirm"' in response.content.decode()
 
 
-def test_privacy_page_offers_export_and_delete(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_privacy_page_offers_export_and_delete(client_for: ClientFor, alpha: Team) -> None:
     response = client_for(alpha.owner, alpha.workspace).get(reverse("accounts:privacy"))
 
     body = response.content.decode()
@@ -77,7 +78,7 @@ def test_privacy_page_offers_export_and_delete(client_for, alpha: Team) -> None:
     assert 'name="password"' in body
 
 
-def test_delete_removes_the_user_addresses_and_session(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_delete_removes_the_user_addresses_and_session(client_for: ClientFor, alpha: Team) -> None:
     user = alpha.member
     client = client_for(user, alpha.workspace)
     client.get(reverse("accounts:profile"))
@@ -96,7 +97,7 @@ def test_delete_removes_the_user_addresses_and_session(client_for, alpha: Team) 
     assert login_post(Client(), user.email, PASSWORD).status_code == 200
 
 
-def test_delete_signs_out_the_users_other_sessions(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_delete_signs_out_the_users_other_sessions(client_for: ClientFor, alpha: Team) -> None:
     other_device = client_for(alpha.member, alpha.workspace)
     assert other_device.get(reverse("accounts:profile")).status_code == 200
 
@@ -105,9 +106,9 @@ def test_delete_signs_out_the_users_other_sessions(client_for, alpha: Team) -> N
     assert other_device.get(reverse("accounts:profile")).status_code == 302
 
 
-def test_solely_owned_workspaces_are_soft_deleted(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_solely_owned_workspaces_are_soft_deleted(client_for: ClientFor, alpha: Team) -> None:
     owner = alpha.owner
-    side = workspace_create(user=owner, name="Side Project")
+    side = workspace_create(acting_user=owner, name="Side Project")
 
     client_for(owner, alpha.workspace).post(DELETE, confirm())
 
@@ -122,10 +123,10 @@ def test_solely_owned_workspaces_are_soft_deleted(client_for, alpha: Team) -> No
     assert {r.metadata["reason"] for r in deleted} == {"owner account deleted"}
 
 
-def test_workspaces_with_another_owner_are_kept(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
-    shared = WorkspaceFactory(name="Shared Studio")
-    MembershipFactory(workspace=shared, user=alpha.owner, role=Role.OWNER)
-    co_owner_membership = MembershipFactory(workspace=shared, user=alpha.admin, role=Role.OWNER)
+def test_workspaces_with_another_owner_are_kept(client_for: ClientFor, alpha: Team) -> None:
+    shared = WorkspaceFactory.create(name="Shared Studio")
+    MembershipFactory.create(workspace=shared, user=alpha.owner, role=Role.OWNER)
+    co_owner_membership = MembershipFactory.create(workspace=shared, user=alpha.admin, role=Role.OWNER)
 
     client_for(alpha.owner, alpha.workspace).post(DELETE, confirm())
 
@@ -134,7 +135,7 @@ def test_workspaces_with_another_owner_are_kept(client_for, alpha: Team) -> None
     assert list(Membership.objects.filter(workspace=shared)) == [co_owner_membership]
 
 
-def test_workspaces_where_the_user_is_only_a_member_are_kept(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_workspaces_where_the_user_is_only_a_member_are_kept(client_for: ClientFor, alpha: Team) -> None:
     client_for(alpha.member, alpha.workspace).post(DELETE, confirm())
 
     alpha.workspace.refresh_from_db()
@@ -145,7 +146,7 @@ def test_workspaces_where_the_user_is_only_a_member_are_kept(client_for, alpha: 
     }
 
 
-def test_an_admin_does_not_count_as_another_owner(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_an_admin_does_not_count_as_another_owner(client_for: ClientFor, alpha: Team) -> None:
     # Alpha has an admin and a member besides the owner; with no second owner it goes.
     client_for(alpha.owner, alpha.workspace).post(DELETE, confirm())
 
@@ -153,7 +154,8 @@ def test_an_admin_does_not_count_as_another_owner(client_for, alpha: Team) -> No
     assert alpha.workspace.deleted_at is not None
 
 
-def test_other_tenants_are_untouched(client_for, alpha: Team, beta: Team) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.outsider("accounts:delete")
+def test_other_tenants_are_untouched(client_for: ClientFor, alpha: Team, beta: Team) -> None:
     client_for(alpha.owner, alpha.workspace).post(DELETE, confirm())
 
     beta.workspace.refresh_from_db()
@@ -161,7 +163,7 @@ def test_other_tenants_are_untouched(client_for, alpha: Team, beta: Team) -> Non
     assert Membership.objects.filter(workspace=beta.workspace).count() == 3
 
 
-def test_audit_rows_are_anonymised_and_a_delete_row_is_written(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_audit_rows_are_anonymised_and_a_delete_row_is_written(client_for: ClientFor, alpha: Team) -> None:
     user = alpha.owner
     user_id = user.pk
     email = user.email
@@ -186,7 +188,7 @@ def test_audit_rows_are_anonymised_and_a_delete_row_is_written(client_for, alpha
         assert email not in (event.actor_label, event.target_label, str(event.metadata)), event.action
 
 
-def test_other_users_audit_rows_keep_their_labels(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_other_users_audit_rows_keep_their_labels(client_for: ClientFor, alpha: Team) -> None:
     audit_record(actor=alpha.admin, action="workspace.rename", target=alpha.workspace)
 
     client_for(alpha.owner, alpha.workspace).post(DELETE, confirm())
@@ -194,7 +196,9 @@ def test_other_users_audit_rows_keep_their_labels(client_for, alpha: Team) -> No
     assert AuditEvent.objects.filter(actor=alpha.admin, actor_label=alpha.admin.email).exists()
 
 
-def test_delete_removes_the_avatar_file(client_for, alpha: Team, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_delete_removes_the_avatar_file(
+    client_for: ClientFor, alpha: Team, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
     client = client_for(alpha.member, alpha.workspace)
     client.post(
         reverse("accounts:profile"),
@@ -214,8 +218,8 @@ def test_delete_removes_the_avatar_file(client_for, alpha: Team, django_capture_
     assert not path.exists()
 
 
-def test_user_without_a_password_confirms_with_delete_only(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory()
+def test_user_without_a_password_confirms_with_delete_only(client_for: ClientFor) -> None:
+    user = UserFactory.create()
     user.set_unusable_password()
     user.save()
     client = client_for(user)
@@ -239,6 +243,7 @@ def test_staff_deleting_a_user_is_recorded_as_staff(alpha: Team, staff: User) ->
     assert row.target_label == f"deleted-user-{user_id}"
 
 
+@pytest.mark.outsider("accounts:privacy", "accounts:delete")
 def test_anonymous_privacy_and_delete_redirect_to_login(alpha: Team) -> None:
     client = Client()
 

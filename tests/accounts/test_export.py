@@ -16,7 +16,7 @@ from apps.accounts.services import user_export_data
 from apps.audit.services import audit_record
 from apps.workspaces.services import workspace_create, workspace_member_invite, workspace_rename
 from tests.accounts.helpers import audit_rows
-from tests.conftest import Team
+from tests.conftest import ClientFor, Team
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ EXPORT = "/account/privacy/export/"
 @pytest.fixture
 def stranger(beta: Team) -> User:
     """Another tenant's owner with data of their own that must never leak."""
-    secret = workspace_create(user=beta.owner, name="Zanzibar Secret Lab")
+    secret = workspace_create(acting_user=beta.owner, name="Zanzibar Secret Lab")
     workspace_rename(workspace=secret, name="Zanzibar Secret Lab Renamed", acting_user=beta.owner)
     workspace_member_invite(workspace=secret, email="hidden-invitee@example.net", role="member", acting_user=beta.owner)
     EmailAddress.objects.create(user=beta.owner, email="beta-secondary@example.net", verified=False)
@@ -42,7 +42,7 @@ def download(client: Client) -> tuple[Any, dict[str, Any]]:
     return response, json.loads(response.content)
 
 
-def test_export_is_a_json_attachment(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_is_a_json_attachment(client_for: ClientFor, alpha: Team) -> None:
     response, _ = download(client_for(alpha.owner, alpha.workspace))
 
     assert response.status_code == 200
@@ -51,12 +51,14 @@ def test_export_is_a_json_attachment(client_for, alpha: Team) -> None:  # type: 
     assert response["Content-Disposition"].endswith('.json"')
 
 
-def test_export_contains_the_users_profile_addresses_workspaces_and_activity(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_contains_the_users_profile_addresses_workspaces_and_activity(
+    client_for: ClientFor, alpha: Team
+) -> None:
     user = alpha.admin
     user.preferences = {"theme": "dark"}
     user.save()
     client = client_for(user, alpha.workspace)
-    workspace_create(user=user, name="Side Project")
+    workspace_create(acting_user=user, name="Side Project")
 
     _, data = download(client)
 
@@ -72,7 +74,8 @@ def test_export_contains_the_users_profile_addresses_workspaces_and_activity(cli
     assert len(data["sessions"]) == 1
 
 
-def test_export_contains_nothing_of_another_user(client_for, alpha: Team, stranger: User) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.outsider("accounts:export")
+def test_export_contains_nothing_of_another_user(client_for: ClientFor, alpha: Team, stranger: User) -> None:
     response, data = download(client_for(alpha.owner, alpha.workspace))
 
     raw = response.content.decode()
@@ -89,7 +92,7 @@ def test_export_contains_nothing_of_another_user(client_for, alpha: Team, strang
     assert data["invitations_sent"] == []
 
 
-def test_export_lists_invitations_the_user_sent(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_lists_invitations_the_user_sent(client_for: ClientFor, alpha: Team) -> None:
     workspace_member_invite(
         workspace=alpha.workspace, email="friend@example.org", role="member", acting_user=alpha.owner
     )
@@ -99,10 +102,10 @@ def test_export_lists_invitations_the_user_sent(client_for, alpha: Team) -> None
     assert [(i["email"], i["status"]) for i in data["invitations_sent"]] == [("friend@example.org", "pending")]
 
 
-def test_export_leaves_out_deleted_workspaces(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_leaves_out_deleted_workspaces(client_for: ClientFor, alpha: Team) -> None:
     from apps.workspaces.services import workspace_delete
 
-    gone = workspace_create(user=alpha.owner, name="Old Experiment")
+    gone = workspace_create(acting_user=alpha.owner, name="Old Experiment")
     workspace_delete(workspace=gone, acting_user=alpha.owner, confirm_name="Old Experiment")
 
     _, data = download(client_for(alpha.owner, alpha.workspace))
@@ -110,7 +113,7 @@ def test_export_leaves_out_deleted_workspaces(client_for, alpha: Team) -> None: 
     assert {w["name"] for w in data["workspaces"]} == {"Alpha"}
 
 
-def test_export_writes_an_audit_row(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_writes_an_audit_row(client_for: ClientFor, alpha: Team) -> None:
     download(client_for(alpha.owner, alpha.workspace))
 
     [row] = audit_rows("user.data_export")
@@ -118,13 +121,14 @@ def test_export_writes_an_audit_row(client_for, alpha: Team) -> None:  # type: i
     assert row.target_id == str(alpha.owner.pk)
 
 
-def test_export_by_get_is_not_allowed(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_export_by_get_is_not_allowed(client_for: ClientFor, alpha: Team) -> None:
     response = client_for(alpha.owner, alpha.workspace).get(EXPORT)
 
     assert response.status_code == 405
     assert not audit_rows("user.data_export")
 
 
+@pytest.mark.outsider("accounts:export")
 def test_export_requires_login(client: Client) -> None:
     response = client.post(EXPORT)
 
@@ -133,7 +137,7 @@ def test_export_requires_login(client: Client) -> None:
 
 
 def test_export_data_is_json_serialisable_for_a_bare_user() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
 
     data = user_export_data(user=user)
 

@@ -29,7 +29,7 @@ def test_create_user_lowercases_the_email() -> None:
 
 
 def test_email_is_unique_regardless_of_case() -> None:
-    UserFactory(email="dup@example.com")
+    UserFactory.create(email="dup@example.com")
 
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.create(email="DUP@example.com")
@@ -48,18 +48,18 @@ def test_create_superuser_is_staff_and_superuser() -> None:
 
 
 def test_natural_key_lookup_ignores_case() -> None:
-    user = UserFactory(email="nat@example.com")
+    user = UserFactory.create(email="nat@example.com")
 
     assert User.objects.get_by_natural_key("NAT@EXAMPLE.COM") == user
 
 
 def test_name_falls_back_to_the_email_local_part() -> None:
-    assert UserFactory(email="lin@example.com", display_name="").name == "lin"
-    assert UserFactory(display_name="Lin Chen").name == "Lin Chen"
+    assert UserFactory.create(email="lin@example.com", display_name="").name == "lin"
+    assert UserFactory.create(display_name="Lin Chen").name == "Lin Chen"
 
 
 def test_preference_falls_back_to_the_defaults() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     user.preferences = {"theme": "dark"}
 
     assert user.preference("theme") == "dark"
@@ -68,7 +68,7 @@ def test_preference_falls_back_to_the_defaults() -> None:
 
 
 def test_unknown_timezone_fails_model_validation() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     user.timezone = "Atlantis/Capital"
 
     with pytest.raises(ValidationError) as excinfo:
@@ -114,7 +114,7 @@ def test_user_create_sets_up_address_workspace_and_audit() -> None:
 
 
 def test_user_email_set_replaces_every_address_and_is_unverified(staff: User) -> None:
-    user = UserFactory(email="one@example.com")
+    user = UserFactory.create(email="one@example.com")
     EmailAddress.objects.create(user=user, email="pending@example.com", verified=False)
 
     user_email_set(user=user, email=" Two@Example.com ", acting_user=staff)
@@ -130,7 +130,7 @@ def test_user_email_set_replaces_every_address_and_is_unverified(staff: User) ->
 
 
 def test_user_email_set_to_the_same_address_changes_nothing(staff: User) -> None:
-    user = UserFactory(email="same@example.com")
+    user = UserFactory.create(email="same@example.com")
 
     user_email_set(user=user, email="SAME@example.com", acting_user=staff)
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from apps.accounts.models import User
 from tests.accounts.helpers import audit_rows, is_authenticated_as, link_in_mail, login_post
+from tests.conftest import ClientFor
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ NEW_PASSWORD = "juniper-harbour-kettle-4"
 
 
 def test_password_reset_by_email_link_replaces_the_password(client: Client) -> None:
-    user = UserFactory(email="resetme@example.com")
+    user = UserFactory.create(email="resetme@example.com")
 
     response = client.post("/accounts/password/reset/", {"email": "resetme@example.com"})
     assert response.status_code == 302
@@ -45,7 +46,7 @@ def test_password_reset_by_email_link_replaces_the_password(client: Client) -> N
 
 
 def test_password_reset_link_works_only_once(client: Client) -> None:
-    user = UserFactory(email="once@example.com")
+    user = UserFactory.create(email="once@example.com")
     client.post("/accounts/password/reset/", {"email": user.email})
     key_path = link_in_mail(user.email, "/accounts/password/reset/key/")
     form_path = client.get(key_path)["Location"]
@@ -62,7 +63,7 @@ def test_password_reset_link_works_only_once(client: Client) -> None:
 
 
 def test_password_reset_for_an_unknown_email_changes_nothing(client: Client) -> None:
-    user = UserFactory()
+    user = UserFactory.create()
 
     client.post("/accounts/password/reset/", {"email": "stranger@example.com"})
 
@@ -70,8 +71,8 @@ def test_password_reset_for_an_unknown_email_changes_nothing(client: Client) -> 
     assert not audit_rows("user.password_reset")
 
 
-def test_password_change_when_logged_in_writes_audit_row(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory()
+def test_password_change_when_logged_in_writes_audit_row(client_for: ClientFor) -> None:
+    user = UserFactory.create()
     client = client_for(user)
 
     response = client.post(
@@ -88,8 +89,8 @@ def test_password_change_when_logged_in_writes_audit_row(client_for) -> None:  #
     assert client.get(reverse("accounts:profile")).status_code == 200
 
 
-def test_password_change_with_wrong_current_password_is_refused(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory()
+def test_password_change_with_wrong_current_password_is_refused(client_for: ClientFor) -> None:
+    user = UserFactory.create()
     client = client_for(user)
 
     response = client.post(
@@ -104,8 +105,8 @@ def test_password_change_with_wrong_current_password_is_refused(client_for) -> N
     assert not audit_rows("user.password_change")
 
 
-def test_password_change_ends_the_users_other_sessions(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory()
+def test_password_change_ends_the_users_other_sessions(client_for: ClientFor) -> None:
+    user = UserFactory.create()
     elsewhere = client_for(user)
     assert elsewhere.get(reverse("accounts:profile")).status_code == 200
     client = client_for(user)
@@ -118,8 +119,8 @@ def test_password_change_ends_the_users_other_sessions(client_for) -> None:  # t
     assert elsewhere.get(reverse("accounts:profile")).status_code == 302
 
 
-def test_email_change_takes_effect_after_verifying_the_new_address(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory(email="old@example.com")
+def test_email_change_takes_effect_after_verifying_the_new_address(client_for: ClientFor) -> None:
+    user = UserFactory.create(email="old@example.com")
     client = client_for(user)
 
     response = client.post("/accounts/email/", {"email": "New@Example.com", "action_add": ""})
@@ -145,8 +146,8 @@ def test_email_change_takes_effect_after_verifying_the_new_address(client_for) -
     assert row.metadata == {"from": "old@example.com", "to": "new@example.com"}
 
 
-def test_after_email_change_login_uses_the_new_address(client_for) -> None:  # type: ignore[no-untyped-def]
-    user = UserFactory(email="before@example.com")
+def test_after_email_change_login_uses_the_new_address(client_for: ClientFor) -> None:
+    user = UserFactory.create(email="before@example.com")
     client = client_for(user)
     client.post("/accounts/email/", {"email": "after@example.com", "action_add": ""})
     client.post(link_in_mail("after@example.com", "/accounts/confirm-email/"))
@@ -160,9 +161,9 @@ def test_after_email_change_login_uses_the_new_address(client_for) -> None:  # t
     assert is_authenticated_as(new, user)
 
 
-def test_email_change_to_another_users_address_is_not_applied(client_for) -> None:  # type: ignore[no-untyped-def]
-    owner_of_address = UserFactory(email="mine@example.com")
-    user = UserFactory(email="me@example.com")
+def test_email_change_to_another_users_address_is_not_applied(client_for: ClientFor) -> None:
+    owner_of_address = UserFactory.create(email="mine@example.com")
+    user = UserFactory.create(email="me@example.com")
     client = client_for(user)
 
     client.post("/accounts/email/", {"email": "mine@example.com", "action_add": ""})

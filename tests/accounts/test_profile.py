@@ -3,6 +3,7 @@ applies the user's language and time zone to their requests."""
 
 from __future__ import annotations
 
+import datetime
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone, translation
 from PIL import Image
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from apps.accounts.middleware import UserPreferencesMiddleware
 from apps.accounts.models import User
@@ -49,7 +51,7 @@ def media_files() -> list[Path]:
 
 @pytest.fixture
 def user() -> User:
-    return UserFactory(display_name="Before", locale="en", timezone="UTC")
+    return UserFactory.create(display_name="Before", locale="en", timezone="UTC")
 
 
 @pytest.fixture
@@ -231,8 +233,8 @@ def test_svg_is_refused(client: Client, user: User) -> None:
 
 
 def test_replacing_the_avatar_removes_the_old_file(
-    client: Client, user: User, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+    client: Client, user: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
     client.post(PROFILE, {**profile_data(), "avatar": SimpleUploadedFile("a.png", png_bytes(), "image/png")})
     user.refresh_from_db()
     first = Path(user.avatar.path)
@@ -246,7 +248,9 @@ def test_replacing_the_avatar_removes_the_old_file(
     assert media_files() == [Path(user.avatar.path)]
 
 
-def test_clearing_the_avatar_removes_the_file(client: Client, user: User, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_clearing_the_avatar_removes_the_file(
+    client: Client, user: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
     client.post(PROFILE, {**profile_data(), "avatar": SimpleUploadedFile("a.png", png_bytes(), "image/png")})
     user.refresh_from_db()
     path = Path(user.avatar.path)
@@ -261,8 +265,8 @@ def test_clearing_the_avatar_removes_the_file(client: Client, user: User, django
 
 
 def test_saving_without_a_new_upload_keeps_the_avatar(
-    client: Client, user: User, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+    client: Client, user: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
     client.post(PROFILE, {**profile_data(), "avatar": SimpleUploadedFile("a.png", png_bytes(), "image/png")})
     user.refresh_from_db()
     name = user.avatar.name
@@ -275,6 +279,7 @@ def test_saving_without_a_new_upload_keeps_the_avatar(
     assert Path(user.avatar.path).exists()
 
 
+@pytest.mark.outsider("accounts:profile")
 def test_anonymous_profile_redirects_to_login() -> None:
     response = Client().get(PROFILE)
 
@@ -282,6 +287,7 @@ def test_anonymous_profile_redirects_to_login() -> None:
     assert response["Location"] == f"{reverse('account_login')}?next={PROFILE}"
 
 
+@pytest.mark.outsider("accounts:profile")
 def test_anonymous_profile_post_changes_nothing(user: User) -> None:
     response = Client().post(PROFILE, profile_data())
 
@@ -326,7 +332,7 @@ def _through_middleware(user: Any) -> tuple[str, str, str | None]:
 
 
 def test_middleware_activates_the_users_timezone_and_language() -> None:
-    user = UserFactory(locale="es", timezone="America/Bogota")
+    user = UserFactory.create(locale="es", timezone="America/Bogota")
 
     tz, lang, request_lang = _through_middleware(user)
 
@@ -334,7 +340,7 @@ def test_middleware_activates_the_users_timezone_and_language() -> None:
 
 
 def test_middleware_falls_back_to_the_default_for_a_bad_stored_timezone() -> None:
-    user = UserFactory(timezone="Not/AZone")
+    user = UserFactory.create(timezone="Not/AZone")
 
     # Whatever zone the thread had before must not be kept either.
     with timezone.override(zoneinfo.ZoneInfo("Asia/Tokyo")):
@@ -353,7 +359,7 @@ def test_middleware_uses_the_default_timezone_for_anonymous_visitors() -> None:
 
 
 def test_users_timezone_does_not_outlive_their_request() -> None:
-    user = UserFactory(timezone="Asia/Tokyo")
+    user = UserFactory.create(timezone="Asia/Tokyo")
 
     _through_middleware(user)
 
@@ -368,7 +374,7 @@ def test_rendered_times_use_the_users_timezone(user: User) -> None:
     seen: dict[str, str] = {}
 
     def view(request: HttpRequest) -> HttpResponse:
-        moment = timezone.datetime(2030, 1, 1, 0, 0, tzinfo=zoneinfo.ZoneInfo("UTC"))
+        moment = datetime.datetime(2030, 1, 1, 0, 0, tzinfo=zoneinfo.ZoneInfo("UTC"))
         seen["html"] = engines["django"].from_string("{{ moment|date:'H:i e' }}").render({"moment": moment})
         return HttpResponse(seen["html"])
 

@@ -23,10 +23,10 @@ def signed_in(email: str, user_agent: str, ip: str) -> Client:
 
 
 def test_sessions_page_lists_every_session_of_the_user() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     laptop = signed_in(user.email, LAPTOP, "198.51.100.1")
     signed_in(user.email, PHONE, "198.51.100.2")
-    stranger = UserFactory()
+    stranger = UserFactory.create()
     signed_in(stranger.email, "Stranger Browser", "198.51.100.3")
 
     response = laptop.get(reverse("usersessions_list"))
@@ -41,7 +41,7 @@ def test_sessions_page_lists_every_session_of_the_user() -> None:
 
 
 def test_sign_out_other_sessions_ends_the_other_client_only() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     laptop = signed_in(user.email, LAPTOP, "198.51.100.1")
     phone = signed_in(user.email, PHONE, "198.51.100.2")
     assert phone.get(reverse("accounts:profile")).status_code == 200
@@ -56,9 +56,9 @@ def test_sign_out_other_sessions_ends_the_other_client_only() -> None:
 
 
 def test_sign_out_other_sessions_leaves_other_users_signed_in() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     laptop = signed_in(user.email, LAPTOP, "198.51.100.1")
-    stranger = UserFactory()
+    stranger = UserFactory.create()
     theirs = signed_in(stranger.email, PHONE, "198.51.100.4")
 
     laptop.post(reverse("usersessions_list"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from allauth.account.models import EmailAddress
 from constance.test import override_config
@@ -15,13 +17,16 @@ from apps.workspaces.roles import Role
 from tests.accounts.helpers import audit_rows, is_authenticated_as, link_in_mail, login_post
 from tests.factories import PASSWORD, UserFactory
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 NEW_EMAIL = "newcomer@example.com"
 NEW_PASSWORD = "plum-orchard-lantern-7"
 
 
-def signup(client: Client, email: str = NEW_EMAIL, password: str = NEW_PASSWORD) -> object:
+def signup(client: Client, email: str = NEW_EMAIL, password: str = NEW_PASSWORD) -> TestResponse:
     return client.post("/accounts/signup/", {"email": email, "password1": password, "password2": password})
 
 
@@ -57,7 +62,7 @@ def test_signup_stores_the_email_in_lower_case(client: Client) -> None:
 
 
 def test_signup_with_an_existing_email_creates_no_second_user(client: Client) -> None:
-    existing = UserFactory(email="taken@example.com")
+    existing = UserFactory.create(email="taken@example.com")
 
     response = signup(client, email="Taken@example.com")
 
@@ -115,7 +120,7 @@ def test_login_with_email_and_password_after_verification(client: Client) -> Non
 
 
 def test_login_is_case_insensitive_on_the_email(client: Client) -> None:
-    user = UserFactory(email="casey@example.com")
+    user = UserFactory.create(email="casey@example.com")
 
     response = login_post(client, "CASEY@Example.com", PASSWORD)
 
@@ -124,7 +129,7 @@ def test_login_is_case_insensitive_on_the_email(client: Client) -> None:
 
 
 def test_successful_login_writes_a_login_audit_row(client: Client) -> None:
-    user = UserFactory()
+    user = UserFactory.create()
 
     login_post(client, user.email, PASSWORD, REMOTE_ADDR="203.0.113.9")
 
@@ -134,7 +139,7 @@ def test_successful_login_writes_a_login_audit_row(client: Client) -> None:
 
 
 def test_wrong_password_shows_an_error_and_writes_login_failed(client: Client) -> None:
-    user = UserFactory(email="forgetful@example.com")
+    user = UserFactory.create(email="forgetful@example.com")
 
     response = login_post(client, user.email, "not-the-password")
 

@@ -36,7 +36,7 @@ def test_unconfigured_provider_urls_answer_404(client: Client, url: str, method:
 @pytest.mark.parametrize("url", PROVIDER_URLS)
 def test_unconfigured_provider_urls_answer_404_to_a_signed_in_user(url: str) -> None:
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(UserFactory.create())
 
     assert client.get(url).status_code == 404
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from apps.accounts.models import User
 from apps.accounts.services import AccountError, user_suspend, user_unsuspend
 from tests.accounts.helpers import audit_rows, is_authenticated_as, login_post
-from tests.conftest import Team
+from tests.conftest import ClientFor, Team
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,7 +85,7 @@ def test_suspended_user_cannot_log_in_and_sees_the_suspended_page(staff: User, a
     assert client.get(reverse("accounts:profile")).status_code == 302
 
 
-def test_existing_session_of_a_suspended_user_is_signed_out(client_for, staff: User, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_existing_session_of_a_suspended_user_is_signed_out(client_for: ClientFor, staff: User, alpha: Team) -> None:
     client = client_for(alpha.member, alpha.workspace)
     assert client.get(reverse("accounts:profile")).status_code == 200
     session_key = client.session.session_key
@@ -100,7 +100,7 @@ def test_existing_session_of_a_suspended_user_is_signed_out(client_for, staff: U
     assert response["Location"].startswith(reverse("account_login"))
 
 
-def test_suspension_leaves_other_users_sessions_alone(client_for, staff: User, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_suspension_leaves_other_users_sessions_alone(client_for: ClientFor, staff: User, alpha: Team) -> None:
     other = client_for(alpha.admin, alpha.workspace)
     assert other.get(reverse("accounts:profile")).status_code == 200
 
@@ -219,7 +219,7 @@ def test_admin_suspended_user_then_cannot_log_in(staff_client: Client, alpha: Te
     assert not is_authenticated_as(client, alpha.member)
 
 
-def test_non_staff_cannot_run_admin_actions(client_for, alpha: Team) -> None:  # type: ignore[no-untyped-def]
+def test_non_staff_cannot_run_admin_actions(client_for: ClientFor, alpha: Team) -> None:
     client = client_for(alpha.owner, alpha.workspace)
 
     response = client.post(
@@ -232,7 +232,7 @@ def test_non_staff_cannot_run_admin_actions(client_for, alpha: Team) -> None:  #
 
 
 def test_suspended_page_names_support_address(staff: User) -> None:
-    victim = UserFactory()
+    victim = UserFactory.create()
     user_suspend(user=victim, reason="spam", acting_user=staff)
 
     response = login_post(Client(), victim.email, PASSWORD)

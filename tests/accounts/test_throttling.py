@@ -28,12 +28,12 @@ PROXY = "10.0.0.2"
 def rate_limits(settings: Any) -> dict[str, str]:
     # The test settings turn allauth's rate limits off; these tests need the real ones.
     settings.ACCOUNT_RATE_LIMITS = dict(ACCOUNT_RATE_LIMITS)
-    return settings.ACCOUNT_RATE_LIMITS  # type: ignore[no-any-return]
+    return settings.ACCOUNT_RATE_LIMITS
 
 
 @pytest.fixture
 def owner() -> User:
-    return UserFactory(email="owner@example.com")
+    return UserFactory.create(email="owner@example.com")
 
 
 def throttled(response: Any) -> bool:
@@ -74,7 +74,7 @@ def test_rotating_forwarded_for_does_not_escape_the_per_address_limit(
 
     assert results == [False] * 10 + [True] * 15
     # Someone else, behind the same proxy or not, is not throttled with the attacker.
-    owner = UserFactory()
+    owner = UserFactory.create()
     if trusted_proxies:
         home = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=OWNER_HOME)
     else:  # nor can the owner be made to look like the attacker
@@ -161,7 +161,7 @@ def test_an_account_refused_by_the_ceiling_does_not_count_against_the_address(
 ) -> None:
     rate_limits["login_failed_account"] = "1/h/key"
     login_post(Client(REMOTE_ADDR=ATTACKER), owner.email, "wrong-password")
-    other = UserFactory(email="other@example.com")
+    other = UserFactory.create(email="other@example.com")
     home = Client(REMOTE_ADDR=OWNER_HOME)
     for _ in range(10):
         assert throttled(login_post(home, owner.email, PASSWORD))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -22,6 +22,9 @@ from apps.generation.catalog import catalog_seed_defaults
 from apps.generation.models import AIModel, ModelFallback, Provider
 from apps.workspaces.models import Workspace
 from tests.conftest import Team
+
+if TYPE_CHECKING:
+    import openai
 
 FUNDS = 10_000_000
 ALL_SCOPES = ["chat", "embeddings", "images", "audio", "platform_read", "platform_write"]
@@ -90,7 +93,13 @@ def openai_error(response: Any, status: int, code: str | None = None) -> dict[st
     assert error["message"]
     if code is not None:
         assert error["code"] == code
-    return error  # type: ignore[no-any-return]
+    return error
+
+
+def sdk_error(exc: openai.APIError) -> dict[str, Any]:
+    """The `error` object an `openai` SDK exception carries (the SDK types its `body` as `object`)."""
+    assert isinstance(exc.body, dict), exc.body
+    return exc.body
 
 
 def platform_error(response: Any, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -105,4 +114,4 @@ def platform_error(response: Any, status: int, code: str | None = None, param: s
         assert body["code"] == code
     if param is not None:
         assert body["param"] == param
-    return body  # type: ignore[no-any-return]
+    return body

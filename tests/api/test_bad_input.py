@@ -19,7 +19,7 @@ from apps.generation.models import AIModel, Provider
 from apps.media.catalog import audio_catalog_seed, image_catalog_seed
 from apps.media.models import GenerationJob, MediaFile
 from apps.media.storage import download_token_read
-from tests.api.conftest import FUNDS, Keyed, asgi_client, openai_error, platform_error, run, sdk
+from tests.api.conftest import FUNDS, Keyed, asgi_client, openai_error, platform_error, run, sdk, sdk_error
 from tests.fakes.audio import wav_bytes
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -132,7 +132,7 @@ def test_the_sdk_sees_a_nul_in_the_model_as_a_bad_request(media: Keyed) -> None:
 
     with pytest.raises(openai.BadRequestError) as exc:
         run(speech)
-    assert exc.value.body["param"] == "model"  # type: ignore[index]
+    assert sdk_error(exc.value)["param"] == "model"
 
     async def image() -> Any:
         return await sdk(media.raw).images.generate(model="mock-image\x00", prompt="x")
@@ -196,13 +196,13 @@ def test_json_nested_to_the_limit_is_parsed(media: Keyed) -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("depth", [65, 100_000])
 def test_json_nested_too_deep_on_the_platform_api_is_400(keyed: Keyed, depth: int) -> None:
-    bearer = {"HTTP_AUTHORIZATION": f"Bearer {keyed.raw}"}
+    bearer = {"Authorization": f"Bearer {keyed.raw}"}
     for path in ("/api/v1/api-keys/", "/api/v1/jobs/"):
-        response = Client().post(path, deep_body(depth), content_type="application/json", **bearer)
+        response = Client().post(path, deep_body(depth), content_type="application/json", headers=bearer)
         platform_error(response, 400, "json_too_deep")
     text = '{"pad": ' + "[" * depth + "]" * depth + "}"
     multipart = Client().post(
-        "/api/v1/jobs/", {"kind": "transcription", "model": "mock-whisper", "parameters": text}, **bearer
+        "/api/v1/jobs/", {"kind": "transcription", "model": "mock-whisper", "parameters": text}, headers=bearer
     )
     assert platform_error(multipart, 400, "json_too_deep")["param"] == "parameters"
     assert not GenerationJob.objects.exists()
@@ -214,12 +214,12 @@ def test_json_nested_too_deep_on_the_platform_api_is_400(keyed: Keyed, depth: in
 @pytest.mark.django_db
 def test_control_characters_on_the_platform_api_are_400(keyed: Keyed) -> None:
     image_catalog_seed(Provider, AIModel)
-    bearer = {"HTTP_AUTHORIZATION": f"Bearer {keyed.raw}"}
+    bearer = {"Authorization": f"Bearer {keyed.raw}"}
     client = Client()
 
     def create_key(name: str, models: list[str] | None = None) -> Any:
         body = {"name": name, "scopes": ["chat"], "allowed_models": models or []}
-        return client.post("/api/v1/api-keys/", body, content_type="application/json", **bearer)
+        return client.post("/api/v1/api-keys/", body, content_type="application/json", headers=bearer)
 
     platform_error(create_key("bad\x00name"), 400, "control_characters", "name")
     platform_error(create_key("bad\x1bname"), 400, "control_characters", "name")
@@ -229,7 +229,7 @@ def test_control_characters_on_the_platform_api_are_400(keyed: Keyed) -> None:
     def create_job(**changes: Any) -> Any:
         body = {"kind": "image", "model": "mock-image", "parameters": {"prompt": "a boat", "size": "256x256"}}
         body.update(changes)
-        return client.post("/api/v1/jobs/", body, content_type="application/json", **bearer)
+        return client.post("/api/v1/jobs/", body, content_type="application/json", headers=bearer)
 
     platform_error(create_job(model="mock-image\x00"), 400, "control_characters", "model")
     platform_error(create_job(idempotency_key="k\x00"), 400, "control_characters", "idempotency_key")
@@ -240,12 +240,12 @@ def test_control_characters_on_the_platform_api_are_400(keyed: Keyed) -> None:
     upload = client.post(
         "/api/v1/jobs/",
         {"kind": "transcription", "model": "mock-whisper", "parameters": '{"prompt": "a\\u0000b"}'},
-        **bearer,
+        headers=bearer,
     )
     platform_error(upload, 400, "control_characters", "parameters")
     assert not GenerationJob.objects.exists()
-    platform_error(client.get("/api/v1/conversations/", {"q": "a\x00b"}, **bearer), 400, param="q")
-    platform_error(client.get("/api/v1/credits/usage/", {"model": "m\x00"}, **bearer), 400, param="model")
+    platform_error(client.get("/api/v1/conversations/", {"q": "a\x00b"}, headers=bearer), 400, param="q")
+    platform_error(client.get("/api/v1/credits/usage/", {"model": "m\x00"}, headers=bearer), 400, param="model")
 
 
 # ---------------------------------------------------------------------------- download links' life

@@ -34,7 +34,7 @@ def v1(raw: str | None, method: str, path: str, *, content: bytes | None = None,
 
 
 def bearer(raw: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    return {"Authorization": f"Bearer {raw}"}
 
 
 def nothing_charged(keyed: Keyed) -> None:
@@ -77,7 +77,7 @@ def test_unknown_api_url_is_json_even_with_debug_pages_on(settings: Any) -> None
 
 @pytest.mark.django_db
 def test_wrong_method_on_the_platform_api_is_405(keyed: Keyed) -> None:
-    body = platform_error(Client().put("/api/v1/credits/", **bearer(keyed.raw)), 405, "method_not_allowed")
+    body = platform_error(Client().put("/api/v1/credits/", headers=bearer(keyed.raw)), 405, "method_not_allowed")
     assert "PUT" in body["detail"]
 
 
@@ -93,8 +93,8 @@ def test_wrong_method_on_v1_is_405(keyed: Keyed, method: str, path: str) -> None
 @pytest.mark.django_db
 def test_platform_errors_stay_json_when_the_client_asks_for_html(keyed: Keyed) -> None:
     # DRF's browsable API would render an HTML page for a browser's Accept header.
-    platform_error(Client().get("/api/v1/credits/", HTTP_ACCEPT="text/html"), 401)
-    platform_error(Client().put("/api/v1/credits/", HTTP_ACCEPT="text/html", **bearer(keyed.raw)), 405)
+    platform_error(Client().get("/api/v1/credits/", headers={"Accept": "text/html"}), 401)
+    platform_error(Client().put("/api/v1/credits/", headers={"Accept": "text/html", **bearer(keyed.raw)}), 405)
 
 
 @pytest.mark.django_db
@@ -102,13 +102,13 @@ def test_unauthenticated_and_unacceptable(keyed: Keyed) -> None:
     refused = platform_error(Client().get("/api/v1/credits/"), 401, "not_authenticated")
     assert refused["param"] is None
     assert Client().get("/api/v1/credits/")["WWW-Authenticate"].startswith("Bearer")
-    platform_error(Client().get("/api/v1/credits/", HTTP_AUTHORIZATION="Bearer ak_nope"), 401)
-    platform_error(Client().get("/api/v1/credits/", HTTP_ACCEPT="application/xml", **bearer(keyed.raw)), 406)
+    platform_error(Client().get("/api/v1/credits/", headers={"Authorization": "Bearer ak_nope"}), 401)
+    platform_error(Client().get("/api/v1/credits/", headers={"Accept": "application/xml", **bearer(keyed.raw)}), 406)
 
 
 @pytest.mark.django_db
 def test_validation_errors_name_the_first_field_and_list_them_all(keyed: Keyed) -> None:
-    response = Client().post("/api/v1/api-keys/", {}, content_type="application/json", **bearer(keyed.raw))
+    response = Client().post("/api/v1/api-keys/", {}, content_type="application/json", headers=bearer(keyed.raw))
     error = platform_error(response, 400, "required", "name")
     assert error["detail"] == "name: This field is required."
     assert set(error["errors"]) == {"name", "scopes"}
@@ -116,21 +116,21 @@ def test_validation_errors_name_the_first_field_and_list_them_all(keyed: Keyed) 
         "/api/v1/api-keys/",
         {"name": "x", "scopes": ["chat", "root"]},
         content_type="application/json",
-        **bearer(keyed.raw),
+        headers=bearer(keyed.raw),
     )
     assert platform_error(bad_scope, 400, "invalid_choice", "scopes.1")["errors"] == {
         "scopes.1": ['"root" is not a valid choice.']
     }
-    query = platform_error(Client().get("/api/v1/credits/usage/?start=yesterday", **bearer(keyed.raw)), 400)
+    query = platform_error(Client().get("/api/v1/credits/usage/?start=yesterday", headers=bearer(keyed.raw)), 400)
     assert query["param"] == "start"
 
 
 @pytest.mark.django_db
 def test_domain_errors_keep_their_status_and_message(keyed: Keyed) -> None:
     body = {"kind": "image", "model": "no-such-model", "parameters": {"prompt": "x"}}
-    response = Client().post("/api/v1/jobs/", body, content_type="application/json", **bearer(keyed.raw))
+    response = Client().post("/api/v1/jobs/", body, content_type="application/json", headers=bearer(keyed.raw))
     platform_error(response, 404, "not_found")
-    other = Client().get("/api/v1/conversations/999999/", **bearer(keyed.raw))
+    other = Client().get("/api/v1/conversations/999999/", headers=bearer(keyed.raw))
     assert platform_error(other, 404, "not_found")["detail"] == "No Conversation matches the given query."
 
 
@@ -172,13 +172,13 @@ def test_v1_body_over_the_limit_without_a_content_length_is_413(keyed: Keyed) ->
 @pytest.mark.django_db
 def test_platform_bodies_over_the_limit_are_413(keyed: Keyed) -> None:
     content = b'{"name": "' + b"x" * (11 * MB) + b'"}'
-    response = Client().post("/api/v1/api-keys/", content, content_type="application/json", **bearer(keyed.raw))
+    response = Client().post("/api/v1/api-keys/", content, content_type="application/json", headers=bearer(keyed.raw))
     assert "10 MB" in platform_error(response, 413, "too_large")["detail"]
     form = Client().post(
         "/api/v1/api-keys/",
         b"name=" + b"x" * (11 * MB),
         content_type="application/x-www-form-urlencoded",
-        **bearer(keyed.raw),
+        headers=bearer(keyed.raw),
     )
     platform_error(form, 413, "too_large")
 
@@ -186,7 +186,9 @@ def test_platform_bodies_over_the_limit_are_413(keyed: Keyed) -> None:
 @pytest.mark.django_db
 def test_multipart_text_fields_over_the_limit_are_413(keyed: Keyed) -> None:
     # Files may be larger (the plan's upload limit decides); form fields may not.
-    response = Client().post("/api/v1/jobs/", {"kind": "transcription", "model": "x" * (11 * MB)}, **bearer(keyed.raw))
+    response = Client().post(
+        "/api/v1/jobs/", {"kind": "transcription", "model": "x" * (11 * MB)}, headers=bearer(keyed.raw)
+    )
     platform_error(response, 413, "too_large")
 
 
@@ -232,7 +234,7 @@ def test_broken_multipart_bodies_on_v1_are_json_400(keyed: Keyed, path: str, con
     ],
 )
 def test_broken_bodies_on_the_platform_api_are_json_400(keyed: Keyed, content_type: str, content: bytes) -> None:
-    response = Client().post("/api/v1/jobs/", content, content_type=content_type, **bearer(keyed.raw))
+    response = Client().post("/api/v1/jobs/", content, content_type=content_type, headers=bearer(keyed.raw))
     platform_error(response, 400)
 
 
@@ -240,7 +242,7 @@ def test_broken_bodies_on_the_platform_api_are_json_400(keyed: Keyed, content_ty
 def test_too_many_fields_is_400(keyed: Keyed, settings: Any) -> None:
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
     fields = {f"f{i}": "x" for i in range(10)}
-    response = Client().post("/api/v1/jobs/", {"kind": "transcription", **fields}, **bearer(keyed.raw))
+    response = Client().post("/api/v1/jobs/", {"kind": "transcription", **fields}, headers=bearer(keyed.raw))
     platform_error(response, 400, "too_many_fields")
 
 
@@ -254,7 +256,7 @@ def test_too_many_fields_on_v1_is_400(keyed: Keyed, settings: Any) -> None:
 
 @pytest.mark.django_db
 def test_unsupported_content_type_is_415(keyed: Keyed) -> None:
-    response = Client().post("/api/v1/api-keys/", b"name", content_type="text/plain", **bearer(keyed.raw))
+    response = Client().post("/api/v1/api-keys/", b"name", content_type="text/plain", headers=bearer(keyed.raw))
     platform_error(response, 415, "unsupported_media_type")
 
 
@@ -292,10 +294,11 @@ def test_a_bug_in_a_platform_view_is_a_json_500_logged_with_its_traceback(
     monkeypatch.setattr(platform, "credits_balance", broken)
     client = Client(raise_request_exception=False)
     with caplog.at_level(logging.ERROR, logger="django.request"):
-        body = platform_error(client.get("/api/v1/credits/", **bearer(keyed.raw)), 500, "server_error")
+        body = platform_error(client.get("/api/v1/credits/", headers=bearer(keyed.raw)), 500, "server_error")
     assert "boom" not in body["detail"]
     [record] = [r for r in caplog.records if r.name == "django.request" and r.levelno == logging.ERROR]
-    assert "boom in credits" in str(record.exc_info[1])  # type: ignore[index]
+    assert record.exc_info is not None
+    assert "boom in credits" in str(record.exc_info[1])
 
 
 @pytest.mark.django_db

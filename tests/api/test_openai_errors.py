@@ -149,6 +149,7 @@ def test_tools_on_a_model_without_tools_are_refused(keyed: Keyed) -> None:
     assert_error(call(keyed.raw, "POST", "/v1/chat/completions", body), 400, param="tools")
 
 
+@pytest.mark.outsider("openai:models", "openai:chat_completions")
 def test_authentication_errors(keyed: Keyed) -> None:
     assert_error(call(None, "GET", "/v1/models"), 401, "missing_api_key")
     assert_error(call("ak_wrong", "GET", "/v1/models"), 401, "invalid_api_key")
@@ -222,3 +223,22 @@ def test_context_window_is_enforced(keyed: Keyed) -> None:
         400,
         "context_length_exceeded",
     )
+
+
+@pytest.mark.outsider("openai:model", "openai:embeddings")
+def test_a_revoked_or_missing_key_reads_no_model_and_embeds_nothing_on_the_workspaces_credits(keyed: Keyed) -> None:
+    embed = {"model": "mock-embed", "input": "alpha's text"}
+    # Guards the refusals below: the same key reads the model before it is revoked.
+    assert call(keyed.raw, "GET", "/v1/models/mock-chat").json()["id"] == "mock-chat"
+    apikey_revoke(key=keyed.key, acting_user=keyed.team.owner)
+
+    for raw, code in [(keyed.raw, "invalid_api_key"), ("ak_wrong", "invalid_api_key"), (None, "missing_api_key")]:
+        model = call(raw, "GET", "/v1/models/mock-chat")
+        assert_error(model, 401, code)
+        assert "mock-chat" not in model.text
+        embedded = call(raw, "POST", "/v1/embeddings", embed)
+        assert_error(embedded, 401, code)
+        assert "embedding" not in embedded.text
+
+    nothing_charged(keyed)
+    assert not Reservation.objects.exists()

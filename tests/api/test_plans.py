@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from apps.billing.entitlements import entitlements_push_plan
 from apps.billing.models import Plan
 from apps.billing.seed import billing_seed_catalogue
 from apps.billing.services import billing_plan_assign
@@ -73,5 +74,6 @@ def test_the_plans_rate_limits_apply_under_the_workspace_override(plans: Keyed) 
     plan = on(plans, "starter")
     plan.rate_limits = {"key_rpm": 7, "workspace_tpm": 900}
     plan.save()
+    entitlements_push_plan(plan=plan)  # as the admin does when a plan is saved
     limits: Any = ratelimit_limits(workspace=plans.workspace, api_key=plans.key)
     assert (limits.key.rpm, limits.workspace.tpm) == (7, 900)

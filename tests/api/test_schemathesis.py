@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from apps.generation.models import Conversation, Message
+from apps.chat.models import Conversation, Message
 from tests.api.conftest import Keyed
 
 pytestmark = pytest.mark.django_db(transaction=True)

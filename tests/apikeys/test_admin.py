@@ -24,7 +24,7 @@ CHANGELIST = reverse("admin:apikeys_apikey_changelist")
 
 @pytest.fixture
 def staff(db: Any) -> User:
-    return UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    return UserFactory.create(email="staff@example.com", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_revoke_action_revokes_through_the_service_and_is_audited(alpha, beta, s
 
 
 def test_staff_who_may_only_view_cannot_revoke(alpha):
-    viewer = UserFactory(email="viewer@example.com", is_staff=True)
+    viewer = UserFactory.create(email="viewer@example.com", is_staff=True)
     viewer.user_permissions.set(Permission.objects.filter(codename="view_apikey"))
     client = Client()
     client.force_login(viewer)

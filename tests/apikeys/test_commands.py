@@ -32,7 +32,7 @@ def run(*args: Any) -> list[str]:
 
 @pytest.fixture
 def acme() -> Workspace:
-    return WorkspaceFactory(name="Acme", slug="acme")
+    return WorkspaceFactory.create(name="Acme", slug="acme")
 
 
 # ---------------------------------------------------------------------------- create
@@ -117,7 +117,7 @@ def test_create_refuses_bad_options_and_creates_nothing(acme, args, message):
 
 
 def test_create_refuses_a_deleted_workspace(acme):
-    workspace_delete_by_system(workspace=acme, actor=None, reason="test")
+    workspace_delete_by_system(workspace=acme, acting_user=None, reason="test")
 
     with pytest.raises(CommandError, match="is deleted"):
         run("create", "--workspace", "acme", "--name", "x")

@@ -27,10 +27,12 @@ pytestmark = [
 CREDIT = 10_000
 
 
-def _key(**fields: object) -> ApiKey:
-    workspace = WorkspaceFactory()
+def _key(*, daily_cap_units: int | None = None) -> ApiKey:
+    workspace = WorkspaceFactory.create()
     fund(workspace, "1000")
-    key, _ = apikey_create(workspace=workspace, acting_user=None, name="k", scopes=["chat"], **fields)  # type: ignore[arg-type]
+    key, _ = apikey_create(
+        workspace=workspace, acting_user=None, name="k", scopes=["chat"], daily_cap_units=daily_cap_units
+    )
     return key
 
 

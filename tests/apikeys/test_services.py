@@ -146,7 +146,7 @@ def test_the_system_creates_without_a_role_and_is_audited_without_an_actor(alpha
 
 
 def test_no_keys_for_a_deleted_workspace(alpha):
-    workspace_delete_by_system(workspace=alpha.workspace, actor=None, reason="test")
+    workspace_delete_by_system(workspace=alpha.workspace, acting_user=None, reason="test")
 
     with pytest.raises(ApiKeyError, match="deleted"):
         apikey_create(workspace=alpha.workspace, acting_user=None, name="CI", scopes=["chat"])
@@ -158,15 +158,16 @@ def test_no_keys_for_a_deleted_workspace(alpha):
 
 
 def test_authenticate_returns_the_key_with_workspace_creator_and_plan_in_one_query(alpha, django_assert_num_queries):
-    from apps.billing.services import billing_account
+    from apps.workspaces.entitlements import Entitlements
+    from apps.workspaces.services import workspace_entitlements_set
 
     key, raw_key = make_key(alpha)
-    billing_account(alpha.workspace)  # the workspace's plan comes in the same query
+    # The workspace's own plan, as billing pushes it, comes in the same query.
+    workspace_entitlements_set(workspace=alpha.workspace, entitlements=Entitlements(plan_code="pro", plan_name="Pro"))
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())  # used a moment ago: no touch
 
-    # The key with its workspace, creator and billing account; then the default plan (the
-    # workspace has no plan of its own).
-    with django_assert_num_queries(2):
+    # The key with its workspace, creator and the workspace's plan.
+    with django_assert_num_queries(1):
         found = apikey_authenticate(raw_key=raw_key)
         assert found.workspace == alpha.workspace
         assert found.created_by == alpha.owner
@@ -230,7 +231,7 @@ def test_an_expired_key_is_refused(alpha, monkeypatch, caplog):
 
 def test_a_key_of_a_suspended_creator_is_refused(alpha, caplog):
     _, raw_key = make_key(alpha, by="admin")
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
 
     user_suspend(user=alpha.admin, reason="abuse", acting_user=staff)
 
@@ -249,7 +250,7 @@ def test_a_key_of_an_inactive_creator_is_refused(alpha, caplog):
 def test_a_key_of_a_deleted_workspace_is_refused(alpha, caplog):
     _, raw_key = make_key(alpha)
 
-    workspace_delete_by_system(workspace=alpha.workspace, actor=None, reason="test")
+    workspace_delete_by_system(workspace=alpha.workspace, acting_user=None, reason="test")
 
     error = _refusal(raw_key, caplog)
     assert (error.message, error.reason) == ("Invalid API key.", "workspace deleted")

@@ -295,6 +295,7 @@ def test_every_apikeys_url_has_an_isolation_case():
     assert {p.name for p in urls.urlpatterns} == set(CASES)
 
 
+@pytest.mark.outsider(*(f"apikeys:{name}" for name in CASES))
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("intruder", ["beta owner", "outsider"])
 def test_other_workspaces_cannot_see_or_touch_alphas_keys(alpha, intruders, intruder, name):

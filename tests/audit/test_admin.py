@@ -5,14 +5,21 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
+from django.http import HttpResponseBase, StreamingHttpResponse
+from django.test import Client
 from django.utils import timezone
 
 from apps.audit.admin import CSV_FIELDS
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
+from tests.conftest import Team
 from tests.factories import UserFactory
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -20,14 +27,14 @@ CHANGELIST = "/admin/audit/auditevent/"
 
 
 @pytest.fixture
-def staff_client(client):  # type: ignore[no-untyped-def]
-    client.force_login(UserFactory(email="root@example.com", is_staff=True, is_superuser=True))
+def staff_client(client: Client) -> Client:
+    client.force_login(UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True))
     AuditEvent.objects.filter(action="user.login").delete()  # the staff login is not under test
     return client
 
 
 @pytest.fixture
-def events(staff_client, alpha, beta):  # type: ignore[no-untyped-def]
+def events(staff_client: Client, alpha: Team, beta: Team) -> dict[str, AuditEvent]:
     """Three events in two workspaces; the oldest is a month old."""
     rename = audit_record(
         actor=alpha.owner,
@@ -42,13 +49,14 @@ def events(staff_client, alpha, beta):  # type: ignore[no-untyped-def]
     return {"rename": rename, "invite": invite, "old": old}
 
 
-def _listed(response) -> set[int]:  # type: ignore[no-untyped-def]
+def _listed(response: TestResponse) -> set[int]:
     assert response.status_code == 200
     return {event.pk for event in response.context["cl"].result_list}
 
 
-def _csv_rows(response) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    body = b"".join(response.streaming_content).decode()
+def _csv_rows(response: HttpResponseBase) -> list[list[str]]:
+    assert isinstance(response, StreamingHttpResponse)
+    body = response.getvalue().decode()  # joins the streamed chunks
     return list(csv.reader(io.StringIO(body)))
 
 
@@ -169,11 +177,11 @@ def test_csv_export_across_all_events_has_header_and_one_row_per_event(staff_cli
     )
 
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert "attachment" in response["Content-Disposition"]
     header, *rows = _csv_rows(response)
     assert header == CSV_FIELDS
-    by_action = {}
+    by_action: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         record = dict(zip(header, row, strict=True))
         by_action.setdefault(record["action"], []).append(record)
@@ -222,7 +230,7 @@ def test_csv_export_neutralises_spreadsheet_formulas(staff_client, alpha):
 
 
 def test_changelist_query_count_does_not_grow_with_events(staff_client, alpha, beta, django_assert_max_num_queries):
-    impersonator = UserFactory(is_staff=True)
+    impersonator = UserFactory.create(is_staff=True)
     people = [alpha.owner, alpha.admin, alpha.member, beta.owner, beta.admin]
     AuditEvent.objects.bulk_create(
         AuditEvent(

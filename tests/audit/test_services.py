@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_anonymise_actor, audit_record
 from tests.factories import UserFactory, WorkspaceFactory
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 
-def _create_workspace_through_the_web(client, **headers):  # type: ignore[no-untyped-def]
-    response = client.post("/workspaces/new/", {"name": "Audited Team"}, **headers)
+def _create_workspace_through_the_web(
+    client: Client, headers: dict[str, str] | None = None
+) -> tuple[TestResponse, AuditEvent]:
+    response = client.post("/workspaces/new/", {"name": "Audited Team"}, headers=headers)
     assert response.status_code == 302, response.content
     return response, AuditEvent.objects.get(action="workspace.create", target_label="Audited Team")
 
@@ -65,7 +73,7 @@ def test_unsaved_actor_is_recorded_as_no_actor(db):
 
 
 def test_long_target_label_is_truncated_to_the_column(db):
-    workspace = WorkspaceFactory(name="x" * 100)
+    workspace = WorkspaceFactory.create(name="x" * 100)
     workspace.name = "y" * 400  # str() of a target may be longer than the column
 
     event = audit_record(actor=None, action="workspace.rename", target=workspace)
@@ -77,7 +85,7 @@ def test_long_target_label_is_truncated_to_the_column(db):
 def test_inside_a_request_stores_ip_user_agent_and_the_echoed_request_id(alpha, client_for):
     client = client_for(alpha.owner, alpha.workspace)
 
-    response, event = _create_workspace_through_the_web(client, HTTP_USER_AGENT="AuditTest/1.0 (pytest)")
+    response, event = _create_workspace_through_the_web(client, headers={"User-Agent": "AuditTest/1.0 (pytest)"})
 
     assert event.actor == alpha.owner
     assert event.ip == "127.0.0.1"
@@ -92,7 +100,7 @@ def test_inside_a_request_stores_ip_user_agent_and_the_echoed_request_id(alpha, 
 def test_inside_a_request_keeps_a_client_supplied_request_id(alpha, client_for):
     client = client_for(alpha.owner, alpha.workspace)
 
-    response, event = _create_workspace_through_the_web(client, HTTP_X_REQUEST_ID="trace-abc-123456")
+    response, event = _create_workspace_through_the_web(client, headers={"X-Request-ID": "trace-abc-123456"})
 
     assert response["X-Request-ID"] == "trace-abc-123456"
     assert event.request_id == "trace-abc-123456"
@@ -100,7 +108,7 @@ def test_inside_a_request_keeps_a_client_supplied_request_id(alpha, client_for):
 
 def test_request_context_does_not_leak_into_work_done_after_the_request(alpha, client_for):
     client = client_for(alpha.owner, alpha.workspace)
-    _create_workspace_through_the_web(client, HTTP_USER_AGENT="AuditTest/1.0")
+    _create_workspace_through_the_web(client, headers={"User-Agent": "AuditTest/1.0"})
 
     later = audit_record(actor=alpha.owner, action="user.data_export", target=alpha.owner)
 
@@ -109,7 +117,7 @@ def test_request_context_does_not_leak_into_work_done_after_the_request(alpha, c
 
 
 def test_impersonating_staff_member_is_taken_from_the_hijack_history(alpha, client_for):
-    staff = UserFactory(is_staff=True, is_superuser=True)
+    staff = UserFactory.create(is_staff=True, is_superuser=True)
     client = client_for(alpha.owner, alpha.workspace)
     session = client.session
     session["hijack_history"] = [str(staff.pk)]  # what django-hijack stores
@@ -122,8 +130,8 @@ def test_impersonating_staff_member_is_taken_from_the_hijack_history(alpha, clie
 
 
 def test_nested_impersonation_records_the_staff_member_who_started_it(alpha, client_for):
-    superuser = UserFactory(is_staff=True, is_superuser=True)
-    support = UserFactory(is_staff=True)
+    superuser = UserFactory.create(is_staff=True, is_superuser=True)
+    support = UserFactory.create(is_staff=True)
     client = client_for(alpha.owner, alpha.workspace)
     session = client.session
     session["hijack_history"] = [str(superuser.pk), str(support.pk)]
@@ -147,7 +155,7 @@ def test_missing_or_malformed_hijack_history_records_no_impersonator(alpha, clie
 
 
 def test_impersonator_deleted_mid_session_does_not_break_the_audited_action(alpha, client_for):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     client = client_for(alpha.owner, alpha.workspace)
     session = client.session
     session["hijack_history"] = [str(staff.pk)]

@@ -10,14 +10,18 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.test import Client
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from apps.billing.models import CreditPack, Plan
 from apps.billing.seed import billing_seed_catalogue
 from tests.fakes.stripe import FakeStripe
+
+if TYPE_CHECKING:
+    from djstripe.models import WebhookEndpoint
 
 WEBHOOK_SECRET = "whsec_test_secret"
 _event_ids = itertools.count(1)
@@ -26,7 +30,7 @@ _EPOCH = int(time.time()) - 86_400  # events of the last day, in the order they 
 
 
 @pytest.fixture
-def catalogue(db) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def catalogue(db: None) -> dict[str, Any]:
     """The default plans and packs, with Stripe prices as `billing sync_stripe` would set."""
     billing_seed_catalogue()
     for plan in Plan.objects.exclude(code="free"):
@@ -49,7 +53,7 @@ def stripe_server() -> Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def fake_stripe(stripe_server: FakeStripe, settings) -> FakeStripe:  # type: ignore[no-untyped-def]
+def fake_stripe(stripe_server: FakeStripe, settings: Settings) -> FakeStripe:
     """Payments on, against the local fake (this test's objects and requests only)."""
     stripe_server.reset()
     settings.STRIPE_TEST_SECRET_KEY = "sk_test_" + "0" * 24  # the shape Stripe (and dj-stripe) expect
@@ -58,13 +62,13 @@ def fake_stripe(stripe_server: FakeStripe, settings) -> FakeStripe:  # type: ign
 
 
 @pytest.fixture
-def no_stripe(settings) -> None:  # type: ignore[no-untyped-def]
+def no_stripe(settings: Settings) -> None:
     settings.STRIPE_TEST_SECRET_KEY = ""
     settings.STRIPE_LIVE_SECRET_KEY = ""
 
 
 @pytest.fixture
-def webhook_endpoint(db):  # type: ignore[no-untyped-def]
+def webhook_endpoint(db: None) -> WebhookEndpoint:
     from djstripe.models import WebhookEndpoint
 
     return WebhookEndpoint.objects.create(
@@ -105,7 +109,9 @@ def event(
 
 
 @pytest.fixture
-def deliver(webhook_endpoint, django_capture_on_commit_callbacks) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
+def deliver(
+    webhook_endpoint: WebhookEndpoint, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> Callable[..., Any]:
     """Post a signed event to dj-stripe's webhook view; returns the response. The fulfilment
     task queued on commit runs before this returns (tasks run inline in tests)."""
     client = Client()

@@ -27,6 +27,7 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.billing.codes import billing_code_redeem, billing_codes_create
 from apps.billing.models import (
+    AutoTopup,
     BillingAccount,
     CreditPack,
     Fulfilment,
@@ -63,7 +64,7 @@ def available(workspace: Any) -> int:
 
 @pytest.fixture
 def staff(db: Any) -> User:
-    return UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    return UserFactory.create(email="staff@example.com", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -89,12 +90,12 @@ def _code(batch: str = "launch", **kwargs: Any) -> RedemptionCode:
 
 def _rows_for(workspace: Any, i: int, catalogue: dict[str, Any]) -> None:
     """One row of every billing model for `workspace`."""
-    owner = MembershipFactory(workspace=workspace).user
+    owner = MembershipFactory.create(workspace=workspace).user
     billing_plan_assign(
         workspace=workspace, plan=catalogue["plans"]["starter"], acting_user=None, days=30, reason="rows"
     )
     code = _code(batch=f"batch-{i}")
-    billing_code_redeem(workspace=workspace, user=owner, code=code.code)
+    billing_code_redeem(workspace=workspace, acting_user=owner, code=code.code)
     stripe_event = StripeEvent.objects.create(
         stripe_id=f"evt_rows_{i}",
         type="invoice.paid",
@@ -122,6 +123,9 @@ def _rows_for(workspace: Any, i: int, catalogue: dict[str, Any]) -> None:
         idempotency_key=f"topup-rows-{i}",
         payment_intent_id=f"pi_rows_{i}",
     )
+    AutoTopup.objects.create(
+        workspace=workspace, enabled=True, threshold_units=to_units(10), pack=catalogue["packs"]["small"]
+    )
     Plan.objects.create(code=f"plan-{i}", name=f"Plan {i}", price_monthly_cents=100 * i)
     CreditPack.objects.create(code=f"pack-{i}", name=f"Pack {i}", credit_units=to_units(i), price_cents=100 * i)
 
@@ -139,6 +143,7 @@ def rows(alpha: Any, beta: Any, catalogue: dict[str, Any]) -> dict[str, Any]:
 def test_billing_models_exist():
     # Guards the parametrised tests below against silently running on nothing.
     assert {m.__name__ for m in BILLING_MODELS} == {
+        "AutoTopup",
         "BillingAccount",
         "CreditPack",
         "Fulfilment",
@@ -156,7 +161,9 @@ def test_every_billing_model_is_registered_with_selected_relations(model):
     relations = [f.name for f in model._meta.fields if f.is_relation]
     shown = [name for name in model_admin.list_display if name in relations]
 
-    assert set(shown) <= set(model_admin.list_select_related or [])
+    selected = model_admin.list_select_related or []
+    assert not isinstance(selected, bool), "list the relations rather than selecting all"
+    assert set(shown) <= set(selected)
 
 
 @pytest.mark.parametrize("model", BILLING_MODELS, ids=lambda m: m.__name__)
@@ -173,6 +180,7 @@ def test_changelist_change_page_and_search_load(staff_client, rows, model):
 
 
 CHANGELIST_QUERIES = {
+    "AutoTopup": 11,
     "BillingAccount": 12,  # + the plan filter's choices
     "CreditPack": 12,
     "Fulfilment": 11,
@@ -194,7 +202,7 @@ def test_changelist_query_count_does_not_grow_with_rows(staff_client, rows, mode
     queries()  # warm: the first request of a session loads what later ones reuse
     few = queries()
     for i in range(3, 9):
-        _rows_for(WorkspaceFactory(), i, rows)
+        _rows_for(WorkspaceFactory.create(), i, rows)
 
     assert queries() == few
     # 8 for the session, user, user-session and workspace middleware; the rest is the page.
@@ -213,7 +221,7 @@ def test_people_who_are_not_staff_never_reach_the_billing_admin(client, rows, al
 
 
 def test_staff_without_billing_permissions_get_403(client, rows):
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory.create(is_staff=True))
 
     assert client.get(url(BillingAccount, "changelist")).status_code == 403
     assert client.get(url(RedemptionCode, "add")).status_code == 403
@@ -400,7 +408,7 @@ def test_export_a_batch_as_csv_is_audited(staff_client, staff, db):
 
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="codes-spring.csv"'
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["code", "batch", "credits", "plan", "plan_days", "max_uses", "used", "expires_at", "active"]
     assert sorted(r[0] for r in rows[1:]) == sorted(c.code for c in codes)
     assert {tuple(r[1:3]) for r in rows[1:]} == {("spring", "10")}
@@ -415,9 +423,10 @@ def test_export_selected_codes_action(staff_client, staff, db):
         url(RedemptionCode, "changelist"), {"action": "export_csv", "_selected_action": [first.pk]}
     )
 
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    body = b"".join(response.streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(body)))
     assert [r[0] for r in rows[1:]] == [first.code]
-    assert second.code not in response.content.decode()
+    assert second.code not in body
     assert AuditEvent.objects.get(action="billing.codes_export").actor == staff
 
 
@@ -502,6 +511,8 @@ def test_assign_plan_asks_then_assigns_through_the_service(staff_client, staff, 
     assert done.status_code == 302
     for account in accounts:
         account.refresh_from_db()
+        assert account.plan is not None
+        assert account.plan_expires_at is not None
         assert (account.plan.code, account.plan_source) == ("professional", PlanSource.STAFF)
         assert timedelta(days=9, hours=23) < account.plan_expires_at - timezone.now() <= timedelta(days=10)
     audits = AuditEvent.objects.filter(action="billing.plan_assign")
@@ -534,6 +545,8 @@ def test_extend_trial_of_a_time_limited_plan_and_refuse_others(staff_client, sta
     response = _action(staff_client, "extend_trial", [trial, plain], apply="1", days="5")
 
     trial.refresh_from_db()
+    assert trial.plan_expires_at is not None
+    assert before is not None
     assert trial.plan_expires_at - before == timedelta(days=5)
     texts = messages_of(response)
     assert "Extended 1 trial(s) by 5 day(s)." in texts
@@ -568,7 +581,7 @@ def test_grant_credits_through_the_service_once_per_form(staff_client, staff, al
 
 
 def test_staff_who_may_only_view_accounts_have_no_actions(client, alpha):
-    viewer = UserFactory(is_staff=True)
+    viewer = UserFactory.create(is_staff=True)
     viewer.user_permissions.set(
         Permission.objects.filter(content_type__app_label="billing", codename__startswith="view_")
     )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from apps.billing.services import billing_plan_expire
 from apps.credits.amounts import to_units
 from apps.credits.models import CreditGrant, Source
 from apps.credits.selectors import credits_balance
+from apps.workspaces.models import Workspace
 from tests.concurrency import run_together
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 
@@ -58,11 +60,17 @@ def one(**kwargs: Any) -> RedemptionCode:
     return make(1, **kwargs)[0]
 
 
+def plan_code(workspace: Workspace | int) -> str:
+    plan = plan_for(workspace)
+    assert plan is not None
+    return plan.code
+
+
 # ---------------------------------------------------------------------------- creating
 
 
 def test_creates_a_batch_of_distinct_unambiguous_codes_and_audits_it(alpha):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     codes = make(200, credits=Decimal("12.5"), max_redemptions=3, batch="spring", acting_user=staff)
 
     assert len({c.code for c in codes}) == 200
@@ -116,7 +124,7 @@ def test_a_plan_code_needs_days(catalogue):
 def test_redeeming_grants_bonus_credits_once_with_a_fulfilment_and_an_audit_row(alpha):
     code = one(credits=Decimal("50"))
 
-    redemption = billing_code_redeem(workspace=alpha.workspace, user=alpha.member, code=code.code)
+    redemption = billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.member, code=code.code)
 
     assert available(alpha.workspace) == to_units(50)
     grant = CreditGrant.objects.get(workspace=alpha.workspace)
@@ -143,7 +151,7 @@ def test_redeeming_grants_bonus_credits_once_with_a_fulfilment_and_an_audit_row(
 def test_lookup_ignores_case_and_surrounding_spaces(alpha):
     code = one()
 
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=f"  {code.code.lower()} ")
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=f"  {code.code.lower()} ")
 
     assert available(alpha.workspace) == to_units(50)
 
@@ -154,12 +162,13 @@ def test_a_plan_code_puts_the_workspace_on_the_plan_for_its_days(alpha, catalogu
     assert workspace_entitlements(alpha.workspace).plan_code == "free"
     assert workspace_entitlements(alpha.workspace).voice_cloning is False
 
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
     entitlements = workspace_entitlements(alpha.workspace)
     assert (entitlements.plan_code, entitlements.voice_cloning) == ("professional", True)
     account = BillingAccount.objects.get(workspace=alpha.workspace)
     assert account.plan_source == PlanSource.CODE
+    assert account.plan_expires_at is not None
     assert timedelta(days=29, hours=23) < account.plan_expires_at - timezone.now() <= timedelta(days=30)
     assert available(alpha.workspace) == 0
     fulfilment = Fulfilment.objects.get(workspace=alpha.workspace, kind=Fulfilment.Kind.REDEMPTION)
@@ -168,16 +177,16 @@ def test_a_plan_code_puts_the_workspace_on_the_plan_for_its_days(alpha, catalogu
 
     # After the days, back to the default plan.
     billing_plan_expire(now=timezone.now() + timedelta(days=31))
-    assert plan_for(alpha.workspace.pk).code == "free"
+    assert plan_code(alpha.workspace.pk) == "free"
 
 
 def test_a_code_with_credits_and_a_plan_grants_both(alpha, catalogue):
     code = one(credits=Decimal("10"), plan=catalogue["plans"]["starter"], plan_days=7)
 
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
     assert available(alpha.workspace) == to_units(10)
-    assert plan_for(alpha.workspace).code == "starter"
+    assert plan_code(alpha.workspace) == "starter"
 
 
 def _subscribed(workspace: Any, plan: Any) -> BillingAccount:
@@ -195,9 +204,9 @@ def test_a_plan_only_code_is_refused_while_a_stripe_subscription_holds_the_plan(
     code = one(credits=None, plan=catalogue["plans"]["professional"], plan_days=30)
 
     with pytest.raises(CodeError, match="subscription"):
-        billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+        billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
-    assert plan_for(alpha.workspace).code == "starter"
+    assert plan_code(alpha.workspace) == "starter"
     code.refresh_from_db()
     assert code.redeemed_count == 0
     assert not Redemption.objects.exists()
@@ -207,10 +216,11 @@ def test_a_code_with_credits_grants_only_them_under_a_stripe_subscription(alpha,
     _subscribed(alpha.workspace, catalogue["plans"]["starter"])
     code = one(credits=Decimal("20"), plan=catalogue["plans"]["professional"], plan_days=30)
 
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
     assert available(alpha.workspace) == to_units(20)
     account = BillingAccount.objects.get(workspace=alpha.workspace)
+    assert account.plan is not None
     assert (account.plan.code, account.plan_source, account.plan_expires_at) == ("starter", PlanSource.STRIPE, None)
     assert AuditEvent.objects.get(action="billing.code_redeem").metadata["plan_applied"] is False
 
@@ -230,7 +240,7 @@ def test_refuses_inactive_expired_and_used_up_codes(alpha, change, message):
     RedemptionCode.objects.filter(pk=code.pk).update(**change)
 
     with pytest.raises(CodeError, match=message):
-        billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+        billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
     assert available(alpha.workspace) == 0
     assert not Redemption.objects.exists()
@@ -239,17 +249,17 @@ def test_refuses_inactive_expired_and_used_up_codes(alpha, change, message):
 
 def test_refuses_an_unknown_or_empty_code(alpha):
     with pytest.raises(CodeError, match="does not exist"):
-        billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code="NOPE-NOPE-NOPE")
+        billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code="NOPE-NOPE-NOPE")
     with pytest.raises(CodeError, match="Enter a code"):
-        billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code="  ")
+        billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code="  ")
 
 
 def test_refuses_the_same_code_again_in_the_same_workspace(alpha):
     code = one(max_redemptions=5)
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
 
     with pytest.raises(CodeError, match="already been redeemed in this workspace"):
-        billing_code_redeem(workspace=alpha.workspace, user=alpha.member, code=code.code)
+        billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.member, code=code.code)
 
     assert available(alpha.workspace) == to_units(50)
     code.refresh_from_db()
@@ -258,13 +268,13 @@ def test_refuses_the_same_code_again_in_the_same_workspace(alpha):
 
 def test_a_multi_use_code_serves_that_many_workspaces(alpha, beta):
     code = one(max_redemptions=2)
-    third = WorkspaceFactory()
-    third_owner = MembershipFactory(workspace=third).user
+    third = WorkspaceFactory.create()
+    third_owner = MembershipFactory.create(workspace=third).user
 
-    billing_code_redeem(workspace=alpha.workspace, user=alpha.owner, code=code.code)
-    billing_code_redeem(workspace=beta.workspace, user=beta.owner, code=code.code)
+    billing_code_redeem(workspace=alpha.workspace, acting_user=alpha.owner, code=code.code)
+    billing_code_redeem(workspace=beta.workspace, acting_user=beta.owner, code=code.code)
     with pytest.raises(CodeError, match="already been used"):
-        billing_code_redeem(workspace=third, user=third_owner, code=code.code)
+        billing_code_redeem(workspace=third, acting_user=third_owner, code=code.code)
 
     assert available(alpha.workspace) == available(beta.workspace) == to_units(50)
     assert available(third) == 0
@@ -277,7 +287,7 @@ def test_an_outsider_cannot_redeem_into_a_workspace_or_see_the_codes(alpha, outs
     code = one()
 
     with pytest.raises(CodeError, match="not a member"):
-        billing_code_redeem(workspace=alpha.workspace, user=outsider, code=code.code)
+        billing_code_redeem(workspace=alpha.workspace, acting_user=outsider, code=code.code)
 
     assert available(alpha.workspace) == 0
     code.refresh_from_db()
@@ -314,15 +324,13 @@ def waiting_for_the_writer(call: Callable[[], Any]) -> Callable[[], Any]:
 def test_two_workspaces_redeeming_a_single_use_code_at_once_exactly_one_succeeds():
     owners = []
     for _ in range(2):
-        workspace = WorkspaceFactory()
-        owners.append((workspace, MembershipFactory(workspace=workspace).user))
+        workspace = WorkspaceFactory.create()
+        owners.append((workspace, MembershipFactory.create(workspace=workspace).user))
     code = one(max_redemptions=1)
 
     results = run_together(
         *(
-            waiting_for_the_writer(
-                lambda ws=ws, user=user: billing_code_redeem(workspace=ws, user=user, code=code.code)
-            )
+            waiting_for_the_writer(partial(billing_code_redeem, workspace=ws, acting_user=user, code=code.code))
             for ws, user in owners
         )
     )
@@ -342,15 +350,13 @@ def test_two_workspaces_redeeming_a_single_use_code_at_once_exactly_one_succeeds
 
 @pytest.mark.django_db(transaction=True)
 def test_one_workspace_redeeming_a_code_twice_at_once_gets_it_once():
-    workspace = WorkspaceFactory()
-    users = [MembershipFactory(workspace=workspace).user for _ in range(2)]
+    workspace = WorkspaceFactory.create()
+    users = [MembershipFactory.create(workspace=workspace).user for _ in range(2)]
     code = one(max_redemptions=5)
 
     results = run_together(
         *(
-            waiting_for_the_writer(
-                lambda user=user: billing_code_redeem(workspace=workspace, user=user, code=code.code)
-            )
+            waiting_for_the_writer(partial(billing_code_redeem, workspace=workspace, acting_user=user, code=code.code))
             for user in users
         )
     )

@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 
-def test_webhook_and_reconcile_at_once_grant_once(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_webhook_and_reconcile_at_once_grant_once(alpha, catalogue):
     pack = catalogue["packs"]["small"]
     session = pack_session(alpha.workspace, pack)
     webhook = event_record(event("checkout.session.completed", session))
@@ -41,7 +41,7 @@ def test_webhook_and_reconcile_at_once_grant_once(alpha, catalogue):  # type: ig
     assert credits_balance(workspace=alpha.workspace).available_units == pack.credit_units
 
 
-def test_one_event_processed_by_two_workers_at_once_runs_once(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_one_event_processed_by_two_workers_at_once_runs_once(alpha, catalogue):
     pack = catalogue["packs"]["medium"]
     stored = event_record(event("checkout.session.completed", pack_session(alpha.workspace, pack)))
     assert stored is not None

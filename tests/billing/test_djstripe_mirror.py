@@ -13,7 +13,7 @@ from tests.billing.test_webhooks import invoice
 pytestmark = pytest.mark.django_db
 
 
-def test_invoice_paid_is_mirrored_into_djstripe(alpha, catalogue, fake_stripe, deliver, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def test_invoice_paid_is_mirrored_into_djstripe(alpha, catalogue, fake_stripe, deliver, settings, monkeypatch):
     from djstripe.models import Customer, Invoice
 
     settings.BILLING_MIRROR_DJSTRIPE = True

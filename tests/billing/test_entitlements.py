@@ -15,7 +15,7 @@ from apps.workspaces.services import workspace_create, workspace_member_invite
 pytestmark = pytest.mark.django_db
 
 
-def test_without_plans_everything_is_open(alpha):  # type: ignore[no-untyped-def]
+def test_without_plans_everything_is_open(alpha):
     entitlements = workspace_entitlements(alpha.workspace)
     assert entitlements.plan_code is None
     assert entitlements.voice_cloning
@@ -24,7 +24,7 @@ def test_without_plans_everything_is_open(alpha):  # type: ignore[no-untyped-def
 
 
 @override_config(MAX_MEMBERS_PER_WORKSPACE=50)
-def test_the_plan_limits_members_and_invitations(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_the_plan_limits_members_and_invitations(alpha, catalogue):
     # Alpha has 3 members; Free allows 3 (members and pending invitations together).
     with pytest.raises(WorkspaceLimitReached):
         workspace_member_invite(
@@ -35,10 +35,10 @@ def test_the_plan_limits_members_and_invitations(alpha, catalogue):  # type: ign
 
 
 @override_config(MAX_WORKSPACES_PER_USER=50)
-def test_the_best_plan_among_owned_workspaces_sets_the_workspace_limit(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_the_best_plan_among_owned_workspaces_sets_the_workspace_limit(alpha, catalogue):
     # Free allows 2 workspaces: alpha's owner owns one, may create one more.
-    workspace_create(user=alpha.owner, name="Second")
+    workspace_create(acting_user=alpha.owner, name="Second")
     with pytest.raises(WorkspaceLimitReached):
-        workspace_create(user=alpha.owner, name="Third")
+        workspace_create(acting_user=alpha.owner, name="Third")
     billing_plan_assign(workspace=alpha.workspace, plan=Plan.objects.get(code="professional"), acting_user=None)
-    workspace_create(user=alpha.owner, name="Third")
+    workspace_create(acting_user=alpha.owner, name="Third")

@@ -12,18 +12,19 @@ from apps.billing.services import billing_plan_assign, billing_plan_monthly_cred
 from apps.credits.models import CreditGrant, Source
 from apps.credits.selectors import credits_balance
 from apps.credits.services import credits_grant
+from apps.workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime.now(tz=UTC)
 
 
-def subscription_units(workspace) -> int:  # type: ignore[no-untyped-def]
+def subscription_units(workspace: Workspace) -> int:
     grants = credits_balance(workspace=workspace, with_grants=True).grants
     return sum(g.available_units for g in grants if g.source == Source.SUBSCRIPTION)
 
 
-def test_free_plan_workspaces_get_their_monthly_credits_once_a_month(alpha, beta, catalogue):  # type: ignore[no-untyped-def]
+def test_free_plan_workspaces_get_their_monthly_credits_once_a_month(alpha, beta, catalogue):
     free, pro = catalogue["plans"]["free"], catalogue["plans"]["professional"]
     billing_plan_assign(workspace=beta.workspace, plan=pro, acting_user=None)  # staff-assigned: its own credits
     credits_grant(workspace=alpha.workspace, amount="10", source=Source.PURCHASED, idempotency_key="bought")
@@ -37,7 +38,7 @@ def test_free_plan_workspaces_get_their_monthly_credits_once_a_month(alpha, beta
     assert grant.expires_at.day == 1
 
 
-def test_stripe_subscribers_are_left_to_their_invoices(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_stripe_subscribers_are_left_to_their_invoices(alpha, catalogue):
     BillingAccount.objects.create(
         workspace=alpha.workspace,
         plan=catalogue["plans"]["starter"],
@@ -49,6 +50,6 @@ def test_stripe_subscribers_are_left_to_their_invoices(alpha, catalogue):  # typ
     assert subscription_units(alpha.workspace) == 0
 
 
-def test_nothing_is_granted_when_no_plan_has_monthly_credits(alpha, catalogue):  # type: ignore[no-untyped-def]
+def test_nothing_is_granted_when_no_plan_has_monthly_credits(alpha, catalogue):
     Plan.objects.update(monthly_credit_units=0)
     assert billing_plan_monthly_credits(now=NOW) == 0

@@ -19,7 +19,7 @@ def request_keys(html: str) -> list[str]:
     return re.findall(r'name="request_key" value="([0-9a-f-]{36})"', html)
 
 
-def test_pricing_url_and_nav_links(client, alpha, client_for, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_pricing_url_and_nav_links(client, alpha, client_for, catalogue, fake_stripe) -> None:
     assert reverse("billing:pricing") == URL
     anonymous = client.get(URL).content.decode()
     assert f'href="{URL}">Pricing</a>' in anonymous
@@ -28,7 +28,7 @@ def test_pricing_url_and_nav_links(client, alpha, client_for, catalogue, fake_st
     assert ">Pricing</a>" not in signed_in
 
 
-def test_anonymous_visitor_sees_plans_packs_and_sign_up(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_visitor_sees_plans_packs_and_sign_up(client, catalogue, fake_stripe) -> None:
     response = client.get(URL)
     assert response.status_code == 200
     html = response.content.decode()
@@ -50,7 +50,7 @@ def test_anonymous_visitor_sees_plans_packs_and_sign_up(client, catalogue, fake_
     assert fake_stripe.requests == []
 
 
-def test_yearly_toggle_shows_the_year_price_and_monthly_equivalent(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_yearly_toggle_shows_the_year_price_and_monthly_equivalent(client, catalogue, fake_stripe) -> None:
     html = client.get(URL, {"interval": "year"}).content.decode()
     assert "<strong>$190.00</strong> per year" in html
     assert "$15.83 per month, billed yearly" in html  # 19000 / 12, rounded down to the cent
@@ -60,14 +60,14 @@ def test_yearly_toggle_shows_the_year_price_and_monthly_equivalent(client, catal
     assert "per year" not in monthly
 
 
-def test_plan_without_yearly_price_is_monthly_only(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_plan_without_yearly_price_is_monthly_only(client, catalogue, fake_stripe) -> None:
     Plan.objects.filter(code="starter").update(price_yearly_cents=0)
     html = client.get(URL, {"interval": "year"}).content.decode()
     starter = html.split('data-plan="starter"')[1].split("</article>")[0]
     assert "Billed monthly only." in starter
 
 
-def test_hidden_and_inactive_plans_are_not_listed(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_hidden_and_inactive_plans_are_not_listed(client, catalogue, fake_stripe) -> None:
     Plan.objects.filter(code="enterprise").update(is_public=False)
     Plan.objects.filter(code="professional").update(is_active=False)
     html = client.get(URL).content.decode()
@@ -75,7 +75,7 @@ def test_hidden_and_inactive_plans_are_not_listed(client, catalogue, fake_stripe
     assert 'data-plan="professional"' not in html
 
 
-def test_without_stripe_the_page_renders_with_a_contact_note(client, client_for, alpha, catalogue, no_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_without_stripe_the_page_renders_with_a_contact_note(client, client_for, alpha, catalogue, no_stripe) -> None:
     response = client.get(URL)
     assert response.status_code == 200
     assert "Online payments are not configured" in response.content.decode()
@@ -88,7 +88,7 @@ def test_without_stripe_the_page_renders_with_a_contact_note(client, client_for,
     assert 'data-testid="buy-pack"' not in html
 
 
-def test_owner_gets_subscribe_and_buy_forms_each_with_its_own_key(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_owner_gets_subscribe_and_buy_forms_each_with_its_own_key(client_for, alpha, catalogue, fake_stripe) -> None:
     html = client_for(alpha.owner, alpha.workspace).get(URL).content.decode()
     assert html.count('data-testid="subscribe"') == 3  # starter, professional, enterprise (free needs none)
     assert html.count('data-testid="buy-pack"') == 3
@@ -102,7 +102,7 @@ def test_owner_gets_subscribe_and_buy_forms_each_with_its_own_key(client_for, al
 
 
 @pytest.mark.parametrize("role", ["admin", "member"])
-def test_non_owners_are_told_to_ask_the_owner(role, client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_non_owners_are_told_to_ask_the_owner(role, client_for, alpha, catalogue, fake_stripe) -> None:
     html = client_for(getattr(alpha, role), alpha.workspace).get(URL).content.decode()
     assert 'data-testid="ask-owner"' in html
     assert "Ask the workspace owner" in html
@@ -112,7 +112,7 @@ def test_non_owners_are_told_to_ask_the_owner(role, client_for, alpha, catalogue
 
 def test_subscribed_owner_gets_switch_links_and_the_current_plan_marked(
     client_for, alpha, catalogue, fake_stripe
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     BillingAccount.objects.create(
         workspace=alpha.workspace,
         plan=catalogue["plans"]["starter"],
@@ -132,14 +132,14 @@ def test_subscribed_owner_gets_switch_links_and_the_current_plan_marked(
     assert "?plan=starter&amp;interval=year" in yearly  # same plan, other period: a switch
 
 
-def test_trial_is_not_advertised_to_a_workspace_that_had_one(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_trial_is_not_advertised_to_a_workspace_that_had_one(client_for, alpha, catalogue, fake_stripe) -> None:
     Fulfilment.objects.create(workspace=alpha.workspace, key="trial:sub_old", kind=Fulfilment.Kind.TRIAL)
     html = client_for(alpha.owner, alpha.workspace).get(URL).content.decode()
     assert "free trial" not in html
     assert "Start 7-day trial" not in html
 
 
-def test_trial_without_card_is_advertised_as_such(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_trial_without_card_is_advertised_as_such(client, catalogue, fake_stripe) -> None:
     Plan.objects.filter(code="professional").update(trial_requires_card=False)
     html = client.get(URL).content.decode()
     professional = html.split('data-plan="professional"')[1].split("</article>")[0]

@@ -3,35 +3,44 @@ the chosen pack once per crossing (off-session PaymentIntent on the fake Stripe 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from apps.billing.models import BillingAccount, Fulfilment, TopupAttempt
-from apps.billing.topup import topup_rearm_all
+from apps.billing.topup import topup_rearm_all, topup_settings_update
 from apps.credits.amounts import to_units
-from apps.credits.models import CreditAccount, Source
+from apps.credits.models import Source
 from apps.credits.selectors import credits_balance
 from apps.credits.services import credits_grant, credits_reserve, credits_settle
+from apps.workspaces.models import Workspace
 from tests.billing.conftest import event
+from tests.conftest import Team
+from tests.fakes.stripe import FakeStripe
 
 pytestmark = pytest.mark.django_db
 
 
-def available(workspace) -> int:  # type: ignore[no-untyped-def]
+def available(workspace: Workspace) -> int:
     return credits_balance(workspace=workspace).available_units
 
 
-def spend(workspace, credits: int, key: str) -> None:  # type: ignore[no-untyped-def]
+def spend(workspace: Workspace, credits: int, key: str) -> None:
     reservation = credits_reserve(workspace=workspace, units=to_units(credits), idempotency_key=key)
     credits_settle(reservation=reservation, actual_units=to_units(credits))
 
 
 @pytest.fixture
-def armed(alpha, catalogue, fake_stripe):  # type: ignore[no-untyped-def]
+def armed(alpha: Team, catalogue: dict[str, Any], fake_stripe: FakeStripe) -> Workspace:
     """Alpha has 150 credits, a saved card, and tops up 500 credits below 100."""
     workspace = alpha.workspace
     credits_grant(workspace=workspace, amount="150", source=Source.PURCHASED, idempotency_key="start")
-    CreditAccount.objects.filter(workspace=workspace).update(
-        auto_topup_enabled=True, auto_topup_threshold_units=to_units(100), auto_topup_pack="small"
+    topup_settings_update(
+        workspace=workspace,
+        acting_user=alpha.owner,
+        enabled=True,
+        threshold_units=to_units(100),
+        pack=catalogue["packs"]["small"],
     )
     fake_stripe.put("customers", {"id": "cus_topup", "invoice_settings": {"default_payment_method": "pm_card_visa"}})
     BillingAccount.objects.create(workspace=workspace, stripe_customer_id="cus_topup")
@@ -40,7 +49,7 @@ def armed(alpha, catalogue, fake_stripe):  # type: ignore[no-untyped-def]
 
 def test_crossing_the_threshold_charges_once_and_grants_the_pack(
     armed, catalogue, fake_stripe, django_capture_on_commit_callbacks
-):  # type: ignore[no-untyped-def]
+):
     pack = catalogue["packs"]["small"]
     with django_capture_on_commit_callbacks(execute=True):
         spend(armed, 30, "s1")  # 120: above the threshold, nothing
@@ -62,7 +71,7 @@ def test_crossing_the_threshold_charges_once_and_grants_the_pack(
 
 def test_the_webhook_for_the_same_payment_grants_nothing_more(
     armed, catalogue, fake_stripe, deliver, django_capture_on_commit_callbacks
-):  # type: ignore[no-untyped-def]
+):
     with django_capture_on_commit_callbacks(execute=True):
         spend(armed, 60, "s1")
     intent = fake_stripe.all("payment_intents")[0]
@@ -71,7 +80,7 @@ def test_the_webhook_for_the_same_payment_grants_nothing_more(
     assert available(armed) == to_units(90) + catalogue["packs"]["small"].credit_units
 
 
-def test_spending_on_below_the_threshold_does_not_charge_again(armed, fake_stripe, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+def test_spending_on_below_the_threshold_does_not_charge_again(armed, fake_stripe, django_capture_on_commit_callbacks):
     fake_stripe.put(
         "customers", {"id": "cus_topup", "invoice_settings": {"default_payment_method": "pm_card_declined"}}
     )
@@ -91,8 +100,33 @@ def test_spending_on_below_the_threshold_does_not_charge_again(armed, fake_strip
     assert topup_rearm_all() == 1  # back above: the next crossing may charge again
 
 
-def test_without_stripe_keys_nothing_is_charged(armed, no_stripe, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+def test_without_stripe_keys_nothing_is_charged(armed, no_stripe, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         spend(armed, 60, "s1")
     assert not TopupAttempt.objects.exists()
+    assert available(armed) == to_units(90)
+
+
+def test_a_low_balance_alert_without_auto_top_up_buys_nothing(
+    alpha, catalogue, fake_stripe, django_capture_on_commit_callbacks
+):
+    workspace = alpha.workspace
+    credits_grant(workspace=workspace, amount="150", source=Source.PURCHASED, idempotency_key="start")
+    fake_stripe.put("customers", {"id": "cus_topup", "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    BillingAccount.objects.create(workspace=workspace, stripe_customer_id="cus_topup")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        spend(workspace, 145, "s1")  # below the default low-balance alerts (100 and 10)
+
+    assert fake_stripe.calls("POST", "/v1/payment_intents") == []
+    assert not TopupAttempt.objects.exists()
+
+
+def test_turning_auto_top_up_off_stops_the_charges(armed, alpha, fake_stripe, django_capture_on_commit_callbacks):
+    topup_settings_update(workspace=armed, acting_user=alpha.owner, enabled=False, threshold_units=None, pack=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        spend(armed, 60, "s1")
+
+    assert fake_stripe.calls("POST", "/v1/payment_intents") == []
     assert available(armed) == to_units(90)

@@ -6,46 +6,58 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.billing.models import BillingAccount, Fulfilment, Plan, PlanSource, SubscriptionStatus
+from apps.billing.models import BillingAccount, CreditPack, Fulfilment, Plan, PlanSource, SubscriptionStatus
 from apps.credits.amounts import to_units
 from apps.credits.selectors import credits_balance
+from apps.workspaces.models import Workspace
 from apps.workspaces.roles import Role
 from tests.billing.conftest import event
 from tests.factories import MembershipFactory, WorkspaceFactory
+from tests.fakes.stripe import FakeStripe
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 pytestmark = pytest.mark.django_db
 
 
-def customer_of(workspace) -> str:  # type: ignore[no-untyped-def]
+def customer_of(workspace: Workspace) -> str:
     return f"cus_{workspace.slug.replace('-', '_')}"
 
 
-def available(workspace) -> int:  # type: ignore[no-untyped-def]
+def available(workspace: Workspace) -> int:
     return credits_balance(workspace=workspace).available_units
 
 
-def messages_of(response) -> list[str]:  # type: ignore[no-untyped-def]
+def messages_of(response: TestResponse) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
 
 
-def subscribe(client, plan: str = "starter", interval: str = "month", key: str | None = None):  # type: ignore[no-untyped-def]
+def subscribe(client: Client, plan: str = "starter", interval: str = "month", key: str | None = None) -> TestResponse:
     data = {"plan": plan, "interval": interval, "request_key": key or str(uuid.uuid4())}
     return client.post(reverse("billing:subscribe"), data)
 
 
-def buy(client, pack: str = "medium", key: str | None = None):  # type: ignore[no-untyped-def]
+def buy(client: Client, pack: str = "medium", key: str | None = None) -> TestResponse:
     return client.post(reverse("billing:buy_pack"), {"pack": pack, "request_key": key or str(uuid.uuid4())})
 
 
 def subscribed(
-    fake_stripe, workspace, plan: Plan, *, status: str = "active", interval: str = "month", **fields: Any
-) -> BillingAccount:  # type: ignore[no-untyped-def]
+    fake_stripe: FakeStripe,
+    workspace: Workspace,
+    plan: Plan,
+    *,
+    status: str = "active",
+    interval: str = "month",
+    **fields: Any,
+) -> BillingAccount:
     """The workspace on a live Stripe subscription, in our table and in the fake."""
     now = timezone.now().replace(microsecond=0)
     end = now + timedelta(days=30)
@@ -89,7 +101,7 @@ def subscribed(
     return account
 
 
-def pack_session(workspace, pack, **overrides: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def pack_session(workspace: Workspace, pack: CreditPack, **overrides: Any) -> dict[str, Any]:
     return {
         "mode": "payment",
         "status": "complete",
@@ -113,7 +125,7 @@ def pack_session(workspace, pack, **overrides: Any) -> dict[str, Any]:  # type: 
 # ---------------------------------------------------------------------------- checkout
 
 
-def test_subscribe_sends_checkout_params_and_redirects_to_stripe(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_subscribe_sends_checkout_params_and_redirects_to_stripe(client_for, alpha, catalogue, fake_stripe) -> None:
     key = str(uuid.uuid4())
     response = subscribe(client_for(alpha.owner, alpha.workspace), "starter", "year", key)
     [session] = fake_stripe.all("checkout/sessions")
@@ -144,7 +156,7 @@ def test_subscribe_sends_checkout_params_and_redirects_to_stripe(client_for, alp
 
 def test_trial_without_card_collects_the_payment_method_only_if_required(
     client_for, alpha, catalogue, fake_stripe
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     Plan.objects.filter(code="professional").update(trial_requires_card=False)
     assert subscribe(client_for(alpha.owner, alpha.workspace), "professional").status_code == 303
     [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
@@ -153,7 +165,7 @@ def test_trial_without_card_collects_the_payment_method_only_if_required(
     assert call.params["line_items"][0]["price"] == "price_professional_month"
 
 
-def test_double_submit_reuses_one_session_and_one_customer(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_double_submit_reuses_one_session_and_one_customer(client_for, alpha, catalogue, fake_stripe) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     key = str(uuid.uuid4())
     first = subscribe(owner, key=key)
@@ -165,7 +177,7 @@ def test_double_submit_reuses_one_session_and_one_customer(client_for, alpha, ca
     assert len(fake_stripe.all("customers")) == 1
 
 
-def test_buy_pack_sends_the_promised_credits_in_metadata(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_buy_pack_sends_the_promised_credits_in_metadata(client_for, alpha, catalogue, fake_stripe) -> None:
     pack = catalogue["packs"]["medium"]
     response = buy(client_for(alpha.owner, alpha.workspace), "medium")
     assert response.status_code == 303
@@ -181,7 +193,7 @@ def test_buy_pack_sends_the_promised_credits_in_metadata(client_for, alpha, cata
     assert params["cancel_url"] == "http://testserver/billing/pricing/"
 
 
-def test_unknown_plan_or_pack_is_404(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_plan_or_pack_is_404(client_for, alpha, catalogue, fake_stripe) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     assert subscribe(owner, "platinum").status_code == 404
     assert buy(owner, "huge").status_code == 404
@@ -192,7 +204,7 @@ def test_unknown_plan_or_pack_is_404(client_for, alpha, catalogue, fake_stripe) 
 
 def test_subscribing_when_already_subscribed_is_a_message_not_an_error(
     client_for, alpha, catalogue, fake_stripe
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     subscribed(fake_stripe, alpha.workspace, catalogue["plans"]["starter"])
     response = subscribe(client_for(alpha.owner, alpha.workspace), "professional")
     assert response.status_code == 302
@@ -202,7 +214,7 @@ def test_subscribing_when_already_subscribed_is_a_message_not_an_error(
     assert fake_stripe.calls("POST", "/v1/checkout/sessions") == []
 
 
-def test_stripe_refusal_becomes_a_message(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_stripe_refusal_becomes_a_message(client_for, alpha, catalogue, fake_stripe) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     BillingAccount.objects.create(workspace=alpha.workspace, stripe_customer_id="cus_known")
     fake_stripe.fail_next(400)
@@ -211,7 +223,7 @@ def test_stripe_refusal_becomes_a_message(client_for, alpha, catalogue, fake_str
     assert any("Stripe could not complete the request" in m for m in messages_of(response))
 
 
-def test_malformed_form_is_a_message(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_form_is_a_message(client_for, alpha, catalogue, fake_stripe) -> None:
     response = client_for(alpha.owner, alpha.workspace).post(
         reverse("billing:subscribe"), {"plan": "starter", "interval": "month"}, follow=True
     )
@@ -225,7 +237,7 @@ def test_malformed_form_is_a_message(client_for, alpha, catalogue, fake_stripe) 
 
 def test_without_stripe_keys_pages_render_and_purchases_are_refused(
     client_for, alpha, catalogue, fake_stripe, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.STRIPE_TEST_SECRET_KEY = ""
     owner = client_for(alpha.owner, alpha.workspace)
     assert owner.get(reverse("billing:pricing")).status_code == 200
@@ -251,7 +263,7 @@ def test_without_stripe_keys_pages_render_and_purchases_are_refused(
 
 
 @pytest.mark.parametrize("role", ["admin", "member"])
-def test_only_owners_can_buy_or_manage(role, client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_only_owners_can_buy_or_manage(role, client_for, alpha, catalogue, fake_stripe) -> None:
     subscribed(fake_stripe, alpha.workspace, catalogue["plans"]["starter"])
     client = client_for(getattr(alpha, role), alpha.workspace)
     assert subscribe(client).status_code == 403
@@ -268,7 +280,7 @@ def test_only_owners_can_buy_or_manage(role, client_for, alpha, catalogue, fake_
     assert 'data-testid="cancel"' not in page
 
 
-def test_member_cannot_redeem_codes(client_for, alpha, catalogue) -> None:  # type: ignore[no-untyped-def]
+def test_member_cannot_redeem_codes(client_for, alpha, catalogue) -> None:
     response = client_for(alpha.member, alpha.workspace).post(reverse("billing:redeem"), {"code": "ANY"})
     assert response.status_code == 403
     assert (
@@ -277,7 +289,7 @@ def test_member_cannot_redeem_codes(client_for, alpha, catalogue) -> None:  # ty
     )
 
 
-def test_checkout_pages_need_a_signed_in_member(client, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_checkout_pages_need_a_signed_in_member(client, catalogue, fake_stripe) -> None:
     for name in ("billing:overview", "billing:success"):
         response = client.get(reverse(name), {"session_id": "cs_test_1"})
         assert response.status_code == 302
@@ -290,7 +302,7 @@ def test_checkout_pages_need_a_signed_in_member(client, catalogue, fake_stripe) 
 # ---------------------------------------------------------------------------- portal, change, cancel
 
 
-def test_portal_opens_a_session_for_the_workspace_customer(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_portal_opens_a_session_for_the_workspace_customer(client_for, alpha, catalogue, fake_stripe) -> None:
     BillingAccount.objects.create(workspace=alpha.workspace, stripe_customer_id="cus_alpha")
     response = client_for(alpha.owner, alpha.workspace).post(reverse("billing:portal"))
     [portal] = fake_stripe.all("billing_portal/sessions")
@@ -301,7 +313,7 @@ def test_portal_opens_a_session_for_the_workspace_customer(client_for, alpha, ca
     assert fake_stripe.calls("POST", "/v1/customers") == []
 
 
-def test_change_plan_confirms_then_updates_with_proration(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_change_plan_confirms_then_updates_with_proration(client_for, alpha, catalogue, fake_stripe) -> None:
     account = subscribed(fake_stripe, alpha.workspace, catalogue["plans"]["starter"])
     owner = client_for(alpha.owner, alpha.workspace)
     confirm = owner.get(reverse("billing:change"), {"plan": "professional", "interval": "year"})
@@ -323,7 +335,7 @@ def test_change_plan_confirms_then_updates_with_proration(client_for, alpha, cat
 
 def test_change_to_the_current_plan_or_without_subscription_sends_nothing(
     client_for, alpha, catalogue, fake_stripe
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     response = owner.post(reverse("billing:change"), {"plan": "professional", "interval": "month"})
     assert response.status_code == 302
@@ -335,7 +347,7 @@ def test_change_to_the_current_plan_or_without_subscription_sends_nothing(
     assert fake_stripe.calls("POST", "/v1/subscriptions") == []
 
 
-def test_cancel_at_period_end_and_resume(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_at_period_end_and_resume(client_for, alpha, catalogue, fake_stripe) -> None:
     account = subscribed(fake_stripe, alpha.workspace, catalogue["plans"]["starter"])
     owner = client_for(alpha.owner, alpha.workspace)
     page = owner.get(reverse("billing:overview")).content.decode()
@@ -361,7 +373,7 @@ def test_cancel_at_period_end_and_resume(client_for, alpha, catalogue, fake_stri
 
 def test_success_page_fulfils_a_completed_pack_once_even_when_the_webhook_follows(
     client_for, alpha, catalogue, fake_stripe, deliver
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     pack = catalogue["packs"]["medium"]
     session = fake_stripe.put("checkout/sessions", pack_session(alpha.workspace, pack))
     owner = client_for(alpha.owner, alpha.workspace)
@@ -381,7 +393,7 @@ def test_success_page_fulfils_a_completed_pack_once_even_when_the_webhook_follow
     assert "$35.00" in page
 
 
-def test_open_session_polls_until_done(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_open_session_polls_until_done(client_for, alpha, catalogue, fake_stripe) -> None:
     pack = catalogue["packs"]["small"]
     session = fake_stripe.put(
         "checkout/sessions", pack_session(alpha.workspace, pack, status="open", payment_status="unpaid")
@@ -402,7 +414,7 @@ def test_open_session_polls_until_done(client_for, alpha, catalogue, fake_stripe
     assert available(alpha.workspace) == pack.credit_units
 
 
-def test_polling_stops_with_a_note_after_the_limit(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_polling_stops_with_a_note_after_the_limit(client_for, alpha, catalogue, fake_stripe) -> None:
     session = fake_stripe.put(
         "checkout/sessions", pack_session(alpha.workspace, catalogue["packs"]["small"], payment_status="unpaid")
     )
@@ -414,7 +426,7 @@ def test_polling_stops_with_a_note_after_the_limit(client_for, alpha, catalogue,
     assert "hx-get" not in html
 
 
-def test_success_page_shows_an_active_subscription(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_success_page_shows_an_active_subscription(client_for, alpha, catalogue, fake_stripe) -> None:
     starter = catalogue["plans"]["starter"]
     account = subscribed(fake_stripe, alpha.workspace, starter)
     BillingAccount.objects.filter(pk=account.pk).update(
@@ -443,13 +455,14 @@ def test_success_page_shows_an_active_subscription(client_for, alpha, catalogue,
     assert account.plan == starter
 
 
+@pytest.mark.outsider("billing:success", "billing:checkout_status")
 @pytest.mark.parametrize("who", ["beta_owner", "outsider"])
-def test_another_workspaces_session_is_404(who, client_for, alpha, beta, outsider, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_another_workspaces_session_is_404(who, client_for, alpha, beta, outsider, catalogue, fake_stripe) -> None:
     pack = catalogue["packs"]["medium"]
     session = fake_stripe.put("checkout/sessions", pack_session(alpha.workspace, pack))
     if who == "outsider":
-        own = WorkspaceFactory(name="Outsider's")
-        MembershipFactory(workspace=own, user=outsider, role=Role.OWNER)
+        own = WorkspaceFactory.create(name="Outsider's")
+        MembershipFactory.create(workspace=own, user=outsider, role=Role.OWNER)
         client = client_for(outsider, alpha.workspace)  # asks for Alpha; not a member of it
     else:
         client = client_for(beta.owner, beta.workspace)
@@ -461,7 +474,7 @@ def test_another_workspaces_session_is_404(who, client_for, alpha, beta, outside
     assert client.get(reverse("billing:success"), {"session_id": session["id"]}).status_code == 404
 
 
-def test_unknown_or_malformed_session_is_404(client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_or_malformed_session_is_404(client_for, alpha, catalogue, fake_stripe) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     assert owner.get(reverse("billing:success"), {"session_id": "cs_test_missing"}).status_code == 404
     assert owner.get(reverse("billing:success"), {"session_id": "../../v1/customers"}).status_code == 404
@@ -473,7 +486,7 @@ def test_unknown_or_malformed_session_is_404(client_for, alpha, catalogue, fake_
 
 def test_billing_page_for_a_subscribed_workspace(
     client_for, alpha, catalogue, fake_stripe, django_assert_max_num_queries
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from djstripe.models import Customer, Invoice
 
     account = subscribed(
@@ -546,7 +559,7 @@ def test_billing_page_for_a_subscribed_workspace(
 
 def test_billing_page_query_count_does_not_grow_with_history(
     client_for, alpha, catalogue, fake_stripe, django_assert_max_num_queries
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     owner = client_for(alpha.owner, alpha.workspace)
     Fulfilment.objects.create(workspace=alpha.workspace, key="pack:cs_first", kind=Fulfilment.Kind.PACK, currency="usd")
     owner.get(reverse("billing:overview"))  # the first request of a session records it
@@ -560,7 +573,8 @@ def test_billing_page_query_count_does_not_grow_with_history(
         owner.get(reverse("billing:overview"))
 
 
-def test_billing_page_for_a_free_workspace_member(client_for, alpha, beta, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.outsider("billing:overview")
+def test_billing_page_for_a_free_workspace_member(client_for, alpha, beta, catalogue, fake_stripe) -> None:
     Fulfilment.objects.create(
         workspace=beta.workspace, key="pack:cs_beta", kind=Fulfilment.Kind.PACK, description="Beta's pack"
     )
@@ -584,7 +598,7 @@ def test_billing_page_for_a_free_workspace_member(client_for, alpha, beta, catal
         ({"subscription_status": "trialing"}, "trialing", "Free trial of Starter"),
     ],
 )
-def test_billing_page_explains_the_status(fields, state, text, client_for, alpha, catalogue, fake_stripe) -> None:  # type: ignore[no-untyped-def]
+def test_billing_page_explains_the_status(fields, state, text, client_for, alpha, catalogue, fake_stripe) -> None:
     subscribed(
         fake_stripe,
         alpha.workspace,
@@ -600,7 +614,7 @@ def test_billing_page_explains_the_status(fields, state, text, client_for, alpha
 # ---------------------------------------------------------------------------- redemption codes
 
 
-def test_admin_redeems_a_code(client_for, alpha, catalogue) -> None:  # type: ignore[no-untyped-def]
+def test_admin_redeems_a_code(client_for, alpha, catalogue) -> None:
     pytest.importorskip("apps.billing.codes")
     from apps.billing.models import Redemption, RedemptionCode
 
@@ -618,3 +632,58 @@ def test_admin_redeems_a_code(client_for, alpha, catalogue) -> None:  # type: ig
     unknown = admin.post(reverse("billing:redeem"), {"code": "NOPE"}, follow=True)
     assert unknown.status_code == 200
     assert messages_of(unknown)
+
+
+@pytest.mark.outsider(
+    "billing:subscribe",
+    "billing:buy_pack",
+    "billing:portal",
+    "billing:change",
+    "billing:cancel",
+    "billing:resume",
+    "billing:redeem",
+)
+@pytest.mark.parametrize("who", ["beta_owner", "outsider", "anonymous"])
+def test_someone_outside_alpha_cannot_buy_for_manage_or_cancel_its_subscription(
+    who, client, client_for, alpha, beta, outsider, catalogue, fake_stripe
+) -> None:
+    from apps.billing.models import Redemption, RedemptionCode
+
+    account = subscribed(fake_stripe, alpha.workspace, catalogue["plans"]["starter"])
+    RedemptionCode.objects.create(code="WELCOME100", credit_units=to_units(100))
+    before = BillingAccount.objects.filter(pk=account.pk).values().get()
+    if who == "anonymous":
+        intruder = client
+    else:  # asks for Alpha; not a member of it (the outsider has no workspace at all)
+        intruder = client_for(beta.owner if who == "beta_owner" else outsider, alpha.workspace)
+    change = {"plan": "professional", "interval": "month"}
+
+    responses = [
+        subscribe(intruder),
+        buy(intruder),
+        intruder.post(reverse("billing:portal")),
+        intruder.get(reverse("billing:change"), change),
+        intruder.post(reverse("billing:change"), change),
+        intruder.post(reverse("billing:cancel")),
+        intruder.post(reverse("billing:resume")),
+        intruder.post(reverse("billing:redeem"), {"code": "WELCOME100"}),
+    ]
+
+    for response in responses:
+        if who == "anonymous":
+            assert (response.status_code, response["Location"].split("?")[0]) == (302, reverse("account_login"))
+        elif who == "outsider":
+            assert (response.status_code, response["Location"]) == (302, reverse("workspaces:create"))
+        else:  # acts on Beta, its own workspace
+            assert response.status_code in (200, 302, 303)
+            assert customer_of(alpha.workspace) not in response.content.decode()
+    assert bool(fake_stripe.requests) == (who == "beta_owner")  # Beta's checkout and portal, for Beta
+    for request in fake_stripe.requests:  # nothing sent to Stripe about Alpha's customer or subscription
+        assert account.subscription_id not in request.path
+        assert customer_of(alpha.workspace) not in request.path + str(request.params)
+        assert request.params.get("metadata", {}).get("workspace_id") != str(alpha.workspace.pk)
+        assert request.params.get("client_reference_id") != str(alpha.workspace.pk)
+    assert BillingAccount.objects.filter(pk=account.pk).values().get() == before
+    assert fake_stripe.get("subscriptions", account.subscription_id)["cancel_at_period_end"] is False
+    assert not Redemption.objects.filter(workspace=alpha.workspace).exists()
+    assert available(alpha.workspace) == 0

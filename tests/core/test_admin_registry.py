@@ -6,13 +6,15 @@ import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.db import models
+from django.test import Client
 
 from apps.audit.services import audit_record
 from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_member_invite
+from tests.conftest import Team
 from tests.factories import UserFactory
 
-OWN_APPS = {"accounts", "workspaces", "audit", "credits", "generation", "apikeys", "ratelimits"}
+OWN_APPS = {"accounts", "workspaces", "audit", "credits", "generation", "chat", "apikeys", "ratelimits"}
 OWN_MODELS = sorted(
     (model for model in apps.get_models() if model._meta.app_label in OWN_APPS),
     key=lambda model: model._meta.label,
@@ -26,7 +28,7 @@ def _admin_url(model: type[models.Model], page: str, *args: object) -> str:
 
 
 @pytest.fixture
-def rows(alpha, beta):  # type: ignore[no-untyped-def]
+def rows(alpha: Team, beta: Team) -> None:
     """A few rows of every model: users, workspaces and memberships from the teams, plus an
     invitation, audit events and credits rows."""
     workspace_member_invite(
@@ -46,7 +48,7 @@ def rows(alpha, beta):  # type: ignore[no-untyped-def]
     from apps.generation.models import Generation
 
     Generation.objects.create(workspace=alpha.workspace, user=alpha.owner, model_label="mock-chat", outcome="ok")
-    from apps.generation.models import Conversation, Message
+    from apps.chat.models import Conversation, Message
 
     conversation = Conversation.objects.create(workspace=alpha.workspace, user=alpha.owner, title="Hello")
     Message.objects.create(workspace=alpha.workspace, conversation=conversation, role="user", content="Hi")
@@ -55,11 +57,15 @@ def rows(alpha, beta):  # type: ignore[no-untyped-def]
 
     apikey_create(workspace=alpha.workspace, acting_user=alpha.owner, name="Registry", scopes=["chat"])
     WorkspaceRateLimit.objects.create(workspace=alpha.workspace, key_rpm=10)
+    from apps.workspaces.entitlements import Entitlements
+    from apps.workspaces.services import workspace_entitlements_set
+
+    workspace_entitlements_set(workspace=alpha.workspace, entitlements=Entitlements(plan_code="pro", plan_name="Pro"))
 
 
 @pytest.fixture
-def superuser_client(client, rows):  # type: ignore[no-untyped-def]
-    client.force_login(UserFactory(email="root@example.com", is_staff=True, is_superuser=True))
+def superuser_client(client: Client, rows: None) -> Client:
+    client.force_login(UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True))
     return client
 
 

@@ -11,8 +11,9 @@ import pytest
 from django.urls import reverse
 
 from apps.apikeys.models import ApiKey
+from apps.chat.models import Conversation
 from apps.core.validators import control_character, json_control_character, validate_identifier, validate_text
-from apps.generation.models import AIModel, Conversation
+from apps.generation.models import AIModel
 from apps.media.models import GenerationJob
 from apps.workspaces.models import Workspace
 from tests.conftest import Team
@@ -53,7 +54,9 @@ def test_free_text_and_identifier_rules(value: str, text_ok: bool, identifier_ok
 
 def test_nested_json_is_checked_keys_included() -> None:
     assert json_control_character({"a": ["fine\n", {"b": "x\x00"}]}) == ("a.1.b", NUL_MESSAGE)
-    assert json_control_character({"a": {"bad\x01key": 1}})[0] == "a"  # type: ignore[index]
+    found = json_control_character({"a": {"bad\x01key": 1}})
+    assert found is not None
+    assert found[0] == "a"
     assert json_control_character({"a": [1, 2.5, None, True, "ok\t"]}) is None
 
 
@@ -84,19 +87,19 @@ def test_chat_forms_refuse_control_characters_and_save_nothing(alpha: Team, clie
         workspace=alpha.workspace, user=alpha.member, model=model, title="Kept", system_prompt="Kept"
     )
     client = client_for(alpha.member, alpha.workspace)
-    rename = client.post(reverse("generation:chat_rename", args=[conversation.pk]), {"title": "New\x01"})
+    rename = client.post(reverse("chat:rename", args=[conversation.pk]), {"title": "New\x01"})
     assert rename.status_code == 400
-    settings = client.post(reverse("generation:chat_settings", args=[conversation.pk]), {"system_prompt": "Be\x00"})
+    settings = client.post(reverse("chat:settings", args=[conversation.pk]), {"system_prompt": "Be\x00"})
     assert settings.status_code == 400
     assert NUL_MESSAGE.encode() in settings.content
     conversation.refresh_from_db()
     assert (conversation.title, conversation.system_prompt) == ("Kept", "Kept")
-    new = client.post(reverse("generation:chat_list"), {"model": "mock-chat", "system_prompt": "\x00"})
+    new = client.post(reverse("chat:list"), {"model": "mock-chat", "system_prompt": "\x00"})
     assert new.status_code == 400
     assert Conversation.objects.count() == 1
-    assert client.get(reverse("generation:chat_list"), {"q": "a\x00b"}).status_code == 400
+    assert client.get(reverse("chat:list"), {"q": "a\x00b"}).status_code == 400
     # Free text keeps its tabs and line breaks.
-    kept = client.post(reverse("generation:chat_settings", args=[conversation.pk]), {"system_prompt": "One.\r\n\tTwo."})
+    kept = client.post(reverse("chat:settings", args=[conversation.pk]), {"system_prompt": "One.\r\n\tTwo."})
     assert kept.status_code == 302
     conversation.refresh_from_db()
     assert conversation.system_prompt == "One.\r\n\tTwo."

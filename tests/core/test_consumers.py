@@ -29,6 +29,7 @@ def _run(scenario: Callable[[], Awaitable[None]]) -> None:
     async_to_sync(scenario)()
 
 
+@pytest.mark.outsider("ws/notifications/")
 def test_anonymous_connection_is_refused():
     async def scenario() -> None:
         communicator = WebsocketCommunicator(application, PATH, headers=[ORIGIN])
@@ -100,6 +101,7 @@ def test_signed_in_user_gets_hello_pong_and_their_notifications(alpha, client_fo
     _run(scenario)
 
 
+@pytest.mark.outsider("ws/notifications/")
 def test_notifications_reach_only_their_user(alpha, client_for):
     headers = _headers_for(client_for, alpha.member)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from constance.test import override_config
+from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
+from pytest_django import Settings
 
 from apps.core import views
 
@@ -15,18 +18,18 @@ pytestmark = pytest.mark.django_db
 EXPLODING_PROCESSOR = "tests.core.test_pages.exploding_context_processor"
 
 
-def exploding_context_processor(request):  # type: ignore[no-untyped-def]
+def exploding_context_processor(request: HttpRequest) -> dict[str, Any]:
     raise RuntimeError("a broken context processor")
 
 
-def _title(response) -> str:  # type: ignore[no-untyped-def]
+def _title(response: HttpResponse) -> str:
     match = re.search(r"<title>\s*(.*?)\s*</title>", response.content.decode(), re.S)
     assert match, "page has no <title>"
     return match.group(1)
 
 
 @pytest.fixture
-def broken_context_processor(settings):  # type: ignore[no-untyped-def]
+def broken_context_processor(settings: Settings) -> None:
     templates = [dict(engine, OPTIONS=dict(engine["OPTIONS"])) for engine in settings.TEMPLATES]
     templates[0]["OPTIONS"]["context_processors"] = [
         *templates[0]["OPTIONS"]["context_processors"],
@@ -99,3 +102,29 @@ def test_logo_replaces_the_site_name_text_in_the_header(client):
         response = client.get("/")
 
     assert b'<img src="https://cdn.example/logo.svg" alt="Acme"' in response.content
+
+
+@pytest.mark.outsider("dashboard")
+@pytest.mark.parametrize("who", ["anonymous", "outsider", "beta_member"])
+def test_dashboard_shows_nothing_of_a_workspace_the_visitor_is_not_in(client, client_for, alpha, beta, outsider, who):
+    from django.urls import reverse
+
+    alpha.workspace.name = "Alpha Secret Lab"
+    alpha.workspace.save(update_fields=["name"])
+    if who == "anonymous":
+        visitor = client
+    else:  # asks for Alpha; not a member of it
+        visitor = client_for(beta.member if who == "beta_member" else outsider, alpha.workspace)
+
+    response = visitor.get(reverse("dashboard"))
+
+    if who == "anonymous":
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("account_login"))
+        return
+    assert response.status_code == 200
+    assert response.context["current_workspace"] == (beta.workspace if who == "beta_member" else None)
+    html = response.content.decode()
+    assert "Alpha Secret Lab" not in html
+    assert f'value="{alpha.workspace.pk}"' not in html
+    assert alpha.owner.email not in html

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -17,7 +19,7 @@ from apps.core.middleware import client_ip, impersonator_from_session
 
 
 @pytest.fixture
-def json_log():  # type: ignore[no-untyped-def]
+def json_log() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Everything logged under `django.request` while the test runs, as formatted by the
     project's JSON formatter (the one production uses)."""
     stream = io.StringIO()
@@ -120,12 +122,12 @@ def test_client_ip_ignores_forwarded_for_headers():
 @pytest.mark.django_db
 def test_request_from_a_non_ip_peer_is_still_audited(alpha):
     # allauth refuses such requests for its own views; the audit row must not fail either.
-    from django.http import HttpResponse
+    from django.http import HttpRequest, HttpResponse
 
     from apps.audit.services import audit_record
     from apps.core.middleware import RequestContextMiddleware
 
-    def view(request):  # type: ignore[no-untyped-def]
+    def view(request: HttpRequest) -> HttpResponse:
         audit_record(actor=alpha.owner, action="workspace.rename", workspace=alpha.workspace)
         return HttpResponse()
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from apps.accounts.models import User
-from apps.core.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
+from apps.billing.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
 from apps.workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +89,7 @@ def test_recreates_the_demo_team_when_it_is_missing():
     _seed()
     from apps.workspaces.services import workspace_delete_by_system
 
-    workspace_delete_by_system(workspace=Workspace.objects.get(name=DEMO_TEAM), actor=None, reason="test")
+    workspace_delete_by_system(workspace=Workspace.objects.get(name=DEMO_TEAM), acting_user=None, reason="test")
 
     lines = _seed()
 

@@ -66,7 +66,7 @@ def account_of(workspace: Workspace) -> CreditAccount:
 
 @pytest.fixture
 def staff(db: Any) -> User:
-    return UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    return UserFactory.create(email="staff@example.com", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def staff_client(staff: User) -> Client:
 @pytest.fixture
 def viewer_client(db: Any) -> Client:
     """Staff who may look at credits but change nothing."""
-    viewer = UserFactory(email="viewer@example.com", is_staff=True)
+    viewer = UserFactory.create(email="viewer@example.com", is_staff=True)
     viewer.user_permissions.set(
         Permission.objects.filter(content_type__app_label="credits", codename__startswith="view_")
     )
@@ -136,9 +136,9 @@ def _grow(alpha: Team, extra: int) -> None:
     """More rows of every kind, each with its own workspace, member and card."""
     start = Workspace.objects.count()
     for i in range(start, start + extra):
-        workspace = WorkspaceFactory()
+        workspace = WorkspaceFactory.create()
         fund(workspace, "10")
-        user = UserFactory()
+        user = UserFactory.create()
         reservation = credits_reserve(workspace=workspace, amount="1", idempotency_key=f"grow-{i}", user=user)
         credits_settle(reservation=reservation, actual="1")
         rate_card_publish(service=Service.TEXT, model=f"m-{i}", acting_user=user, input_per_1k="1", output_per_1k="1")
@@ -185,9 +185,7 @@ def test_accounts_filter_below_an_alert_level(staff_client, alpha, beta):
 
 def test_staff_who_may_only_view_see_the_settings_in_credits(viewer_client, alpha):
     account = credits_account_open(workspace=alpha.workspace)
-    CreditAccount.objects.filter(pk=account.pk).update(
-        daily_cap_units=2_500_000, alert_thresholds=[1_000_000, 55_000], auto_topup_threshold_units=None
-    )
+    CreditAccount.objects.filter(pk=account.pk).update(daily_cap_units=2_500_000, alert_thresholds=[1_000_000, 55_000])
 
     page = viewer_client.get(url(CreditAccount, "change", account.pk))
     post = viewer_client.post(url(CreditAccount, "change", account.pk), {"daily_cap": "1"})
@@ -218,8 +216,6 @@ def _settings_form(client: Client, account: CreditAccount, **changes: Any) -> di
     form = client.get(url(CreditAccount, "change", account.pk)).context["adminform"].form
     data = {name: form.initial.get(name) for name in form.fields}
     data = {k: ("" if v is None else v) for k, v in data.items()}
-    if not data.get("auto_topup_enabled"):
-        data.pop("auto_topup_enabled", None)
     data.update(changes)
     return data
 
@@ -266,7 +262,7 @@ def test_settings_change_leaves_balances_to_the_ledger(staff_client, alpha):
 def test_settings_saved_while_a_call_reserves_keep_the_hold(alpha):
     """The admin loads the account, a reservation commits, then the admin saves: the hold made
     in between must survive (a plain `save()` would write back the balance it loaded)."""
-    staff_user = UserFactory(email="root@example.com", is_staff=True, is_superuser=True)
+    staff_user = UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(staff_user)
     fund(alpha.workspace, "100")
@@ -315,9 +311,6 @@ def test_changing_alert_levels_counts_those_already_crossed_as_notified(staff_cl
         ({"daily_cap": "1.00001"}, "daily_cap", "4 decimal places"),
         ({"thresholds": "10, lots"}, "thresholds", "'lots' is not an amount"),
         ({"thresholds": "0"}, "thresholds", "greater than zero"),
-        ({"auto_topup_enabled": "on", "auto_topup_pack": "pack-100"}, "auto_topup_threshold", "Set the level"),
-        ({"auto_topup_enabled": "on", "auto_topup_threshold": "5"}, "auto_topup_pack", "Choose the credit pack"),
-        ({"auto_topup_pack": "pack 100!"}, "auto_topup_pack", "letters, digits"),
     ],
 )
 def test_invalid_settings_are_form_errors(staff_client, alpha, changes, field, message):
@@ -419,7 +412,9 @@ def test_adjust_with_an_expiry(staff_client, alpha):
 
     _adjust(staff_client, account, amount="5", reason="Promo", expires_at_0="2099-06-30", expires_at_1="12:00")
 
-    assert CreditGrant.objects.get(workspace=alpha.workspace).expires_at.date().isoformat() == "2099-06-30"
+    expires_at = CreditGrant.objects.get(workspace=alpha.workspace).expires_at
+    assert expires_at is not None
+    assert expires_at.date().isoformat() == "2099-06-30"
 
 
 def test_submitting_the_adjust_form_twice_applies_it_once(staff_client, alpha):
@@ -534,6 +529,7 @@ def test_adding_a_grant_with_an_expiry(staff_client, alpha):
     staff_client.post(url(CreditGrant, "add"), data)
 
     grant = CreditGrant.objects.get(workspace=alpha.workspace)
+    assert grant.expires_at is not None
     assert (grant.source, grant.expires_at.date().isoformat()) == (Source.TRIAL, "2099-01-31")
 
 
@@ -582,6 +578,7 @@ def test_sending_the_grant_form_twice_grants_once(staff_client, alpha):
 
 def test_a_grant_cannot_be_edited_or_deleted(staff_client, ledger, alpha):
     grant = CreditGrant.objects.filter(workspace=alpha.workspace).first()
+    assert grant is not None
 
     page = staff_client.get(url(CreditGrant, "change", grant.pk))
     edit = staff_client.post(url(CreditGrant, "change", grant.pk), {"amount_units": 1, "reason": "oops"})
@@ -616,6 +613,7 @@ def test_grants_filter_by_source_expiry_and_workspace(staff_client, alpha, beta)
 
 def test_ledger_entries_are_read_only(staff_client, ledger):
     entry = LedgerEntry.objects.order_by("pk").first()
+    assert entry is not None
     amount = entry.amount_units
 
     assert staff_client.get(url(LedgerEntry, "add")).status_code == 403

@@ -35,7 +35,7 @@ def test_to_units_refuses_float(value):
 
 def test_to_units_refuses_bool():
     with pytest.raises(AmountError):
-        to_units(True)  # type: ignore[arg-type]
+        to_units(True)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def run(*args: Any) -> list[str]:
 
 @pytest.fixture
 def acme() -> Workspace:
-    return WorkspaceFactory(name="Acme", slug="acme")
+    return WorkspaceFactory.create(name="Acme", slug="acme")
 
 
 def fund(workspace: Workspace, amount: str = "100", **kwargs: Any) -> CreditGrant:
@@ -86,7 +86,9 @@ def test_grant_expires_at_the_end_of_the_given_day(acme):
 def test_grant_may_expire_tonight(acme):
     run(*GRANT, "--expires", timezone.localdate().isoformat())
 
-    assert CreditGrant.objects.get(workspace=acme).expires_at > timezone.now()
+    expires_at = CreditGrant.objects.get(workspace=acme).expires_at
+    assert expires_at is not None
+    assert expires_at > timezone.now()
 
 
 def test_grant_with_the_same_key_twice_grants_once(acme):
@@ -102,7 +104,7 @@ def test_grant_with_the_same_key_twice_grants_once(acme):
 
 
 def test_grant_refuses_a_key_used_for_another_workspace(acme):
-    other = WorkspaceFactory(slug="other")
+    other = WorkspaceFactory.create(slug="other")
     fund(other, "5", idempotency_key="promo-1")
 
     with pytest.raises(CommandError, match="already used for the workspace 'other'"):
@@ -215,7 +217,7 @@ def test_reconcile_fails_on_drift_without_changing_anything(acme):
 
 def test_reconcile_fix_rewrites_projections_from_the_ledger(acme):
     _corrupt(acme)
-    healthy = WorkspaceFactory(slug="healthy")
+    healthy = WorkspaceFactory.create(slug="healthy")
     fund(healthy, "7")
 
     lines = run("reconcile", "--fix")

@@ -29,7 +29,7 @@ U = 10_000
 
 
 def test_fifty_concurrent_calls_of_ten_credits_against_three_hundred_exactly_thirty_succeed():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     services.credits_grant(workspace=workspace, amount=200, source=Source.PURCHASED, idempotency_key="buy")
     services.credits_grant(
         workspace=workspace,
@@ -63,7 +63,7 @@ def test_fifty_concurrent_calls_of_ten_credits_against_three_hundred_exactly_thi
 
 @pytest.mark.parametrize("round_", range(5))
 def test_concurrent_settle_release_and_sweeper_end_a_hold_exactly_once(round_):
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     services.credits_grant(workspace=workspace, amount=10, source=Source.PURCHASED, idempotency_key="buy")
     reservation = services.credits_reserve(workspace=workspace, amount=4, idempotency_key="call")
     services.credits_checkpoint(reservation=reservation, delivered_units=1 * U)
@@ -83,10 +83,11 @@ def test_concurrent_settle_release_and_sweeper_end_a_hold_exactly_once(round_):
     assert (settle.status, settle.charged_units) == (final.status, final.charged_units)
     swept = sum(sweep.values())
     assert swept == (1 if final.outcome_reason == services.SWEEP_REASON else 0)
-    expected_charge = {
+    charges: dict[str, dict[str, int]] = {
         "": {Reservation.Status.SETTLED: 3 * U, Reservation.Status.RELEASED: 0},
         services.SWEEP_REASON: {Reservation.Status.SETTLED: 1 * U},
-    }[final.outcome_reason][final.status]
+    }
+    expected_charge = charges[final.outcome_reason][final.status]
     assert final.charged_units == expected_charge
     account = CreditAccount.objects.get(workspace=workspace)
     assert (account.balance_units, account.held_units) == (10 * U - expected_charge, 0)
@@ -95,7 +96,7 @@ def test_concurrent_settle_release_and_sweeper_end_a_hold_exactly_once(round_):
 
 
 def test_concurrent_replays_of_one_reservation_key_hold_once():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     services.credits_grant(workspace=workspace, amount=100, source=Source.PURCHASED, idempotency_key="buy")
 
     results = run_together(
@@ -110,7 +111,7 @@ def test_concurrent_replays_of_one_reservation_key_hold_once():
 
 
 def test_concurrent_replays_of_a_grant_and_a_clawback_apply_once():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     grants = run_together(
         *[
             lambda: services.credits_grant(
@@ -135,7 +136,7 @@ def test_concurrent_replays_of_a_grant_and_a_clawback_apply_once():
 
 
 def test_concurrent_reserves_on_many_workspaces_do_not_block_each_other_or_deadlock():
-    workspaces = [WorkspaceFactory() for _ in range(4)]
+    workspaces = [WorkspaceFactory.create() for _ in range(4)]
     for ws in workspaces:
         services.credits_grant(workspace=ws, amount=50, source=Source.PURCHASED, idempotency_key=f"buy-{ws.pk}")
 

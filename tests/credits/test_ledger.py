@@ -5,14 +5,18 @@ trial credits and reconciliation. Every test ends by checking the ledger's invar
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import pytest
 from constance.test.pytest import override_config
 from django.core import mail
+from django.core.mail import EmailMessage
+from django.db.models import Model
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from apps.audit.models import AuditEvent
 from apps.credits import services
@@ -21,26 +25,28 @@ from apps.credits.models import CreditAccount, CreditGrant, EntryKind, LedgerEnt
 from apps.credits.selectors import credits_balance
 from apps.workspaces.models import Workspace
 from apps.workspaces.services import workspace_create, workspace_create_personal
+from tests.conftest import Team
 from tests.credits.helpers import Clock, assert_ledger_consistent
 from tests.factories import UserFactory, WorkspaceFactory
 
 U = 10_000  # units per credit
 _keys = itertools.count()
+M = TypeVar("M", bound=Model)
 
 
 @pytest.fixture(autouse=True)
-def _ledger_stays_consistent(db) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def _ledger_stays_consistent(db: None) -> Iterator[None]:
     yield
     assert_ledger_consistent()
 
 
 @pytest.fixture
-def ws(db) -> Workspace:  # type: ignore[no-untyped-def]
-    return WorkspaceFactory()
+def ws(db: None) -> Workspace:
+    return WorkspaceFactory.create()
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:  # type: ignore[no-untyped-def]
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return Clock(monkeypatch)
 
 
@@ -49,14 +55,14 @@ def key(prefix: str = "k") -> str:
 
 
 def grant(
-    ws: Workspace, amount: Decimal | int | str, source: str = Source.PURCHASED, *, days: float | None = None, **kw
-) -> CreditGrant:  # type: ignore[no-untyped-def]
+    ws: Workspace, amount: Decimal | int | str, source: str = Source.PURCHASED, *, days: float | None = None, **kw: Any
+) -> CreditGrant:
     expires_at = timezone.now() + timedelta(days=days) if days is not None else None
     kw.setdefault("idempotency_key", key("grant"))
     return services.credits_grant(workspace=ws, amount=amount, source=source, expires_at=expires_at, **kw)
 
 
-def reserve(ws: Workspace, amount: Decimal | int | str, **kw) -> Reservation:  # type: ignore[no-untyped-def]
+def reserve(ws: Workspace, amount: Decimal | int | str, **kw: Any) -> Reservation:
     kw.setdefault("idempotency_key", key("res"))
     return services.credits_reserve(workspace=ws, amount=amount, **kw)
 
@@ -69,7 +75,7 @@ def available(ws: Workspace) -> int:
     return credits_balance(workspace=ws).available_units
 
 
-def fresh(obj):  # type: ignore[no-untyped-def]
+def fresh(obj: M) -> M:
     obj.refresh_from_db()
     return obj
 
@@ -343,7 +349,8 @@ def test_a_released_reservation_keeps_its_first_outcome(ws):
 def test_settle_refuses_a_negative_or_inexact_actual_cost(ws):
     grant(ws, 10)
     reservation = reserve(ws, 4)
-    for actual in ("-1", 0.5, "0.00001"):
+    refused: tuple[Any, ...] = ("-1", 0.5, "0.00001")  # a float is refused too: typed loosely on purpose
+    for actual in refused:
         with pytest.raises(CreditsError):
             services.credits_settle(reservation=reservation, actual=actual)
     with pytest.raises(CreditsError):
@@ -411,7 +418,7 @@ def test_a_refund_keyed_like_an_earlier_grant_is_not_mistaken_for_a_replay(ws):
 
 
 def test_replayed_adjustments_change_nothing(ws):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     grant(ws, 10)
     assert services.credits_adjust(workspace=ws, amount=5, reason="gift", acting_user=staff, idempotency_key="a") == (
         5 * U
@@ -432,7 +439,7 @@ def test_replayed_adjustments_change_nothing(ws):
 
 
 def test_an_adjustment_key_that_prefixes_an_earlier_one_is_not_a_replay(ws):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     services.credits_adjust(workspace=ws, amount=5, reason="one", acting_user=staff, idempotency_key="ab")
     assert services.credits_adjust(workspace=ws, amount=2, reason="two", acting_user=staff, idempotency_key="a") == (
         2 * U
@@ -441,7 +448,7 @@ def test_an_adjustment_key_that_prefixes_an_earlier_one_is_not_a_replay(ws):
 
 
 def test_a_key_used_by_another_workspace_is_refused_not_replayed(ws):
-    other = WorkspaceFactory()
+    other = WorkspaceFactory.create()
     grant(ws, 10, idempotency_key="shared")
     reserve(ws, 1, idempotency_key="shared-call")
     grant(other, 10)
@@ -501,7 +508,7 @@ def test_monthly_cap(ws):
 
 
 def test_member_caps_apply_to_each_member_separately(ws):
-    alice, bob = UserFactory(), UserFactory()
+    alice, bob = UserFactory.create(), UserFactory.create()
     grant(ws, 100)
     CreditAccount.objects.filter(workspace=ws).update(member_daily_cap_units=5 * U, member_monthly_cap_units=7 * U)
     reserve(ws, 5, user=alice)
@@ -514,7 +521,7 @@ def test_member_caps_apply_to_each_member_separately(ws):
 
 def test_member_monthly_cap(ws, clock):
     clock.now = clock.now.replace(day=10, hour=12)
-    alice = UserFactory()
+    alice = UserFactory.create()
     grant(ws, 100)
     CreditAccount.objects.filter(workspace=ws).update(member_monthly_cap_units=7 * U)
     services.credits_settle(reservation=reserve(ws, 5, user=alice), actual=5)
@@ -543,7 +550,7 @@ def test_clawback_takes_what_is_available_and_records_the_shortfall(ws):
 
 
 def test_adjust_requires_a_reason(ws):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     with pytest.raises(CreditsError, match="reason"):
         services.credits_adjust(workspace=ws, amount=5, reason="  ", acting_user=staff, idempotency_key="x")
     assert not LedgerEntry.objects.exists()
@@ -551,7 +558,7 @@ def test_adjust_requires_a_reason(ws):
 
 
 def test_adjust_writes_an_audit_row_with_the_reason(ws):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     services.credits_adjust(workspace=ws, amount=5, reason="Support ticket 42", acting_user=staff, idempotency_key="t")
     event = AuditEvent.objects.get(action="credits.adjust")
     assert event.actor == staff
@@ -564,7 +571,7 @@ def test_adjust_writes_an_audit_row_with_the_reason(ws):
 
 
 def test_negative_adjust_cannot_take_the_balance_below_zero(ws):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     grant(ws, 10)
     reserve(ws, 7)
     with pytest.raises(InsufficientCredits) as refused:
@@ -616,7 +623,9 @@ def test_checkpoint_after_the_end_changes_nothing(ws):
 
 
 @pytest.fixture
-def alerted(alpha, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+def alerted(
+    alpha: Team, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> tuple[Team, Callable[..., list[str]]]:
     """Alpha's workspace with thresholds 100 and 10 credits and 150 credits; a helper that runs
     a block with on-commit callbacks executed and returns the low-balance emails it sent."""
     services.credits_account_open(workspace=alpha.workspace)
@@ -640,7 +649,7 @@ def test_crossing_a_threshold_by_spending_sends_one_email_to_owners_and_admins(a
     assert spend(40) == []  # 110 left: above both thresholds
     assert sorted(spend(20)) == sorted([team.owner.email, team.admin.email])  # 90 < 100
     assert team.member.email not in [m.to[0] for m in mail.outbox]
-    assert "100" in mail.outbox[0].subject + mail.outbox[0].body
+    assert "100" in str(mail.outbox[0].subject) + str(mail.outbox[0].body)
 
 
 def test_a_further_spend_below_the_same_threshold_sends_nothing(alerted):
@@ -699,38 +708,39 @@ def test_members_who_turned_low_balance_alerts_off_get_none(alerted):
 @override_config(TRIAL_CREDITS="25.5", TRIAL_DAYS=7)
 def test_a_new_personal_workspace_gets_the_configured_trial(db):
     before = timezone.now()
-    workspace = workspace_create_personal(user=UserFactory())
+    workspace = workspace_create_personal(user=UserFactory.create())
     trial = CreditGrant.objects.get(workspace=workspace)
     assert (trial.source, trial.amount_units) == (Source.TRIAL, 255_000)
+    assert trial.expires_at is not None
     assert before + timedelta(days=7) <= trial.expires_at <= timezone.now() + timedelta(days=7)
     assert available(workspace) == 255_000
 
 
 @override_config(TRIAL_CREDITS="10", TRIAL_DAYS=0)
 def test_trial_days_zero_means_the_trial_never_expires(db):
-    workspace = workspace_create_personal(user=UserFactory())
+    workspace = workspace_create_personal(user=UserFactory.create())
     assert CreditGrant.objects.get(workspace=workspace).expires_at is None
 
 
 @override_config(TRIAL_CREDITS="50")
 def test_extra_workspaces_get_no_trial(db):
-    user = UserFactory()
+    user = UserFactory.create()
     workspace_create_personal(user=user)
-    extra = workspace_create(user=user, name="Side project")
+    extra = workspace_create(acting_user=user, name="Side project")
     assert not CreditGrant.objects.filter(workspace=extra).exists()
     assert CreditAccount.objects.filter(workspace=extra).exists()
 
 
 @override_config(TRIAL_CREDITS="0")
 def test_zero_trial_credits_grants_nothing(db):
-    workspace = workspace_create_personal(user=UserFactory())
+    workspace = workspace_create_personal(user=UserFactory.create())
     assert not CreditGrant.objects.filter(workspace=workspace).exists()
     assert CreditAccount.objects.filter(workspace=workspace).exists()
 
 
 @override_config(TRIAL_CREDITS="lots")
 def test_a_mistyped_trial_setting_does_not_break_sign_up(db):
-    workspace = workspace_create_personal(user=UserFactory())
+    workspace = workspace_create_personal(user=UserFactory.create())
     assert not CreditGrant.objects.filter(workspace=workspace).exists()
 
 
@@ -777,7 +787,7 @@ def test_reconcile_reports_drift_and_fixes_it_under_an_audit_row(ws):
     assert account(ws).balance_units == 50 * U  # reporting changes nothing
     assert not AuditEvent.objects.filter(action="credits.reconcile").exists()
 
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     assert services.credits_reconcile(fix=True, acting_user=staff) == drift
     assert services.credits_reconcile(fix=False) == []
     event = AuditEvent.objects.get(action="credits.reconcile")
@@ -800,10 +810,10 @@ def test_reconcile_counts_a_stray_entry(ws):
 class _RefusingMailBackend:
     """An SMTP server that refuses every message (the network edge)."""
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def send_messages(self, messages):  # type: ignore[no-untyped-def]
+    def send_messages(self, messages: Sequence[EmailMessage]) -> int:
         raise ConnectionRefusedError("smtp down")
 
 

@@ -191,7 +191,7 @@ def test_publishing_supersedes_the_current_version():
 
 def test_a_charge_keeps_the_card_it_was_quoted_with():
     old = publish(Service.TEXT, "gpt-4o", input_per_1k="1", output_per_1k="2")
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     credits_grant(workspace=workspace, amount="100", source="purchased", idempotency_key="g")
     estimate = credits_quote(service=Service.TEXT, model="gpt-4o", input_tokens=1000, output_tokens=1000)
     reservation = credits_reserve(
@@ -241,7 +241,7 @@ def test_versions_continue_after_every_version_was_retired():
 
 
 def test_publishing_is_audited_with_the_acting_user():
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
 
     card = rate_card_publish(service=Service.TEXT, model="m", acting_user=staff, input_per_1k="1", output_per_1k="1")
 

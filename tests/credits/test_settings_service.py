@@ -1,4 +1,4 @@
-"""credits_settings_update: validation, permissions per group of settings, audit rows."""
+"""credits_settings_update: validation, permissions, audit rows."""
 
 from __future__ import annotations
 
@@ -83,65 +83,11 @@ def test_refuses_invalid_limits_and_saves_nothing(alpha, account, fields):
     assert _events() == []
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"auto_topup_enabled": True},
-        {"auto_topup_enabled": True, "auto_topup_threshold_units": 10_000},
-        {"auto_topup_enabled": True, "auto_topup_pack": "pack-1"},
-        {"auto_topup_pack": "bad pack!"},
-        {"auto_topup_threshold_units": 0},
-    ],
-)
-def test_refuses_incomplete_or_invalid_auto_top_up(alpha, account, fields):
-    with pytest.raises(CreditsError):
-        credits_settings_update(account=account, acting_user=alpha.owner, **fields)
-
-    assert _reload(account).auto_topup_enabled is False
-    assert _events() == []
-
-
-def test_owner_turns_auto_top_up_on_and_off(alpha, account):
-    credits_settings_update(
-        account=account,
-        acting_user=alpha.owner,
-        auto_topup_enabled=True,
-        auto_topup_threshold_units=100_000,
-        auto_topup_pack="credits-1000",
-    )
-    assert _reload(account).auto_topup_enabled is True
-
-    credits_settings_update(account=account, acting_user=alpha.owner, auto_topup_enabled=False)
-
-    saved = _reload(account)
-    assert (saved.auto_topup_enabled, saved.auto_topup_threshold_units, saved.auto_topup_pack) == (
-        False,
-        100_000,
-        "credits-1000",
-    )
-    assert len(_events()) == 2
-
-
 def test_member_may_change_no_setting(alpha, account):
     with pytest.raises(WorkspacePermissionDenied):
         credits_settings_update(account=account, acting_user=alpha.member, daily_cap_units=1)
 
     assert _reload(account).daily_cap_units is None
-
-
-def test_admin_may_not_change_auto_top_up(alpha, account):
-    with pytest.raises(WorkspacePermissionDenied):
-        credits_settings_update(
-            account=account,
-            acting_user=alpha.admin,
-            daily_cap_units=1,
-            auto_topup_enabled=True,
-            auto_topup_threshold_units=1,
-            auto_topup_pack="p",
-        )
-
-    saved = _reload(account)
-    assert (saved.daily_cap_units, saved.auto_topup_enabled) == (None, False)
 
 
 def test_someone_from_another_workspace_may_change_nothing(alpha, beta, account):

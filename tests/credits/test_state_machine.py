@@ -17,6 +17,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from apps.credits.exceptions import InsufficientCredits
 from apps.credits.models import SOURCE_ORDER, CreditAccount, CreditGrant, LedgerEntry, Reservation, Source
 from apps.credits.selectors import credits_balance
 from tests.credits.helpers import assert_ledger_consistent
+from tests.events import testcase_atomic
 from tests.factories import UserFactory, WorkspaceFactory
 
 START = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
@@ -127,12 +129,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         # One transaction per example, rolled back in teardown: every example starts clean.
-        self._atomic = transaction.atomic()
+        self._atomic = testcase_atomic()
         self._atomic.__enter__()
         _clock["now"] = START
-        self.staff = UserFactory(is_staff=True)
-        self.members = [UserFactory(), UserFactory()]
-        self.workspaces = [WorkspaceFactory(), WorkspaceFactory()]
+        self.staff = UserFactory.create(is_staff=True)
+        self.members = [UserFactory.create(), UserFactory.create()]
+        self.workspaces = [WorkspaceFactory.create(), WorkspaceFactory.create()]
         self.model = [MAccount(), MAccount()]
         self.res: dict[int, MReservation] = {}
         self.replays: list[tuple[str, Callable[[], Any], Any]] = []
@@ -185,34 +187,36 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def grant(self, ws: int, units: int, expires_in: int | None, source: str) -> None:
         expires_at = self.now + timedelta(seconds=expires_in) if expires_in is not None else None
-        kwargs = {
-            "workspace": self.workspaces[ws],
-            "amount": to_credits(units),
-            "source": source,
-            "idempotency_key": self.key("grant"),
-            "expires_at": expires_at,
-        }
-        grant = services.credits_grant(**kwargs)  # type: ignore[arg-type]
+        call = partial(
+            services.credits_grant,
+            workspace=self.workspaces[ws],
+            amount=to_credits(units),
+            source=source,
+            idempotency_key=self.key("grant"),
+            expires_at=expires_at,
+        )
+        grant = call()
         self.model[ws].grants[grant.pk] = MGrant(grant.pk, expires_at, SOURCE_ORDER[source], units)
-        self.remember("grant", lambda: services.credits_grant(**kwargs).pk, grant.pk)  # type: ignore[arg-type]
+        self.remember("grant", lambda: call().pk, grant.pk)
 
     @rule(target=reservations, ws=st.integers(0, 1), units=amounts, member=st.integers(0, 1))
     def reserve(self, ws: int, units: int, member: int) -> Any:
         acct = copy.deepcopy(self.model[ws])
         acct.expire_due(self.now)
         available = acct.balance - acct.held
-        kwargs = {
-            "workspace": self.workspaces[ws],
-            "units": units,
-            "idempotency_key": self.key("res"),
-            "user": self.members[member],
-        }
+        call = partial(
+            services.credits_reserve,
+            workspace=self.workspaces[ws],
+            units=units,
+            idempotency_key=self.key("res"),
+            user=self.members[member],
+        )
         if available < units:
             with pytest.raises(InsufficientCredits) as refused:
-                services.credits_reserve(**kwargs)  # type: ignore[arg-type]
+                call()
             assert (refused.value.available_units, refused.value.requested_units) == (available, units)
             return multiple()
-        reservation = services.credits_reserve(**kwargs)  # type: ignore[arg-type]
+        reservation = call()
         expected: dict[int, int] = {}
         remaining = units
         for g in acct.spendable(self.now):
@@ -226,7 +230,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert list(reservation.allocations.items()) == [(str(k), v) for k, v in expected.items()]
         self.model[ws] = acct
         self.res[reservation.pk] = MReservation(reservation.pk, ws, units, expected, self.now)
-        self.remember("reserve", lambda: services.credits_reserve(**kwargs).pk, reservation.pk)  # type: ignore[arg-type]
+        self.remember("reserve", lambda: call().pk, reservation.pk)
         return reservation.pk
 
     @rule(pk=reservations, ratio=st.sampled_from([0, 0.25, 0.5, 1, 1.5, 3]), extra=st.integers(0, 3))
@@ -297,42 +301,45 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(ws=st.integers(0, 1), units=st.one_of(amounts, amounts.map(lambda n: -n)))
     def adjust(self, ws: int, units: int) -> None:
-        kwargs = {
-            "workspace": self.workspaces[ws],
-            "amount": to_credits(units),
-            "reason": "state machine",
-            "acting_user": self.staff,
-            "idempotency_key": self.key("adj"),
-        }
+        key = self.key("adj")
+        call = partial(
+            services.credits_adjust,
+            workspace=self.workspaces[ws],
+            amount=to_credits(units),
+            reason="state machine",
+            acting_user=self.staff,
+            idempotency_key=key,
+        )
         acct = copy.deepcopy(self.model[ws])
         acct.expire_due(self.now)
         if units < 0 and acct.balance - acct.held < -units:
             with pytest.raises(InsufficientCredits):
-                services.credits_adjust(**kwargs)  # type: ignore[arg-type]
+                call()
             return
-        assert services.credits_adjust(**kwargs) == units  # type: ignore[arg-type]
+        assert call() == units
         if units > 0:
-            grant = CreditGrant.objects.get(idempotency_key=f"adjust:{kwargs['idempotency_key']}")
+            grant = CreditGrant.objects.get(idempotency_key=f"adjust:{key}")
             acct.grants[grant.pk] = MGrant(grant.pk, None, SOURCE_ORDER[Source.BONUS], units)
         else:
             assert acct.take(-units, self.now) == -units
         self.model[ws] = acct
-        self.remember("adjust", lambda: services.credits_adjust(**kwargs), units)  # type: ignore[arg-type]
+        self.remember("adjust", call, units)
 
     @rule(ws=st.integers(0, 1), units=amounts)
     def clawback(self, ws: int, units: int) -> None:
-        kwargs = {
-            "workspace": self.workspaces[ws],
-            "amount": to_credits(units),
-            "reason": "dispute",
-            "idempotency_key": self.key("claw"),
-        }
+        call = partial(
+            services.credits_clawback,
+            workspace=self.workspaces[ws],
+            amount=to_credits(units),
+            reason="dispute",
+            idempotency_key=self.key("claw"),
+        )
         acct = self.model[ws]
         acct.expire_due(self.now)
         taken = acct.take(units, self.now)
-        result = services.credits_clawback(**kwargs)  # type: ignore[arg-type]
+        result = call()
         assert (result.clawed_units, result.shortfall_units) == (taken, units - taken)
-        self.remember("clawback", lambda: services.credits_clawback(**kwargs), result)  # type: ignore[arg-type]
+        self.remember("clawback", call, result)
 
     @precondition(lambda self: bool(self.replays))
     @rule(data=st.data())
@@ -379,7 +386,7 @@ def _snapshot() -> tuple[Any, ...]:
 
 
 @pytest.mark.django_db
-def test_ledger_rules_hold_for_any_sequence_of_operations(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ledger_rules_hold_for_any_sequence_of_operations(monkeypatch) -> None:
     monkeypatch.setattr(timezone, "now", lambda: _clock["now"])
     run_state_machine_as_test(
         LedgerMachine,

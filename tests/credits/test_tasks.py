@@ -66,10 +66,10 @@ def test_alert_skips_people_who_turned_low_balance_alerts_off(alpha: Team):
 
 
 def test_alert_skips_suspended_owners_and_admins(alpha: Team):
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     user_suspend(user=alpha.admin, reason="abuse", acting_user=staff)
-    second_owner = UserFactory(email="alpha-owner2@example.com")
-    MembershipFactory(workspace=alpha.workspace, user=second_owner, role="owner")
+    second_owner = UserFactory.create(email="alpha-owner2@example.com")
+    MembershipFactory.create(workspace=alpha.workspace, user=second_owner, role="owner")
     account = account_with(alpha.workspace, "5")
 
     send_low_balance_alert.delay(account.pk, TEN)
@@ -223,6 +223,7 @@ def test_every_scheduled_task_exists():
         "apps.credits.tasks.sweep_stale_reservations",
         "apps.credits.tasks.expire_grants",
         "apps.generation.tasks.sweep_interrupted",
+        "apps.chat.tasks.sweep_interrupted",
         "apps.media.tasks.sweep_stale_jobs",
         "apps.media.tasks.cleanup_media",
         "apps.billing.tasks.retry_failed_events",

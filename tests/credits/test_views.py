@@ -9,10 +9,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -24,8 +25,11 @@ from apps.credits import urls
 from apps.credits.models import CreditAccount, Reservation, Source
 from apps.credits.services import credits_account_open
 from apps.workspaces import services as workspace_services
-from tests.conftest import Team
+from tests.conftest import ClientFor, Team
 from tests.credits.usage_data import charge, fund, hold
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -35,16 +39,17 @@ EXPORT = "credits:usage_export"
 SETTINGS = "credits:settings"
 
 
-def _get(client: Client, name: str = OVERVIEW, **params: Any):  # type: ignore[no-untyped-def]
+def _get(client: Client, name: str = OVERVIEW, **params: Any) -> TestResponse:
     return client.get(reverse(name), params)
 
 
-def _shown_ids(response) -> set[int]:  # type: ignore[no-untyped-def]
+def _shown_ids(response: TestResponse) -> set[int]:
     return {row.charge.pk for row in response.context["rows"]}
 
 
-def _csv(response) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    body = b"".join(response.streaming_content).decode()
+def _csv(response: HttpResponseBase) -> list[list[str]]:
+    assert isinstance(response, StreamingHttpResponse)
+    body = response.getvalue().decode()
     return list(csv.reader(io.StringIO(body)))
 
 
@@ -472,17 +477,6 @@ def _limits(**overrides: str) -> dict[str, str]:
     return data
 
 
-def _topup(**overrides: str) -> dict[str, str]:
-    data = {
-        "section": "topup",
-        "auto_topup_enabled": "on",
-        "auto_topup_threshold": "20",
-        "auto_topup_pack": "credits-1000",
-    }
-    data.update(overrides)
-    return data
-
-
 def _settings_state(team: Team) -> tuple[Any, ...]:
     account = CreditAccount.objects.get(workspace=team.workspace)
     return (
@@ -491,9 +485,6 @@ def _settings_state(team: Team) -> tuple[Any, ...]:
         account.member_daily_cap_units,
         account.member_monthly_cap_units,
         account.alert_thresholds,
-        account.auto_topup_enabled,
-        account.auto_topup_threshold_units,
-        account.auto_topup_pack,
     )
 
 
@@ -513,7 +504,6 @@ def test_member_may_not_open_or_change_settings(client_for, alpha, accounts):
 
     assert client.get(reverse(SETTINGS)).status_code == 403
     assert client.post(reverse(SETTINGS), _limits()).status_code == 403
-    assert client.post(reverse(SETTINGS), _topup()).status_code == 403
     assert _settings_state(alpha) == before
     assert _audits(alpha) == 0
 
@@ -526,9 +516,10 @@ def test_admin_changes_caps_and_alerts_with_an_audit_row(client_for, alpha, acco
 
     assert page.status_code == 200
     assert 'name="daily_cap"' in page.content.decode()
-    assert 'name="auto_topup_pack"' not in page.content.decode()  # owners only
+    # Automatic top-up is billing's: the page links to it.
+    assert f'href="{reverse("billing:topup")}"' in page.content.decode()
     assert response.status_code == 302
-    assert _settings_state(alpha)[:5] == (1_000_000, 20_005_000, None, 5_000_000, [1_000_000, 255_000, 100_000])
+    assert _settings_state(alpha) == (1_000_000, 20_005_000, None, 5_000_000, [1_000_000, 255_000, 100_000])
     event = AuditEvent.objects.get(action="credits.settings_update", workspace=alpha.workspace)
     assert event.actor == alpha.admin
     assert event.metadata["changes"]["daily_cap_units"] == {"from": None, "to": 1_000_000}
@@ -547,22 +538,6 @@ def test_clearing_a_cap_removes_it(client_for, alpha, accounts):
     assert _settings_state(alpha)[4] == []
 
 
-def test_only_an_owner_changes_auto_top_up(client_for, alpha, accounts):
-    before = _settings_state(alpha)
-
-    refused = client_for(alpha.admin, alpha.workspace).post(reverse(SETTINGS), _topup())
-
-    assert refused.status_code == 403
-    assert _settings_state(alpha) == before
-    assert _audits(alpha) == 0
-
-    accepted = client_for(alpha.owner, alpha.workspace).post(reverse(SETTINGS), _topup())
-
-    assert accepted.status_code == 302
-    assert _settings_state(alpha)[5:] == (True, 200_000, "credits-1000")
-    assert _audits(alpha) == 1
-
-
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -575,9 +550,6 @@ def test_only_an_owner_changes_auto_top_up(client_for, alpha, accounts):
         (_limits(alert_thresholds="10, -5"), "“-5” is not an amount of credits"),
         (_limits(alert_thresholds="0"), "Alert thresholds must be greater than zero."),
         (_limits(alert_thresholds=", ".join(str(i) for i in range(1, 13))), "Give at most 10 thresholds."),
-        (_topup(auto_topup_pack=""), "Choose the pack to buy."),
-        (_topup(auto_topup_threshold=""), "Give the balance that triggers a top-up."),
-        (_topup(auto_topup_pack="<script>"), "Use letters, digits, dots, dashes or underscores only."),
     ],
 )
 def test_invalid_settings_answer_400_and_save_nothing(client_for, alpha, accounts, data, message):
@@ -618,10 +590,14 @@ class Scene:
     client: Client
 
 
-def _shows_nothing_of_alpha(response, *, echoed: tuple[str, ...] = ()) -> None:  # type: ignore[no-untyped-def]
+def _shows_nothing_of_alpha(response: HttpResponseBase, *, echoed: tuple[str, ...] = ()) -> None:
     """No alpha member or model in the body (`echoed`: what the request itself sent,
     which the page may repeat in its error message)."""
-    text = b"".join(response.streaming_content) if response.streaming else response.content
+    if isinstance(response, StreamingHttpResponse):
+        text = response.getvalue()
+    else:
+        assert isinstance(response, HttpResponse)
+        text = response.content
     html = text.decode()
     for secret in ("alpha-owner@", "alpha-admin@", "alpha-member@", "dall-e-3", "gpt-4o"):
         if secret not in echoed:
@@ -678,7 +654,9 @@ def test_every_credits_url_has_a_case():
 
 
 @pytest.fixture
-def scene_for(alpha, beta, outsider, usage, accounts, client_for):  # type: ignore[no-untyped-def]
+def scene_for(
+    alpha: Team, beta: Team, outsider: User, usage: dict[str, Reservation], accounts: None, client_for: ClientFor
+) -> Callable[[str], Scene]:
     def make(who: str) -> Scene:
         if who == "outsider":
             intruder, workspace = outsider, workspace_services.workspace_create_personal(user=outsider)
@@ -689,6 +667,7 @@ def scene_for(alpha, beta, outsider, usage, accounts, client_for):  # type: igno
     return make
 
 
+@pytest.mark.outsider(*(f"credits:{name}" for name in CASES))
 @pytest.mark.parametrize("who", ["outsider", "beta_owner", "beta_admin", "beta_member"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_intruder_never_sees_or_changes_alpha(scene_for, name, who):
@@ -706,7 +685,8 @@ def test_alpha_never_sees_betas_usage(client_for, alpha, beta, usage):
 
     assert "beta-secret-model" not in page.content.decode()
     assert usage["beta"].pk not in _shown_ids(page)
-    assert "beta-secret-model" not in b"".join(export.streaming_content).decode()
+    assert isinstance(export, StreamingHttpResponse)
+    assert "beta-secret-model" not in export.getvalue().decode()
     assert detail.status_code == 404
 
 

@@ -305,8 +305,8 @@ class FakeStripe:
         site = web.TCPSite(self._runner, self.host, self.port)
         self._loop.run_until_complete(site.start())
         server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)  # the default event loop's server: it has `sockets`
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
 

@@ -22,7 +22,7 @@ def rates(db: Any) -> None:
 
 @pytest.fixture
 def workspace(rates: None) -> Workspace:
-    return WorkspaceFactory(name="Pipe")
+    return WorkspaceFactory.create(name="Pipe")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ SECRET = "sk-test-0123456789abcdefWXYZ"
 @pytest.fixture
 def staff_client() -> Client:
     client = Client()
-    client.force_login(UserFactory(email="root@example.com", is_staff=True, is_superuser=True))
+    client.force_login(UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True))
     return client
 
 

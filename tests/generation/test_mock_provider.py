@@ -1,23 +1,42 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from apps.generation.providers import ProviderError, StreamEvent, TextDelta, mock, stream_chat
+from apps.generation.providers import ChatRequest, ModelTarget, ProviderError, StreamEvent, chat_stream, mock
 from apps.generation.tokens import count_message_tokens
 from tests.generation.helpers import ECHO, chat, deltas, end_of, mock_target, text_of
 
 
-def run(target, request, **kwargs) -> list[StreamEvent]:  # type: ignore[no-untyped-def]
-    return list(mock.stream_chat(target, request, **kwargs))
-
-
-def arun(target, request, **kwargs) -> list[StreamEvent]:  # type: ignore[no-untyped-def]
+def run(
+    target: ModelTarget, request: ChatRequest, *, sleep: Callable[[float], Awaitable[None]] | None = None
+) -> list[StreamEvent]:
     async def collect() -> list[StreamEvent]:
-        return [event async for event in mock.astream_chat(target, request, **kwargs)]
+        events = mock.chat_stream(target, request) if sleep is None else mock.chat_stream(target, request, sleep=sleep)
+        return [event async for event in events]
 
     return asyncio.run(collect())
+
+
+def run_until_error(target: ModelTarget) -> tuple[list[StreamEvent], ProviderError]:
+    received: list[StreamEvent] = []
+
+    async def collect() -> None:
+        async for event in mock.chat_stream(target, chat()):
+            received.append(event)
+
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(collect())
+    return received, caught.value
+
+
+def recorder(delays: list[float]) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    return sleep
 
 
 def test_streams_a_deterministic_echo_word_by_word() -> None:
@@ -28,7 +47,10 @@ def test_streams_a_deterministic_echo_word_by_word() -> None:
 
 
 def test_is_what_the_dispatcher_runs_for_the_mock_kind() -> None:
-    assert text_of(list(stream_chat(mock_target(), chat()))) == ECHO
+    async def collect() -> list[StreamEvent]:
+        return [event async for event in chat_stream(mock_target(), chat())]
+
+    assert text_of(asyncio.run(collect())) == ECHO
 
 
 def test_reports_usage_from_the_tokenizer_and_the_words_sent() -> None:
@@ -56,14 +78,14 @@ def test_stops_at_max_tokens() -> None:
 
 def test_waits_the_configured_latency_before_each_token() -> None:
     delays: list[float] = []
-    events = run(mock_target(latency_ms=25), chat(), sleep=delays.append)
+    events = run(mock_target(latency_ms=25), chat(), sleep=recorder(delays))
     assert delays == [0.025] * len(deltas(events)) == [0.025] * 4
 
 
-def test_without_latency_it_never_sleeps() -> None:
+def test_without_latency_it_only_yields_to_the_event_loop() -> None:
     delays: list[float] = []
-    run(mock_target(), chat(), sleep=delays.append)
-    assert delays == []
+    events = run(mock_target(), chat(), sleep=recorder(delays))
+    assert delays == [0.0] * len(deltas(events))  # no waiting, but never starving other tasks
 
 
 @pytest.mark.parametrize(
@@ -71,45 +93,14 @@ def test_without_latency_it_never_sleeps() -> None:
     [("before:429", 429, True), ("before:500", 500, True), ("before:timeout", None, True), ("before:401", 401, False)],
 )
 def test_fails_before_the_first_token_on_request(fail: str, status: int | None, retryable: bool) -> None:
-    received: list[StreamEvent] = []
-    with pytest.raises(ProviderError) as caught:
-        received.extend(mock.stream_chat(mock_target(fail=fail), chat()))
+    received, error = run_until_error(mock_target(fail=fail))
     assert received == []
-    assert caught.value.status_code == status
-    assert caught.value.retryable is retryable
+    assert error.status_code == status
+    assert error.retryable is retryable
 
 
 def test_breaks_after_n_tokens_on_request() -> None:
-    received: list[StreamEvent] = []
-    with pytest.raises(ProviderError) as caught:
-        received.extend(mock.stream_chat(mock_target(fail="after:2"), chat()))
+    received, error = run_until_error(mock_target(fail="after:2"))
     assert [d.text for d in deltas(received)] == ["Echo:", " hello"]
     assert len(received) == 2  # no StreamEnd
-    assert caught.value.retryable is True
-
-
-def test_async_stream_matches_the_sync_one_and_awaits_the_latency() -> None:
-    delays: list[float] = []
-
-    async def record(seconds: float) -> None:
-        delays.append(seconds)
-
-    events = arun(mock_target(latency_ms=10), chat(), sleep=record)
-    assert events == run(mock_target(latency_ms=10), chat(), sleep=lambda _: None)
-    assert delays == [0.01] * 4
-
-
-def test_async_stream_fails_like_the_sync_one() -> None:
-    received: list[StreamEvent] = []
-
-    async def collect() -> None:
-        async for event in mock.astream_chat(mock_target(fail="after:3"), chat()):
-            received.append(event)
-
-    with pytest.raises(ProviderError):
-        asyncio.run(collect())
-    assert all(isinstance(e, TextDelta) for e in received)
-    assert len(received) == 3
-    with pytest.raises(ProviderError) as caught:
-        arun(mock_target(fail="before:429"), chat())
-    assert caught.value.status_code == 429
+    assert error.retryable is True

@@ -1,6 +1,6 @@
 """The response cache: opt-in per workspace or request, deterministic requests only, served from
 the cache without calling the provider, charged at the configured cache rate, scoped per
-workspace."""
+workspace. Transactional where a stream runs (database threads: see test_pipeline)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from apps.credits.rates import rate_card_publish
 from apps.generation.models import AIModel, Generation, Provider
 from apps.generation.providers.base import ProviderKind
 from apps.generation.response_cache import cache_price
-from apps.generation.services import generation_chat_astream, generation_chat_stream
+from apps.generation.services import GenerationEnd, generation_chat_stream
 from apps.workspaces.models import Workspace
 from tests.factories import WorkspaceFactory
 from tests.fakes.upstream import FakeUpstream
-from tests.generation.charging import MESSAGES, account, arun, fund, run
+from tests.generation.charging import MESSAGES, account, fund, run
 
-pytestmark = pytest.mark.usefixtures("_ledger_stays_consistent")
+pytestmark = [pytest.mark.usefixtures("_ledger_stays_consistent"), pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -34,7 +34,15 @@ def fake_model(workspace: Workspace, upstream: FakeUpstream) -> AIModel:
     )
 
 
-def ask(workspace: Workspace, model: AIModel, key: str, *, temperature: float | None = 0.0, **kwargs: object):  # type: ignore[no-untyped-def]
+def ask(
+    workspace: Workspace,
+    model: AIModel,
+    key: str,
+    *,
+    temperature: float | None = 0.0,
+    cache: bool | None = None,
+    max_tokens: int | None = None,
+) -> tuple[str, GenerationEnd]:
     return run(
         generation_chat_stream(
             workspace=workspace,
@@ -43,7 +51,8 @@ def ask(workspace: Workspace, model: AIModel, key: str, *, temperature: float | 
             messages=MESSAGES,
             temperature=temperature,
             idempotency_key=key,
-            **kwargs,  # type: ignore[arg-type]
+            cache=cache,
+            max_tokens=max_tokens,
         )
     )
 
@@ -122,7 +131,7 @@ def test_per_request_choice_wins_over_the_workspace(
 def test_other_workspaces_never_hit_each_others_answers(
     workspace: Workspace, fake_model: AIModel, upstream: FakeUpstream
 ) -> None:
-    other = WorkspaceFactory(name="Other")
+    other = WorkspaceFactory.create(name="Other")
     for ws in (workspace, other):
         fund(ws, key=f"fund-{ws.pk}")
         opt_in(ws)
@@ -156,8 +165,12 @@ def test_stopped_or_failed_answers_are_not_cached(workspace: Workspace, mock_mod
     stream = generation_chat_stream(
         workspace=workspace, user=None, model=mock_model, messages=MESSAGES, temperature=0.0, idempotency_key="s1"
     )
-    next(stream)
-    stream.close()
+
+    async def stop_after_one_delta() -> None:
+        await stream.__anext__()
+        await stream.aclose()
+
+    async_to_sync(stop_after_one_delta)()
     _, end = ask(workspace, mock_model, "s2")
     assert not end.cached
     mock_model.provider.options = {"fail": "after:2"}
@@ -172,28 +185,6 @@ def test_stopped_or_failed_answers_are_not_cached(workspace: Workspace, mock_mod
     assert not Generation.objects.filter(cached=True).exists()
 
 
-@pytest.mark.django_db(transaction=True)  # database_sync_to_async: see test_async_pipeline
-def test_async_stream_serves_and_fills_the_same_cache(
-    workspace: Workspace, fake_model: AIModel, upstream: FakeUpstream
-) -> None:
-    fund(workspace)
-    opt_in(workspace)
-
-    def astream(key: str):  # type: ignore[no-untyped-def]
-        return generation_chat_astream(
-            workspace=workspace, user=None, model=fake_model, messages=MESSAGES, temperature=0.0, idempotency_key=key
-        )
-
-    text1, first = async_to_sync(arun)(astream("a1"))
-    _, second = ask(workspace, fake_model, "a2")
-    text3, third = async_to_sync(arun)(astream("a3"))
-    assert not first.cached
-    assert second.cached
-    assert third.cached
-    assert text3 == text1
-    assert len(upstream.requests) == 1
-
-
 @override_config(RESPONSE_CACHE_TTL_SECONDS=0)
 def test_ttl_zero_disables_storing(workspace: Workspace, fake_model: AIModel, upstream: FakeUpstream) -> None:
     fund(workspace)
@@ -203,6 +194,7 @@ def test_ttl_zero_disables_storing(workspace: Workspace, fake_model: AIModel, up
     assert len(upstream.requests) == 2
 
 
+@pytest.mark.django_db  # no stream runs: not transactional
 def test_cache_price_rounds_up() -> None:
     assert cache_price(0, 50) == 0
     assert cache_price(101, 50) == 51

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing, closing
+from contextlib import aclosing
 
 import pytest
 
 from apps.generation.breaker import CLOSED, OPEN, CircuitBreaker
 from apps.generation.providers import ChatRequest, ModelTarget, ProviderError, ProviderKind, StreamEnd, StreamEvent
-from apps.generation.router import AllProvidersFailed, Attempt, astream_with_failover, stream_with_failover
+from apps.generation.router import AllProvidersFailed, Attempt, failover_stream
 from tests.fakes.upstream import FakeUpstream
 from tests.generation.helpers import ECHO, FakeClock, chat, deltas, end_of, fake_target, mock_target, text_of
 
@@ -31,8 +31,12 @@ def run(
     chain: list[ModelTarget], breaker: CircuitBreaker, request: ChatRequest | None = None
 ) -> tuple[list[StreamEvent], list[Attempt]]:
     attempts: list[Attempt] = []
-    events = list(stream_with_failover(chain, request or chat(), breaker=breaker, on_attempt=attempts.append))
-    return events, attempts
+
+    async def collect() -> list[StreamEvent]:
+        stream = failover_stream(chain, request or chat(), breaker=breaker, on_attempt=attempts.append)
+        return [event async for event in stream]
+
+    return asyncio.run(collect()), attempts
 
 
 def run_until_error(
@@ -40,8 +44,13 @@ def run_until_error(
 ) -> tuple[list[StreamEvent], list[Attempt], ProviderError]:
     attempts: list[Attempt] = []
     received: list[StreamEvent] = []
+
+    async def collect() -> None:
+        async for event in failover_stream(chain, chat(), breaker=breaker, on_attempt=attempts.append):
+            received.append(event)
+
     with pytest.raises(ProviderError) as caught:
-        received.extend(stream_with_failover(chain, chat(), breaker=breaker, on_attempt=attempts.append))
+        asyncio.run(collect())
     return received, attempts, caught.value
 
 
@@ -148,14 +157,15 @@ def test_raises_all_providers_failed_when_nothing_delivered(breaker: CircuitBrea
     broken = mock_target("mock-a", fail="before:500")
     misconfigured = mock_target("mock-b", fail="before:401")
     tripped = mock_target("mock-c")
+    timed_out = mock_target("mock-d", fail="before:timeout")
     breaker.record_failure(tripped.breaker_key)
 
-    received, attempts, error = run_until_error([broken, misconfigured, tripped], breaker)
+    received, attempts, error = run_until_error([broken, misconfigured, tripped, timed_out], breaker)
 
     assert received == []
     assert isinstance(error, AllProvidersFailed)
     assert error.attempts == attempts
-    assert [a.outcome for a in attempts] == ["error", "error", "skipped"]
+    assert [a.outcome for a in attempts] == ["error", "error", "skipped", "error"]
     assert error.retryable is True  # worth trying again later
 
 
@@ -174,81 +184,55 @@ def test_an_empty_chain_fails(breaker: CircuitBreaker) -> None:
 
 def test_a_stream_closed_by_the_caller_is_recorded_as_cancelled(breaker: CircuitBreaker) -> None:
     attempts: list[Attempt] = []
-    with closing(stream_with_failover([mock_target()], chat(), breaker=breaker, on_attempt=attempts.append)) as events:
-        next(events)
 
+    async def read_one() -> None:
+        stream = failover_stream([mock_target()], chat(), breaker=breaker, on_attempt=attempts.append)
+        async with aclosing(stream):
+            await anext(stream)
+
+    asyncio.run(read_one())
     [attempt] = attempts
     assert attempt.outcome == "cancelled"
     assert attempt.delivered
     assert attempt.error is None
 
 
+def test_a_cancelled_task_is_recorded_as_cancelled_and_says_nothing_about_the_upstream(
+    upstream: FakeUpstream, breaker: CircuitBreaker
+) -> None:
+    attempts: list[Attempt] = []
+    target = fake_target(upstream, "fake-hang")
+
+    async def cancel_while_waiting() -> None:
+        async def read() -> None:
+            async for _event in failover_stream([target], chat(), breaker=breaker, on_attempt=attempts.append):
+                pass
+
+        task = asyncio.ensure_future(read())
+        for _ in range(500):  # until the request is upstream, waiting for the first token
+            if upstream.requests or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_waiting())
+    [attempt] = attempts
+    assert (attempt.outcome, attempt.delivered, attempt.error) == ("cancelled", False, None)
+    assert breaker.state(target.breaker_key) == CLOSED
+
+
 def test_a_caller_that_stops_reading_at_the_end_leaves_one_ok_attempt(breaker: CircuitBreaker) -> None:
     attempts: list[Attempt] = []
-    with closing(stream_with_failover([mock_target()], chat(), breaker=breaker, on_attempt=attempts.append)) as events:
-        for event in events:
-            if isinstance(event, StreamEnd):
-                break
 
-    assert [a.outcome for a in attempts] == ["ok"]
-
-
-# ------------------------------------------------------------------------------ asyncio
-
-
-def arun(chain: list[ModelTarget], breaker: CircuitBreaker) -> tuple[list[StreamEvent], list[Attempt]]:
-    attempts: list[Attempt] = []
-
-    async def collect() -> list[StreamEvent]:
-        stream = astream_with_failover(chain, chat(), breaker=breaker, on_attempt=attempts.append)
-        return [event async for event in stream]
-
-    return asyncio.run(collect()), attempts
-
-
-def test_async_fails_over_before_the_first_token(upstream: FakeUpstream, breaker: CircuitBreaker) -> None:
-    primary = fake_target(upstream, "fake-fail-before:429")
-    fallback = fake_target(upstream, "fake-fast", kind=ProviderKind.ANTHROPIC)
-
-    events, attempts = arun([primary, fallback], breaker)
-
-    assert text_of(events) == ECHO
-    assert [(a.target, a.outcome) for a in attempts] == [(primary, "error"), (fallback, "ok")]
-    assert breaker.state(primary.breaker_key) == OPEN
-
-
-def test_async_never_fails_over_after_the_first_token(upstream: FakeUpstream, breaker: CircuitBreaker) -> None:
-    received: list[StreamEvent] = []
-    attempts: list[Attempt] = []
-
-    async def collect() -> None:
-        chain = [fake_target(upstream, "fake-fail-after:3"), mock_target()]
-        async for event in astream_with_failover(chain, chat(), breaker=breaker, on_attempt=attempts.append):
-            received.append(event)
-
-    with pytest.raises(ProviderError) as caught:
-        asyncio.run(collect())
-    assert not isinstance(caught.value, AllProvidersFailed)
-    assert len(deltas(received)) == len(received) == 3
-    assert [a.outcome for a in attempts] == ["error"]
-
-
-def test_async_skips_open_breakers_and_reports_all_failed(breaker: CircuitBreaker) -> None:
-    tripped = mock_target("mock-a")
-    breaker.record_failure(tripped.breaker_key)
-
-    with pytest.raises(AllProvidersFailed) as caught:
-        arun([tripped, mock_target("mock-b", fail="before:timeout")], breaker)
-    assert [a.outcome for a in caught.value.attempts] == ["skipped", "error"]
-
-
-def test_async_stream_closed_by_the_caller_is_recorded_as_cancelled(breaker: CircuitBreaker) -> None:
-    attempts: list[Attempt] = []
-
-    async def read_one() -> None:
-        stream = astream_with_failover([mock_target()], chat(), breaker=breaker, on_attempt=attempts.append)
+    async def read_to_the_end() -> None:
+        stream = failover_stream([mock_target()], chat(), breaker=breaker, on_attempt=attempts.append)
         async with aclosing(stream):
-            await anext(stream)
+            async for event in stream:
+                if isinstance(event, StreamEnd):
+                    break
 
-    asyncio.run(read_one())
-    assert [a.outcome for a in attempts] == ["cancelled"]
+    asyncio.run(read_to_the_end())
+    assert [a.outcome for a in attempts] == ["ok"]

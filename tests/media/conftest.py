@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from apps.credits.amounts import to_credits
+from apps.credits.models import Reservation
 from apps.credits.rates import rate_cards_seed_defaults
 from apps.credits.services import credits_grant
 from apps.generation.catalog import catalog_seed_defaults
@@ -66,6 +67,12 @@ def fund(workspace: Workspace, units: int = FUNDS, key: str = "fund") -> None:
     credits_grant(
         workspace=workspace, amount=to_credits(units), source="purchased", idempotency_key=f"{key}-{workspace.pk}"
     )
+
+
+def reservation_of(job: GenerationJob) -> Reservation:
+    """The job's credits reservation (every job in these tests holds one)."""
+    assert job.reservation_id is not None
+    return Reservation.objects.get(pk=job.reservation_id)
 
 
 def image_job(team: Team, model: AIModel, capture: Any, key: str, prompt: str = "a test picture") -> GenerationJob:
@@ -129,8 +136,8 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3(settings: Any, moto_endpoint: str) -> Iterator[str]:
-    """Default storage on the local S3, in a fresh bucket. Yields the bucket name."""
+def s3(settings: Any, moto_endpoint: str) -> str:
+    """Default storage on the local S3, in a fresh bucket. Returns the bucket name."""
     import boto3
 
     bucket = f"media-{time.time_ns()}"

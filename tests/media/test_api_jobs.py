@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 
 def bearer(raw: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    return {"Authorization": f"Bearer {raw}"}
 
 
 BODY = {"kind": "image", "model": "mock-image", "parameters": {"prompt": "a boat", "size": "256x256"}}
@@ -60,18 +60,21 @@ def test_key_creates_lists_and_filters(
     client = Client()
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(3):
-            assert client.post("/api/v1/jobs/", BODY, content_type="application/json", **bearer(raw)).status_code == 202
-    listing = client.get("/api/v1/jobs/?kind=image&status=succeeded&page_size=2", **bearer(raw)).json()
+            assert (
+                client.post("/api/v1/jobs/", BODY, content_type="application/json", headers=bearer(raw)).status_code
+                == 202
+            )
+    listing = client.get("/api/v1/jobs/?kind=image&status=succeeded&page_size=2", headers=bearer(raw)).json()
     assert listing["count"] == 3
     assert len(listing["results"]) == 2
-    assert client.get("/api/v1/jobs/?status=failed", **bearer(raw)).json()["count"] == 0
-    assert client.get("/api/v1/jobs/?status=bogus", **bearer(raw)).status_code == 400
+    assert client.get("/api/v1/jobs/?status=failed", headers=bearer(raw)).json()["count"] == 0
+    assert client.get("/api/v1/jobs/?status=bogus", headers=bearer(raw)).status_code == 400
 
 
 def test_key_needs_images_scope_to_create(alpha: Team, image_model: AIModel) -> None:
     fund(alpha.workspace)
     _, raw = make_key(alpha, scopes=["platform_read", "platform_write"])
-    response = Client().post("/api/v1/jobs/", BODY, content_type="application/json", **bearer(raw))
+    response = Client().post("/api/v1/jobs/", BODY, content_type="application/json", headers=bearer(raw))
     assert response.status_code == 403
     assert not GenerationJob.objects.exists()
 
@@ -104,6 +107,7 @@ def test_cancel_then_cancel_again(
     assert "already cancelled" in again.json()["detail"]
 
 
+@pytest.mark.outsider("api:jobs", "api:job", "api:job_cancel")
 def test_outsider_gets_404(
     alpha: Team, beta: Team, image_model: AIModel, client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -119,7 +123,7 @@ def test_outsider_gets_404(
     assert outsider.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 404
     assert outsider.get("/api/v1/jobs/").json()["count"] == 0
     _, raw = make_key(beta)
-    assert Client().get(f"/api/v1/jobs/{job_id}/", **bearer(raw)).status_code == 404
+    assert Client().get(f"/api/v1/jobs/{job_id}/", headers=bearer(raw)).status_code == 404
     assert GenerationJob.objects.get(pk=job_id).status == JobStatus.QUEUED
 
 
@@ -132,7 +136,7 @@ def test_anonymous_is_refused() -> None:
 
 def multipart(raw: str, capture: Any, data: dict[str, Any]) -> Any:
     with capture(execute=True):
-        return Client().post("/api/v1/jobs/", data, **bearer(raw))  # a dict body is sent as multipart
+        return Client().post("/api/v1/jobs/", data, headers=bearer(raw))  # a dict body is sent as multipart
 
 
 def test_key_uploads_audio_for_a_transcription_and_polls_it(
@@ -157,12 +161,12 @@ def test_key_uploads_audio_for_a_transcription_and_polls_it(
     assert created["parameters"]["duration"] == "3.000"  # measured from the file, not its name
     upload = MediaFile.objects.get(kind=MediaKind.UPLOAD)
     assert upload.job_id == created["id"]
-    detail = Client().get(f"/api/v1/jobs/{created['id']}/", **bearer(raw)).json()
+    detail = Client().get(f"/api/v1/jobs/{created['id']}/", headers=bearer(raw)).json()
     assert detail["status"] == "succeeded"
     [transcript] = [r for r in detail["results"] if r["kind"] == "transcript"]
     assert transcript["content_type"].startswith("application/x-subrip")
     _, beta_raw = make_key(beta)
-    assert Client().get(f"/api/v1/jobs/{created['id']}/", **bearer(beta_raw)).status_code == 404
+    assert Client().get(f"/api/v1/jobs/{created['id']}/", headers=bearer(beta_raw)).status_code == 404
 
 
 def test_key_uploads_samples_for_a_voice_clone(
@@ -208,7 +212,7 @@ def test_bad_uploads_are_refused_and_nothing_is_kept(
     body: dict[str, Any] = {"kind": "transcription", "model": "mock-whisper"}
     for name, value in data.items():
         body[name] = SimpleUploadedFile("a.wav", value) if isinstance(value, bytes) else value
-    response = Client().post("/api/v1/jobs/", body, **bearer(raw))
+    response = Client().post("/api/v1/jobs/", body, headers=bearer(raw))
     assert response.status_code == status, response.content
     assert words in json.dumps(response.json())
     assert not GenerationJob.objects.exists()
@@ -219,10 +223,10 @@ def test_upload_needs_the_audio_scope_and_an_upload_kind(alpha: Team, media_mode
     fund(alpha.workspace)
     _, images_only = make_key(alpha, scopes=["images", "platform_read", "platform_write"])
     audio = {"kind": "transcription", "model": "mock-whisper", "file": SimpleUploadedFile("a.wav", wav_bytes(1))}
-    assert Client().post("/api/v1/jobs/", audio, **bearer(images_only)).status_code == 403
+    assert Client().post("/api/v1/jobs/", audio, headers=bearer(images_only)).status_code == 403
     _, raw = make_key(alpha)
     image = {"kind": "image", "model": "mock-image", "file": SimpleUploadedFile("a.wav", wav_bytes(1))}
-    assert Client().post("/api/v1/jobs/", image, **bearer(raw)).status_code == 400
+    assert Client().post("/api/v1/jobs/", image, headers=bearer(raw)).status_code == 400
     assert not GenerationJob.objects.exists()
     assert not MediaFile.objects.exists()
 
@@ -271,10 +275,10 @@ def test_a_key_chooses_how_long_its_bearer_links_live(
     _, raw = make_key(alpha)
     client = Client()
     with django_capture_on_commit_callbacks(execute=True):
-        job_id = client.post("/api/v1/jobs/", BODY, content_type="application/json", **bearer(raw)).json()["id"]
-    [default] = client.get(f"/api/v1/jobs/{job_id}/", **bearer(raw)).json()["results"]
+        job_id = client.post("/api/v1/jobs/", BODY, content_type="application/json", headers=bearer(raw)).json()["id"]
+    [default] = client.get(f"/api/v1/jobs/{job_id}/", headers=bearer(raw)).json()["results"]
     assert 295 < link_life(default["url"]) <= 300
-    [short] = client.get(f"/api/v1/jobs/{job_id}/?link_ttl=20", **bearer(raw)).json()["results"]
+    [short] = client.get(f"/api/v1/jobs/{job_id}/?link_ttl=20", headers=bearer(raw)).json()["results"]
     for name in ("url", "download_url", "preview_url", "thumbnail_url"):
         assert 15 < link_life(short[name]) <= 20
     # A bearer capability: whoever holds it downloads the file, without a key or a session...
@@ -291,12 +295,12 @@ def test_link_life_out_of_bounds_is_400(alpha: Team, image_model: AIModel, ttl: 
     fund(alpha.workspace)
     _, raw = make_key(alpha)
     client = Client()
-    created = client.post(f"/api/v1/jobs/?link_ttl={ttl}", BODY, content_type="application/json", **bearer(raw))
+    created = client.post(f"/api/v1/jobs/?link_ttl={ttl}", BODY, content_type="application/json", headers=bearer(raw))
     assert created.status_code == 400
     assert (created.json()["param"], created.json()["code"]) == ("link_ttl", "invalid_value")
     assert not GenerationJob.objects.exists()
     job = GenerationJob.objects.create(
         workspace=alpha.workspace, kind="image", model=image_model, model_label="mock-image", idempotency_key="ttl"
     )
-    detail = client.get(f"/api/v1/jobs/{job.pk}/?link_ttl={ttl}", **bearer(raw))
+    detail = client.get(f"/api/v1/jobs/{job.pk}/?link_ttl={ttl}", headers=bearer(raw))
     assert (detail.status_code, detail.json()["param"]) == (400, "link_ttl")

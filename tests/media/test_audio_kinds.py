@@ -22,7 +22,7 @@ from apps.media.tasks import run_job
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
 from tests.fakes.audio import mp3_bytes, wav_bytes
-from tests.media.conftest import FUNDS, fund
+from tests.media.conftest import FUNDS, fund, reservation_of
 
 pytestmark = pytest.mark.django_db
 
@@ -111,13 +111,13 @@ def test_speech_task_run_twice_charges_once(
     fund(alpha.workspace)
     with django_capture_on_commit_callbacks(execute=False):
         job = speech(alpha, audio_models["mock-tts"])
-    run_job.apply(args=[job.pk])
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
     assert MediaFile.objects.filter(job=job, kind=MediaKind.AUDIO).count() == 1
     assert available(alpha) == FUNDS - job.credits_charged_units
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.SETTLED
+    assert reservation_of(job).status == Reservation.Status.SETTLED
     assert_ledger_consistent()
 
 
@@ -212,8 +212,8 @@ def test_transcription_task_run_twice_charges_once(
     stored = upload(alpha, wav_bytes(3))
     with django_capture_on_commit_callbacks(execute=False):
         job = transcription(alpha, audio_models["mock-whisper"], stored.pk)
-    run_job.apply(args=[job.pk])
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
     assert MediaFile.objects.filter(job=job, kind=MediaKind.TRANSCRIPT).count() == 1

@@ -203,6 +203,7 @@ def test_unfunded_transcription_keeps_no_upload(
     assert not MediaFile.objects.exists()
 
 
+@pytest.mark.outsider("media:speech", "media:transcribe", "media:transcript_download")
 def test_outsider_sees_nothing_and_gets_404(
     alpha: Team,
     beta: Team,

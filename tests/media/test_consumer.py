@@ -57,7 +57,7 @@ def test_member_follows_the_job_to_the_end(
         first = await communicator.receive_json_from(timeout=TIMEOUT)
         assert (first["type"], first["status"]) == ("job.progress", "queued")
         await database_sync_to_async(job_run)(job_id=queued_job.pk)
-        events = []
+        events: list[dict[str, Any]] = []
         while not events or events[-1]["status"] != "succeeded":
             events.append(await communicator.receive_json_from(timeout=TIMEOUT))
         await communicator.disconnect()
@@ -71,6 +71,7 @@ def test_member_follows_the_job_to_the_end(
     assert events[-1]["progress"] == 100
 
 
+@pytest.mark.outsider("ws/jobs/<int:job_id>/")
 def test_anonymous_outsiders_and_unknown_jobs_are_refused(
     beta: Team, outsider: Any, queued_job: GenerationJob, client_for: Callable[..., Any]
 ) -> None:

@@ -21,7 +21,7 @@ from apps.media.services import job_cancel, job_create, job_run, job_sweep_stale
 from apps.media.tasks import run_job
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
-from tests.media.conftest import FUNDS, fund, set_mock_options
+from tests.media.conftest import FUNDS, fund, reservation_of, set_mock_options
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_image_job_charged_once_per_image_at_quoted_rate(
     assert job.credits_reserved_units == 2 * quote.units
     assert job.credits_charged_units == 2 * quote.units
     assert available(alpha) == FUNDS - 2 * quote.units
-    reservation = Reservation.objects.get(pk=job.reservation_id)
+    reservation = reservation_of(job)
     assert reservation.status == Reservation.Status.SETTLED
     assert reservation.charged_units == 2 * quote.units
     assert reservation.usage == {"images": 2}
@@ -87,8 +87,8 @@ def test_task_run_twice_charges_once(
     fund(alpha.workspace)
     with django_capture_on_commit_callbacks(execute=False):
         job = create(alpha, image_model, n=1)
-    run_job.apply(args=[job.pk])
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert job.attempts == 1
@@ -133,10 +133,10 @@ def test_crashed_worker_job_is_retried_by_the_sweeper(
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED  # eager: the re-queued job ran
     assert job.attempts == 2
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.SETTLED
+    assert reservation_of(job).status == Reservation.Status.SETTLED
     assert available(alpha) == FUNDS - job.credits_charged_units
     # The dead worker's message is redelivered (acks_late) after all: nothing changes.
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert job.attempts == 2
     assert available(alpha) == FUNDS - job.credits_charged_units
@@ -147,7 +147,7 @@ def test_redelivered_message_takes_over_a_stale_running_job(
     alpha: Team, image_model: AIModel, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = claimed_and_abandoned(alpha, image_model, django_capture_on_commit_callbacks)
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2)
     assert_ledger_consistent()
@@ -163,7 +163,7 @@ def test_crashed_worker_after_max_attempts_fails_and_releases(
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "interrupted" in job.error
-    reservation = Reservation.objects.get(pk=job.reservation_id)
+    reservation = reservation_of(job)
     assert (reservation.status, reservation.charged_units) == (Reservation.Status.RELEASED, 0)
     assert available(alpha) == FUNDS
     # A late settle (the "dead" worker comes back) changes nothing.
@@ -204,7 +204,7 @@ def test_transient_provider_error_is_retried_then_fails_and_releases(
     assert job.status == JobStatus.FAILED
     assert job.attempts == 3  # MEDIA_JOB_MAX_ATTEMPTS: the first run and two retries
     assert "503" in job.error
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.RELEASED
+    assert reservation_of(job).status == Reservation.Status.RELEASED
     assert available(alpha) == FUNDS
     assert_ledger_consistent()
 
@@ -231,9 +231,9 @@ def test_cancel_releases_the_hold_and_the_task_then_does_nothing(
     assert available(alpha) < FUNDS
     job_cancel(job=job, acting_user=alpha.member)
     assert available(alpha) == FUNDS
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.RELEASED
+    assert reservation_of(job).status == Reservation.Status.RELEASED
     assert AuditEvent.objects.filter(action="media.job_cancel", actor=alpha.member).exists()
-    run_job.apply(args=[job.pk])  # the queued message arrives after the cancel
+    run_job.apply(args=(job.pk,))  # the queued message arrives after the cancel
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert not MediaFile.objects.filter(job=job).exists()
@@ -284,7 +284,7 @@ def test_settle_after_release_changes_nothing(
     fund(alpha.workspace)
     with django_capture_on_commit_callbacks(execute=False):
         job = create(alpha, image_model, n=1)
-    reservation = Reservation.objects.get(pk=job.reservation_id)
+    reservation = reservation_of(job)
     credits_release(reservation=reservation)
     # The hold ended behind the job's back (the credits sweeper): the job is failed, not run free.
     job_run(job_id=job.pk)
@@ -343,3 +343,39 @@ def test_insufficient_credits_creates_nothing(alpha: Team, image_model: AIModel)
     with pytest.raises(InsufficientCredits):
         create(alpha, image_model)
     assert not GenerationJob.objects.exists()
+
+
+# ---------------------------------------------------------------------------- the usage log
+
+
+def test_finished_jobs_are_on_the_usage_log_once_with_their_charge(
+    alpha: Team, image_model: AIModel, django_capture_on_commit_callbacks: Any
+) -> None:
+    from apps.generation.models import Generation
+    from apps.generation.signals import generation_completed
+    from tests.events import listening
+
+    fund(alpha.workspace)
+    with listening(generation_completed) as heard, django_capture_on_commit_callbacks(execute=True):
+        done = create(alpha, image_model, n=1)
+    run_job.apply(args=(done.pk,))  # redelivered: the job is finished, nothing is logged again
+    set_mock_options(fail="before:400")
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = create(alpha, image_model, n=1, key="failed")
+    with django_capture_on_commit_callbacks(execute=False):
+        cancelled = create(alpha, image_model, n=1, key="cancelled")
+    job_cancel(job=cancelled, acting_user=alpha.member)
+
+    done.refresh_from_db()
+    rows = {
+        row.reference: (row.capability, row.outcome, row.credits_charged_units, row.model_label, row.user_id)
+        for row in Generation.objects.filter(workspace=alpha.workspace)
+    }
+    assert rows == {
+        f"media_job:{done.pk}": ("images", "ok", done.credits_charged_units, "mock-image", alpha.member.pk),
+        f"media_job:{failed.pk}": ("images", "error", 0, "mock-image", alpha.member.pk),
+        f"media_job:{cancelled.pk}": ("images", "stopped", 0, "mock-image", alpha.member.pk),
+    }
+    assert done.credits_charged_units > 0
+    [announced] = heard.of(generation_completed)
+    assert (announced["outcome"], announced["credits_charged_units"]) == ("ok", done.credits_charged_units)

@@ -18,7 +18,7 @@ from apps.credits.rates import credits_quote
 from apps.generation.models import AIModel, Provider
 from apps.media.catalog import audio_catalog_seed
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
-from tests.api.conftest import asgi_client, make_key, run, sdk
+from tests.api.conftest import asgi_client, make_key, run, sdk, sdk_error
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
 from tests.fakes.audio import wav_bytes
@@ -73,22 +73,22 @@ def test_speech_invalid_parameters_are_400_with_openai_param(raw_key: str) -> No
 
     with pytest.raises(openai.BadRequestError) as exc:
         run(too_fast)
-    assert exc.value.body["param"] == "speed"  # type: ignore[index]
+    assert sdk_error(exc.value)["param"] == "speed"
 
     async def too_long() -> Any:
         return await sdk(raw_key).audio.speech.create(model="mock-tts", input="x" * 4097, voice="alloy")
 
     with pytest.raises(openai.BadRequestError) as exc:
         run(too_long)
-    assert exc.value.body["param"] == "input"  # type: ignore[index]
-    assert "4097" in exc.value.body["message"]  # type: ignore[index]
+    assert sdk_error(exc.value)["param"] == "input"
+    assert "4097" in sdk_error(exc.value)["message"]
 
     async def image_model() -> Any:
         return await sdk(raw_key).audio.speech.create(model="mock-image", input="hi", voice="alloy")
 
     with pytest.raises(openai.BadRequestError) as exc:
         run(image_model)
-    assert exc.value.body["code"] == "model_not_supported"  # type: ignore[index]
+    assert sdk_error(exc.value)["code"] == "model_not_supported"
     assert not GenerationJob.objects.exists()
 
 
@@ -112,7 +112,7 @@ def test_speech_insufficient_credits_is_402(alpha: Team, audio_models: None) -> 
     with pytest.raises(openai.APIStatusError) as exc:
         run(scenario)
     assert exc.value.status_code == 402
-    assert exc.value.body["code"] == "insufficient_credits"  # type: ignore[index]
+    assert sdk_error(exc.value)["code"] == "insufficient_credits"
     assert not GenerationJob.objects.exists()
 
 
@@ -197,9 +197,9 @@ def test_transcription_content_types(raw_key: str) -> None:
 def test_invalid_uploads_are_400(alpha: Team, raw_key: str, data: bytes, name: str, words: str) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         transcribe(raw_key, data, name, model="mock-whisper")
-    body = exc.value.body
-    assert body["param"] == "file"  # type: ignore[index]
-    assert words in body["message"].lower()  # type: ignore[index]
+    body = sdk_error(exc.value)
+    assert body["param"] == "file"
+    assert words in body["message"].lower()
     assert not GenerationJob.objects.exists()
     assert not MediaFile.objects.exists()
     assert available(alpha) == FUNDS
@@ -213,9 +213,9 @@ def test_upload_over_the_plans_limit_is_413(alpha: Team, raw_key: str, plans: No
     with pytest.raises(openai.APIStatusError) as exc:
         transcribe(raw_key, wav_bytes(1)[:44] + b"\0" * (1024 * 1024), model="mock-whisper")
     assert exc.value.status_code == 413
-    assert exc.value.body["code"] == "too_large"  # type: ignore[index]
-    assert exc.value.body["param"] == "file"  # type: ignore[index]
-    assert "the Starter plan's limit is 1 MB" in exc.value.body["message"]  # type: ignore[index]
+    assert sdk_error(exc.value)["code"] == "too_large"
+    assert sdk_error(exc.value)["param"] == "file"
+    assert "the Starter plan's limit is 1 MB" in sdk_error(exc.value)["message"]
     assert not MediaFile.objects.exists()
     assert not GenerationJob.objects.exists()
     assert transcribe(raw_key, wav_bytes(1), model="mock-whisper").text  # under the limit
@@ -223,14 +223,14 @@ def test_upload_over_the_plans_limit_is_413(alpha: Team, raw_key: str, plans: No
 
 def test_transcription_bad_parameters(raw_key: str) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
-        transcribe(raw_key, wav_bytes(1), model="mock-whisper", response_format="docx")  # type: ignore[arg-type]
-    assert exc.value.body["param"] == "response_format"  # type: ignore[index]
+        transcribe(raw_key, wav_bytes(1), model="mock-whisper", response_format="docx")
+    assert sdk_error(exc.value)["param"] == "response_format"
     with pytest.raises(openai.BadRequestError) as exc:
         transcribe(raw_key, wav_bytes(1), model="mock-whisper", timestamp_granularities=["word"])
-    assert exc.value.body["param"] == "timestamp_granularities"  # type: ignore[index]
+    assert sdk_error(exc.value)["param"] == "timestamp_granularities"
     with pytest.raises(openai.BadRequestError) as exc:
         transcribe(raw_key, wav_bytes(1), model="mock-tts")
-    assert exc.value.body["code"] == "model_not_supported"  # type: ignore[index]
+    assert sdk_error(exc.value)["code"] == "model_not_supported"
     with pytest.raises(openai.NotFoundError):
         transcribe(raw_key, wav_bytes(1), model="no-such-model")
 
@@ -273,3 +273,36 @@ def test_outsider_gets_404_on_audio_jobs_and_files(alpha: Team, beta: Team, raw_
         assert owner.get(f"/api/v1/jobs/{job.pk}/").status_code == 200
     assert outsider.get("/api/v1/jobs/").json()["count"] == 0
     assert owner.get("/api/v1/jobs/").json()["count"] == 2
+
+
+@pytest.mark.outsider("openai:audio_speech", "openai:audio_transcriptions")
+def test_a_revoked_key_gets_no_speech_or_transcript_and_leaves_no_upload(alpha: Team, raw_key: str) -> None:
+    import functools
+
+    from apps.apikeys.models import ApiKey
+    from apps.apikeys.services import apikey_revoke
+
+    apikey_revoke(key=ApiKey.objects.get(workspace=alpha.workspace), acting_user=alpha.owner)
+
+    async def scenario(raw: str | None) -> tuple[Any, Any]:
+        headers = {"Authorization": f"Bearer {raw}"} if raw else {}
+        async with asgi_client() as http:
+            speech = await http.post(
+                "/v1/audio/speech", json={"model": "mock-tts", "input": "hello", "voice": "alloy"}, headers=headers
+            )
+            transcript = await http.post(
+                "/v1/audio/transcriptions",
+                files={"file": ("talk.wav", wav_bytes(1), "audio/wav")},
+                data={"model": "mock-whisper"},
+                headers=headers,
+            )
+            return speech, transcript
+
+    for raw, code in [(raw_key, "invalid_api_key"), ("ak_wrong", "invalid_api_key"), (None, "missing_api_key")]:
+        for response in run(functools.partial(scenario, raw)):
+            assert response.status_code == 401
+            assert response.headers["content-type"].startswith("application/json")
+            assert response.json()["error"]["code"] == code
+    assert not GenerationJob.objects.exists()
+    assert not MediaFile.objects.exists()
+    assert available(alpha) == FUNDS

@@ -13,10 +13,10 @@ from apps.credits.models import CreditAccount, Reservation
 from apps.credits.rates import credits_quote
 from apps.generation.models import AIModel
 from apps.media.models import GenerationJob, JobStatus
-from tests.api.conftest import asgi_client, make_key, run, sdk
+from tests.api.conftest import asgi_client, make_key, run, sdk, sdk_error
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
-from tests.media.conftest import FUNDS, fund
+from tests.media.conftest import FUNDS, fund, reservation_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,13 +71,13 @@ def test_sdk_b64_json(alpha: Team, raw_key: str) -> None:
 
 def test_invalid_size_is_400_with_param(alpha: Team, raw_key: str) -> None:
     async def scenario() -> Any:
-        return await sdk(raw_key).images.generate(model="mock-image", prompt="x", size="999x999")  # type: ignore[arg-type]
+        return await sdk(raw_key).images.generate(model="mock-image", prompt="x", size="999x999")
 
     with pytest.raises(openai.BadRequestError) as exc:
         run(scenario)
     assert exc.value.status_code == 400
-    assert exc.value.body["param"] == "size"  # type: ignore[index]
-    assert "999x999" in exc.value.body["message"]  # type: ignore[index]
+    assert sdk_error(exc.value)["param"] == "size"
+    assert "999x999" in sdk_error(exc.value)["message"]
     assert not Reservation.objects.exists()
 
 
@@ -124,7 +124,7 @@ def test_insufficient_credits_is_402(alpha: Team, image_model: AIModel) -> None:
     with pytest.raises(openai.APIStatusError) as exc:
         run(scenario)
     assert exc.value.status_code == 402
-    assert exc.value.body["code"] == "insufficient_credits"  # type: ignore[index]
+    assert sdk_error(exc.value)["code"] == "insufficient_credits"
     assert not GenerationJob.objects.exists()
 
 
@@ -156,10 +156,11 @@ def test_missing_key_is_401() -> None:
 def test_job_not_done_in_time_is_504_and_keeps_its_hold(
     alpha: Team, raw_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from apps.media import openai_api, services
+    from apps.api import openai_media
+    from apps.media import services
 
     monkeypatch.setattr(services, "_enqueue", lambda job_id: None)  # no worker takes the job
-    monkeypatch.setattr(openai_api, "_wait_seconds", lambda: 0.3)
+    monkeypatch.setattr(openai_media, "_wait_seconds", lambda: 0.3)
 
     async def scenario() -> Any:
         return await sdk(raw_key).images.generate(model="mock-image", prompt="x")
@@ -168,6 +169,32 @@ def test_job_not_done_in_time_is_504_and_keeps_its_hold(
         run(scenario)
     assert exc.value.status_code == 504
     job = GenerationJob.objects.get()
-    assert f"job {job.pk}" in exc.value.body["message"]  # type: ignore[index]
+    assert f"job {job.pk}" in sdk_error(exc.value)["message"]
     assert job.status == JobStatus.QUEUED  # still there for the worker (or the sweeper)
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.HELD
+    assert reservation_of(job).status == Reservation.Status.HELD
+
+
+@pytest.mark.outsider("openai:images_generations")
+def test_a_revoked_key_generates_nothing_on_the_workspaces_credits(alpha: Team, raw_key: str) -> None:
+    import functools
+
+    from apps.apikeys.models import ApiKey
+    from apps.apikeys.services import apikey_revoke
+
+    apikey_revoke(key=ApiKey.objects.get(workspace=alpha.workspace), acting_user=alpha.owner)
+
+    async def scenario(raw: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {raw}"} if raw else {}
+        async with asgi_client() as http:
+            return await http.post(
+                "/v1/images/generations", json={"model": "mock-image", "prompt": "x"}, headers=headers
+            )
+
+    for raw, code in [(raw_key, "invalid_api_key"), ("ak_wrong", "invalid_api_key"), (None, "missing_api_key")]:
+        response = run(functools.partial(scenario, raw))
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == code
+        assert "data" not in response.json()
+    assert not GenerationJob.objects.exists()
+    assert not Reservation.objects.exists()
+    assert available(alpha) == FUNDS

@@ -211,5 +211,5 @@ def test_replayed_key_returns_the_job_even_when_the_plan_changed(
     on_plan(alpha.workspace, "free")
     again = create(alpha, media_models["mock-voice"], JobKind.VOICE_CLONE, {}, key="same")
     assert again.pk == job.pk
-    run_job.apply(args=[job.pk])  # finished: nothing happens
+    run_job.apply(args=(job.pk,))  # finished: nothing happens
     assert GenerationJob.objects.count() == 1

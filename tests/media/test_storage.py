@@ -67,6 +67,7 @@ def test_expired_or_forged_token_is_404(
     assert client.get("/studio/files/not-a-token/").status_code == 404
 
 
+@pytest.mark.outsider("media:download")
 def test_other_workspace_member_and_anonymous_get_404(
     alpha: Team, beta: Team, image_model: AIModel, client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

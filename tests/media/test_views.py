@@ -12,7 +12,7 @@ from apps.generation.models import AIModel
 from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
 from apps.media.services import job_create
 from tests.conftest import Team
-from tests.media.conftest import fund
+from tests.media.conftest import fund, reservation_of
 
 pytestmark = pytest.mark.django_db
 
@@ -125,6 +125,7 @@ def test_delete_removes_rows_and_stored_files_and_is_audited(
     assert AuditEvent.objects.filter(action="media.file_delete", actor=alpha.member).exists()
 
 
+@pytest.mark.outsider("media:job_status", "media:images", "media:file_delete", "media:gallery")
 def test_outsider_gets_404_on_jobs_files_and_an_empty_gallery(
     alpha: Team, beta: Team, image_model: AIModel, client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -164,3 +165,41 @@ def test_cancel_from_the_page(
 def test_pages_need_sign_in(client: Any) -> None:
     assert client.get("/studio/images/").status_code == 302
     assert client.get("/studio/gallery/").status_code == 302
+
+
+@pytest.mark.outsider("media:job_cancel")
+def test_another_workspace_cannot_cancel_alphas_queued_job(
+    alpha: Team,
+    beta: Team,
+    outsider: Any,
+    client: Any,
+    image_model: AIModel,
+    client_for: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from apps.credits.models import Reservation
+
+    fund(alpha.workspace)
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_create(
+            workspace=alpha.workspace,
+            user=alpha.member,
+            kind=JobKind.IMAGE,
+            model=image_model,
+            parameters={"prompt": "x", "size": "256x256"},
+            idempotency_key="outsider-cancel",
+        )
+    url = f"/studio/jobs/{job.pk}/cancel/"
+    beta_owner = client_for(beta.owner, alpha.workspace)  # asks for Alpha; not a member of it
+
+    assert beta_owner.post(url).status_code == 404
+    assert beta_owner.post(url, HTTP_ACCEPT="application/json").status_code == 404
+    stranger = client_for(outsider, alpha.workspace)
+    assert stranger.post(url)["Location"] == "/workspaces/new/"
+    anonymous = client.post(url)
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/accounts/login/")
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert reservation_of(job).status == Reservation.Status.HELD

@@ -61,7 +61,7 @@ def cloned_voice(team: Team, models: dict[str, AIModel], capture: Any, key: str 
     fund(team.workspace)
     with capture(execute=True):
         job = clone(team, models["mock-voice"], key=key)
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
     return Voice.objects.get(job=job)
 
 
@@ -71,8 +71,8 @@ def test_clone_is_charged_once_when_the_task_runs_twice(
     fund(alpha.workspace)
     with django_capture_on_commit_callbacks(execute=True):
         job = clone(alpha, voice_models["mock-voice"])
-    run_job.apply(args=[job.pk])
-    run_job.apply(args=[job.pk])
+    run_job.apply(args=(job.pk,))
+    run_job.apply(args=(job.pk,))
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     quote = credits_quote(service="voice_clone", model="mock-voice", items=1)
@@ -182,6 +182,7 @@ def test_voices_page_clones_renames_and_deletes(
     assert not Voice.objects.exists()
 
 
+@pytest.mark.outsider("media:voices", "media:voice_rename", "media:voice_delete")
 def test_outsider_gets_404_on_voice_actions(
     alpha: Team, beta: Team, voice_models: dict[str, AIModel], client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -262,7 +263,7 @@ def test_elevenlabs_clone_job_end_to_end_then_speech_with_the_voice(
     fund(alpha.workspace)
     with django_capture_on_commit_callbacks(execute=True):
         job = clone(alpha, models["clone"], key="eleven-clone")
-    run_job.apply(args=[job.pk])  # a second delivery: nothing more happens
+    run_job.apply(args=(job.pk,))  # a second delivery: nothing more happens
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.error
     adds = [r for r in upstream.requests if r["path"] == "/v1/voices/add"]

@@ -26,7 +26,7 @@ from apps.media.tasks import run_job
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
 from tests.fakes.audio import wav_bytes
-from tests.media.conftest import FUNDS, REDIS_URL, fund
+from tests.media.conftest import FUNDS, REDIS_URL, fund, reservation_of
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -55,7 +55,7 @@ def worker(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
 
     yield start
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_delete(queue)
+        connection.default_channel.queue_delete(queue)  # type: ignore[attr-defined]  # kombu-stubs lack default_channel
 
 
 def wait_finished(job: GenerationJob, timeout: float = 30) -> GenerationJob:
@@ -93,7 +93,7 @@ def test_worker_runs_the_job_and_charges_once(alpha: Team, image_model: AIModel,
     assert job.attempts == 1
     assert MediaFile.objects.filter(job=job, kind=MediaKind.IMAGE).count() == 2
     assert available(alpha) == FUNDS - job.credits_charged_units > 0
-    assert Reservation.objects.get(pk=job.reservation_id).status == Reservation.Status.SETTLED
+    assert reservation_of(job).status == Reservation.Status.SETTLED
     assert_ledger_consistent()
 
 
@@ -121,7 +121,8 @@ def test_sweeper_requeues_a_dead_workers_job_and_fails_it_after_max_attempts(
     retried = create(alpha, image_model, "w-retry")
     given_up = create(alpha, image_model, "w-give-up")
     with app.connection_for_write() as connection:  # the dead worker took the messages with it
-        connection.default_channel.queue_purge(run_job.queue)
+        # kombu-stubs lack `default_channel`; `run_job.queue` is set by the `worker` fixture.
+        connection.default_channel.queue_purge(run_job.queue)  # type: ignore[attr-defined]
     old = timezone.now() - timedelta(minutes=10)
     GenerationJob.objects.filter(pk=retried.pk).update(status=JobStatus.RUNNING, attempts=1, heartbeat_at=old)
     GenerationJob.objects.filter(pk=given_up.pk).update(status=JobStatus.RUNNING, attempts=3, heartbeat_at=old)
@@ -131,7 +132,7 @@ def test_sweeper_requeues_a_dead_workers_job_and_fails_it_after_max_attempts(
     given_up.refresh_from_db()
     assert (retried.status, retried.attempts) == (JobStatus.SUCCEEDED, 2)
     assert given_up.status == JobStatus.FAILED
-    assert Reservation.objects.get(pk=given_up.reservation_id).status == Reservation.Status.RELEASED
+    assert reservation_of(given_up).status == Reservation.Status.RELEASED
     assert available(alpha) == FUNDS - retried.credits_charged_units
     assert_ledger_consistent()
 

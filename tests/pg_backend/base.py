@@ -38,7 +38,7 @@ class DatabaseOperations(operations.DatabaseOperations):
             with self.connection.cursor() as cursor:
                 cursor.execute("SHOW is_superuser")
                 cached = cursor.fetchone()[0] == "on"
-            self.connection._is_superuser = cached  # type: ignore[attr-defined]
+            self.connection._is_superuser = cached  # type: ignore[attr-defined]  # our own cache on the connection
         return bool(cached)
 
 

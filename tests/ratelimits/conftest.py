@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pytest_django import Settings
 
 from apps.ratelimits.models import WorkspaceRateLimit
 from apps.ratelimits.storage import ratelimit_storage_forget
@@ -27,7 +28,7 @@ class FakeTime:
 
 
 @pytest.fixture
-def clock(settings, monkeypatch) -> FakeTime:  # type: ignore[no-untyped-def]
+def clock(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     """In-process windows on a clock the test moves, 10 s into a minute: the memory storage
     reads `time.time()` through its module's `time`, so nothing sleeps."""
     settings.REDIS_URL = ""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.ratelimits.models import WorkspaceRateLimit
 from tests.factories import UserFactory, WorkspaceFactory
@@ -18,8 +20,8 @@ BLANK = {f: "" for f in ("key_rpm", "key_tpm", "user_rpm", "user_tpm", "workspac
 
 
 @pytest.fixture
-def staff(client):  # type: ignore[no-untyped-def]
-    user = UserFactory(email="root@example.com", is_staff=True, is_superuser=True)
+def staff(client: Client) -> User:
+    user = UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True)
     client.force_login(user)
     return user
 
@@ -29,7 +31,7 @@ def _events() -> list[AuditEvent]:
 
 
 def test_creating_an_override_is_audited(client, staff):
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
 
     response = client.post(f"{BASE}add/", {**BLANK, "workspace": workspace.pk, "key_rpm": "5", "note": "Abuse"})
 
@@ -48,7 +50,7 @@ def test_creating_an_override_is_audited(client, staff):
 
 
 def test_changing_an_override_records_what_changed(client, staff):
-    row = override(WorkspaceFactory(), key_rpm=5, workspace_tpm=1000)
+    row = override(WorkspaceFactory.create(), key_rpm=5, workspace_tpm=1000)
 
     response = client.post(f"{BASE}{row.pk}/change/", {**BLANK, "key_rpm": "10", "workspace_tpm": "1000", "note": ""})
 
@@ -59,7 +61,7 @@ def test_changing_an_override_records_what_changed(client, staff):
 
 
 def test_the_workspace_of_an_override_cannot_be_changed(client, staff):
-    workspace, other = WorkspaceFactory(), WorkspaceFactory()
+    workspace, other = WorkspaceFactory.create(), WorkspaceFactory.create()
     row = override(workspace, key_rpm=5)
 
     client.post(f"{BASE}{row.pk}/change/", {**BLANK, "workspace": other.pk, "key_rpm": "5"})
@@ -69,7 +71,7 @@ def test_the_workspace_of_an_override_cannot_be_changed(client, staff):
 
 
 def test_deleting_overrides_is_audited(client, staff):
-    one, two = override(WorkspaceFactory(), key_rpm=1), override(WorkspaceFactory(), user_rpm=2)
+    one, two = override(WorkspaceFactory.create(), key_rpm=1), override(WorkspaceFactory.create(), user_rpm=2)
 
     client.post(f"{BASE}{one.pk}/delete/", {"post": "yes"})
     client.post(BASE, {"action": "delete_selected", "_selected_action": [two.pk], "post": "yes"})
@@ -82,8 +84,8 @@ def test_deleting_overrides_is_audited(client, staff):
 
 
 def test_changelist_lists_and_searches_overrides(client, staff):
-    override(WorkspaceFactory(name="Alpha"), key_rpm=1)
-    override(WorkspaceFactory(name="Beta"), key_rpm=2)
+    override(WorkspaceFactory.create(name="Alpha"), key_rpm=1)
+    override(WorkspaceFactory.create(name="Beta"), key_rpm=2)
 
     everything = client.get(BASE)
     found = client.get(BASE, {"q": "alph"})
@@ -95,12 +97,12 @@ def test_changelist_lists_and_searches_overrides(client, staff):
 
 
 def test_changelist_queries_do_not_grow_with_rows(client, staff):
-    override(WorkspaceFactory(), key_rpm=1)
+    override(WorkspaceFactory.create(), key_rpm=1)
     client.get(BASE)  # warm the session and constance reads
     with CaptureQueriesContext(connection) as one_row:
         client.get(BASE)
     for n in range(5):
-        override(WorkspaceFactory(), key_rpm=n)
+        override(WorkspaceFactory.create(), key_rpm=n)
     with CaptureQueriesContext(connection) as six_rows:
         client.get(BASE)
 

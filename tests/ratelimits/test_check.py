@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from apps.ratelimits.decisions import RateLimitDecision
+from apps.ratelimits.decisions import RateLimitDecision, WindowState
 from apps.ratelimits.exceptions import RateLimited
 from apps.ratelimits.selectors import Limits, SubjectLimits
 from apps.ratelimits.services import ratelimit_check, ratelimit_enforce, ratelimit_record_tokens
@@ -22,10 +22,10 @@ DURATION = re.compile(r"^(\d+m)?\d+s$")
 
 @pytest.fixture
 def workspace() -> Workspace:
-    return WorkspaceFactory()
+    return WorkspaceFactory.create()
 
 
-def window(decision: RateLimitDecision, subject: str, kind: str):  # type: ignore[no-untyped-def]
+def window(decision: RateLimitDecision, subject: str, kind: str) -> WindowState:
     return next(w for w in decision.windows if w.subject == subject and w.kind == kind)
 
 
@@ -64,7 +64,7 @@ def test_allowed_requests_count_down_the_remaining_header(workspace):
 
 def test_headers_report_the_tightest_subject(workspace):
     override(workspace, key_rpm=10, user_rpm=8, workspace_rpm=4, key_tpm=1000, workspace_tpm=5000)
-    key, user = api_key(), UserFactory()
+    key, user = api_key(), UserFactory.create()
 
     headers = ratelimit_check(workspace=workspace, user=user, api_key=key, tokens=100).headers()
 
@@ -128,7 +128,7 @@ def test_recording_zero_or_negative_tokens_changes_nothing(workspace):
 
 def test_zero_means_unlimited(workspace):
     override(workspace, key_rpm=0, key_tpm=0, user_rpm=0, user_tpm=0, workspace_rpm=0, workspace_tpm=0)
-    key, user = api_key(), UserFactory()
+    key, user = api_key(), UserFactory.create()
 
     decisions = [ratelimit_check(workspace=workspace, user=user, api_key=key, tokens=10**9) for _ in range(100)]
 
@@ -178,7 +178,7 @@ def test_a_request_losing_a_race_gives_back_what_it_counted(workspace, monkeypat
     key = api_key()
     storage = ratelimit_storage()
     acquire = storage.acquire_sliding_window_entry
-    raced = []
+    raced: list[bool] = []
 
     def concurrent_request_first(key_name: str, limit: int, expiry: int, amount: int = 1) -> bool:
         # Between this request's snapshot and its workspace hit, another process fills the workspace.

@@ -6,6 +6,7 @@ import logging
 import socket
 
 import pytest
+from pytest_django import Settings
 
 from apps.ratelimits.services import ratelimit_check, ratelimit_enforce, ratelimit_record_tokens
 from tests.factories import WorkspaceFactory
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def redis_down(settings) -> str:  # type: ignore[no-untyped-def]
+def redis_down(settings: Settings) -> str:
     """REDIS_URL pointing at a loopback port nothing listens on."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -25,7 +26,7 @@ def redis_down(settings) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_unreachable_redis_fails_open_with_one_warning(redis_down, caplog):
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     override(workspace, key_rpm=1, key_tpm=10)
     key = api_key()
 
@@ -43,7 +44,7 @@ def test_unreachable_redis_fails_open_with_one_warning(redis_down, caplog):
 
 
 def test_a_reachable_storage_is_not_degraded():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     override(workspace, key_rpm=1)
 
     decision = ratelimit_check(workspace=workspace, api_key=api_key())

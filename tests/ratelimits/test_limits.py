@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def constance_keys(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def constance_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """The RATE_LIMIT_* entries as they will be in CONSTANCE_CONFIG."""
     for name, (default, help_text) in RATE_LIMIT_SETTINGS.items():
         monkeypatch.setitem(constance_settings.CONFIG, name, (default, help_text, int))
@@ -26,8 +26,8 @@ def constance_keys(monkeypatch) -> None:  # type: ignore[no-untyped-def]
 def test_defaults_come_from_the_module_while_constance_lacks_the_keys(monkeypatch):
     for name in RATE_LIMIT_SETTINGS:
         monkeypatch.delitem(constance_settings.CONFIG, name, raising=False)
-    workspace = WorkspaceFactory()
-    user = UserFactory()
+    workspace = WorkspaceFactory.create()
+    user = UserFactory.create()
     key = api_key()
 
     limits = ratelimit_limits(workspace=workspace, user=user, api_key=key)
@@ -41,14 +41,16 @@ def test_defaults_come_from_the_module_while_constance_lacks_the_keys(monkeypatc
         ),
         key=SubjectLimits("key", key.pk, DEFAULTS["RATE_LIMIT_KEY_RPM"], DEFAULTS["RATE_LIMIT_KEY_TPM"]),
     )
-    assert (limits.key.rpm, limits.user.tpm, limits.workspace.rpm) == (60, 200_000, 600)  # type: ignore[union-attr]
+    assert limits.key is not None
+    assert limits.user is not None
+    assert (limits.key.rpm, limits.user.tpm, limits.workspace.rpm) == (60, 200_000, 600)
 
 
 def test_defaults_come_from_constance_when_configured(constance_keys):
     config.RATE_LIMIT_KEY_RPM = 7
     config.RATE_LIMIT_WORKSPACE_TPM = 0
 
-    limits = ratelimit_limits(workspace=WorkspaceFactory(), api_key=api_key())
+    limits = ratelimit_limits(workspace=WorkspaceFactory.create(), api_key=api_key())
 
     assert limits.key is not None
     assert limits.key.rpm == 7
@@ -57,20 +59,20 @@ def test_defaults_come_from_constance_when_configured(constance_keys):
 
 
 def test_site_defaults_are_read_in_one_query(constance_keys, django_assert_num_queries):
-    workspace, user, key = WorkspaceFactory(), UserFactory(), api_key()
+    workspace, user, key = WorkspaceFactory.create(), UserFactory.create(), api_key()
 
-    # constance values, the plan (billing account, then the default plan), the workspace override
-    with django_assert_num_queries(4):
+    # constance values, the plan (the workspace's entitlements and the default's), the workspace override
+    with django_assert_num_queries(3):
         ratelimit_limits(workspace=workspace, user=user, api_key=key)
     with django_assert_num_queries(2):  # the plan is remembered on the workspace for the request
         ratelimit_limits(workspace=workspace, user=user, api_key=key)
 
 
 def test_workspace_override_replaces_only_the_fields_it_sets():
-    workspace, other = WorkspaceFactory(), WorkspaceFactory()
+    workspace, other = WorkspaceFactory.create(), WorkspaceFactory.create()
     override(workspace, key_rpm=5, user_tpm=0, workspace_rpm=50)
 
-    limits = ratelimit_limits(workspace=workspace, user=UserFactory(), api_key=api_key())
+    limits = ratelimit_limits(workspace=workspace, user=UserFactory.create(), api_key=api_key())
 
     assert limits.key is not None
 
@@ -82,7 +84,7 @@ def test_workspace_override_replaces_only_the_fields_it_sets():
 
 
 def test_key_limits_win_for_the_key_subject_only():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     override(workspace, key_rpm=5, key_tpm=500, workspace_rpm=50)
 
     limits = ratelimit_limits(workspace=workspace, api_key=api_key(rpm_limit=2, tpm_limit=None))
@@ -93,7 +95,7 @@ def test_key_limits_win_for_the_key_subject_only():
 
 
 def test_key_without_limit_attributes_uses_the_workspace_key_limits():
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     override(workspace, key_rpm=5)
 
     class BareKey:
@@ -105,7 +107,7 @@ def test_key_without_limit_attributes_uses_the_workspace_key_limits():
 
 
 def test_plan_limits_sit_between_the_site_defaults_and_the_workspace_override(monkeypatch):
-    workspace = WorkspaceFactory()
+    workspace = WorkspaceFactory.create()
     monkeypatch.setattr(selectors, "plan_rate_limits", lambda *, workspace: {"workspace_rpm": 300, "key_rpm": 30})
     override(workspace, key_rpm=3)
 
@@ -117,7 +119,7 @@ def test_plan_limits_sit_between_the_site_defaults_and_the_workspace_override(mo
 
 
 def test_subjects_are_the_ones_given_most_specific_first():
-    workspace, user = WorkspaceFactory(), UserFactory()
+    workspace, user = WorkspaceFactory.create(), UserFactory.create()
 
     assert [s.subject for s in ratelimit_limits(workspace=workspace).subjects] == ["workspace"]
     assert [s.subject for s in ratelimit_limits(workspace=workspace, user=user, api_key=api_key()).subjects] == [
@@ -128,8 +130,8 @@ def test_subjects_are_the_ones_given_most_specific_first():
 
 
 def test_member_budget_is_per_workspace():
-    user = UserFactory()
-    first, second = WorkspaceFactory(), WorkspaceFactory()
+    user = UserFactory.create()
+    first, second = WorkspaceFactory.create(), WorkspaceFactory.create()
 
     a = ratelimit_limits(workspace=first, user=user).user
     b = ratelimit_limits(workspace=second, user=user).user

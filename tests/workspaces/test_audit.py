@@ -64,7 +64,7 @@ def _remove(team: Team, client_for, invite) -> tuple[object, Workspace, dict]:
 
 def _accept(team: Team, client_for, invite) -> tuple[object, Workspace, dict]:
     invitation, token = invite(team, "joiner@example.com")
-    joiner = UserFactory(email="joiner@example.com")
+    joiner = UserFactory.create(email="joiner@example.com")
     client_for(joiner).post(reverse("workspaces:invitation_accept", args=[token]), REMOTE_ADDR=IP)
     return joiner, team.workspace, {"target_id": str(invitation.pk), "metadata": {"role": "member"}}
 

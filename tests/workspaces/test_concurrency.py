@@ -32,7 +32,7 @@ def _failures(results: list[Any]) -> list[Exception]:
 
 
 def test_two_owners_demoting_each_other_at_once_leave_an_owner(alpha):
-    second = MembershipFactory(workspace=alpha.workspace, user=UserFactory(), role=Role.OWNER)
+    second = MembershipFactory.create(workspace=alpha.workspace, user=UserFactory.create(), role=Role.OWNER)
     first = alpha.owner_membership
 
     for _ in range(ROUNDS):
@@ -50,7 +50,7 @@ def test_two_owners_demoting_each_other_at_once_leave_an_owner(alpha):
 
 
 def test_two_owners_removing_each_other_at_once_leave_an_owner(alpha):
-    second = MembershipFactory(workspace=alpha.workspace, user=UserFactory(), role=Role.OWNER)
+    second = MembershipFactory.create(workspace=alpha.workspace, user=UserFactory.create(), role=Role.OWNER)
     first = alpha.owner_membership
 
     results = run_together(
@@ -70,7 +70,7 @@ def test_two_accepts_racing_for_the_last_seat_do_not_exceed_the_limit(alpha):
             pk__in=[alpha.owner_membership.pk, alpha.admin_membership.pk, alpha.member_membership.pk]
         ).delete()
         Invitation.objects.filter(workspace=alpha.workspace).delete()
-        first, second = UserFactory(), UserFactory()
+        first, second = UserFactory.create(), UserFactory.create()
         with override_config(MAX_MEMBERS_PER_WORKSPACE=5):
             _, first_token = services.workspace_member_invite(
                 workspace=alpha.workspace, email=first.email, role=Role.MEMBER, acting_user=alpha.owner
@@ -82,8 +82,8 @@ def test_two_accepts_racing_for_the_last_seat_do_not_exceed_the_limit(alpha):
         # Staff lowered the limit: one seat is left for the two invitees.
         with override_config(MAX_MEMBERS_PER_WORKSPACE=4):
             results = run_together(
-                lambda: services.workspace_invitation_accept(token=first_token, user=first),  # noqa: B023
-                lambda: services.workspace_invitation_accept(token=second_token, user=second),  # noqa: B023
+                lambda: services.workspace_invitation_accept(token=first_token, acting_user=first),  # noqa: B023
+                lambda: services.workspace_invitation_accept(token=second_token, acting_user=second),  # noqa: B023
             )
 
         assert Membership.objects.filter(workspace=alpha.workspace).count() == 4
@@ -97,8 +97,8 @@ def test_two_workspace_creations_at_the_limit_create_one(outsider):
         Workspace.objects.filter(created_by=outsider).delete()
         with override_config(MAX_WORKSPACES_PER_USER=1):
             results = run_together(
-                lambda: services.workspace_create(user=outsider, name=f"A{round_}"),  # noqa: B023
-                lambda: services.workspace_create(user=outsider, name=f"B{round_}"),  # noqa: B023
+                lambda: services.workspace_create(acting_user=outsider, name=f"A{round_}"),  # noqa: B023
+                lambda: services.workspace_create(acting_user=outsider, name=f"B{round_}"),  # noqa: B023
             )
 
         assert Membership.objects.filter(user=outsider, role=Role.OWNER).count() == 1
@@ -110,14 +110,14 @@ def test_two_workspace_creations_at_the_limit_create_one(outsider):
 def test_accept_racing_a_workspace_deletion_neither_deadlocks_nor_leaves_a_member(alpha):
     for round_ in range(ROUNDS):
         workspace = Workspace.objects.create(name=f"Doomed {round_}", slug=f"doomed-{round_}")
-        owner = MembershipFactory(workspace=workspace, role=Role.OWNER).user
-        invitee = UserFactory()
+        owner = MembershipFactory.create(workspace=workspace, role=Role.OWNER).user
+        invitee = UserFactory.create()
         _, token = services.workspace_member_invite(
             workspace=workspace, email=invitee.email, role=Role.MEMBER, acting_user=owner
         )
 
         results = run_together(
-            lambda: services.workspace_invitation_accept(token=token, user=invitee),  # noqa: B023
+            lambda: services.workspace_invitation_accept(token=token, acting_user=invitee),  # noqa: B023
             lambda: services.workspace_delete(
                 workspace=workspace,  # noqa: B023
                 acting_user=owner,  # noqa: B023

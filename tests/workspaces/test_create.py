@@ -50,7 +50,7 @@ def test_create_requires_login(client):
 
 
 def test_create_service_makes_creator_owner(outsider):
-    workspace = services.workspace_create(user=outsider, name="Side project")
+    workspace = services.workspace_create(acting_user=outsider, name="Side project")
 
     assert workspace.name == "Side project"
     assert workspace.slug.startswith("side-project-")
@@ -58,22 +58,22 @@ def test_create_service_makes_creator_owner(outsider):
 
 
 def test_create_service_gives_unique_slugs_to_equal_names(outsider):
-    first = services.workspace_create(user=outsider, name="Same")
-    second = services.workspace_create(user=outsider, name="Same")
+    first = services.workspace_create(acting_user=outsider, name="Same")
+    second = services.workspace_create(acting_user=outsider, name="Same")
 
     assert first.slug != second.slug
 
 
 def test_create_folds_whitespace_in_the_name_to_one_line(outsider):
-    workspace = services.workspace_create(user=outsider, name="Acme\r\n  Bcc: evil@example.com")
+    workspace = services.workspace_create(acting_user=outsider, name="Acme\r\n  Bcc: evil@example.com")
 
     assert workspace.name == "Acme Bcc: evil@example.com"
 
 
 @override_config(MAX_WORKSPACES_PER_USER=2)
 def test_create_refused_at_limit_with_clear_message_and_nothing_created(client_for, outsider):
-    one = services.workspace_create(user=outsider, name="One")
-    services.workspace_create(user=outsider, name="Two")
+    one = services.workspace_create(acting_user=outsider, name="One")
+    services.workspace_create(acting_user=outsider, name="Two")
     client = client_for(outsider, one)
 
     with unchanged():
@@ -90,20 +90,20 @@ def test_create_refused_at_limit_with_clear_message_and_nothing_created(client_f
 
 @override_config(MAX_WORKSPACES_PER_USER=1)
 def test_create_service_refused_at_limit(outsider):
-    services.workspace_create(user=outsider, name="Mine")
+    services.workspace_create(acting_user=outsider, name="Mine")
 
     with unchanged(), pytest.raises(WorkspaceLimitReached, match=r"most your plan allows \(1\)"):
-        services.workspace_create(user=outsider, name="Another")
+        services.workspace_create(acting_user=outsider, name="Another")
 
 
 @override_config(MAX_WORKSPACES_PER_USER=1)
 def test_create_limit_counts_only_active_workspaces_the_user_owns(outsider, alpha):
     # Admin of another workspace and owner of a deleted one: neither uses up the allowance.
-    MembershipFactory(workspace=alpha.workspace, user=outsider, role=Role.ADMIN)
-    gone = services.workspace_create(user=outsider, name="Gone")
+    MembershipFactory.create(workspace=alpha.workspace, user=outsider, role=Role.ADMIN)
+    gone = services.workspace_create(acting_user=outsider, name="Gone")
     services.workspace_delete(workspace=gone, acting_user=outsider, confirm_name="Gone")
 
-    workspace = services.workspace_create(user=outsider, name="Fresh")
+    workspace = services.workspace_create(acting_user=outsider, name="Fresh")
 
     assert Membership.objects.get(workspace=workspace, user=outsider).role == Role.OWNER
 
@@ -136,7 +136,7 @@ def test_create_with_too_long_name_gives_400_with_field_error(client_for, outsid
 
 def test_create_service_rejects_blank_name(outsider):
     with unchanged(), pytest.raises(WorkspaceError, match="Give the workspace a name"):
-        services.workspace_create(user=outsider, name="  \n ")
+        services.workspace_create(acting_user=outsider, name="  \n ")
 
 
 # ---------------------------------------------------------------------------- switcher
@@ -146,9 +146,9 @@ def test_create_service_rejects_blank_name(outsider):
     "url_name", ["dashboard", "workspaces:list", "workspaces:members", "workspaces:settings", "workspaces:create"]
 )
 def test_switcher_renders_on_pages_with_the_users_workspaces(client_for, alpha, beta, url_name):
-    MembershipFactory(workspace=beta.workspace, user=alpha.member)
-    elsewhere = WorkspaceFactory(name="Not mine")
-    MembershipFactory(workspace=elsewhere, role=Role.OWNER)
+    MembershipFactory.create(workspace=beta.workspace, user=alpha.member)
+    elsewhere = WorkspaceFactory.create(name="Not mine")
+    MembershipFactory.create(workspace=elsewhere, role=Role.OWNER)
 
     response = client_for(alpha.member, beta.workspace).get(reverse(url_name))
 
@@ -169,8 +169,8 @@ def test_switcher_offers_create_link_to_a_user_without_workspace(client_for, out
 
 
 def test_switcher_lists_no_deleted_workspace(client_for, alpha):
-    doomed = WorkspaceFactory(name="Doomed")
-    MembershipFactory(workspace=doomed, user=alpha.owner, role=Role.OWNER)
+    doomed = WorkspaceFactory.create(name="Doomed")
+    MembershipFactory.create(workspace=doomed, user=alpha.owner, role=Role.OWNER)
     services.workspace_delete(workspace=doomed, acting_user=alpha.owner, confirm_name="Doomed")
 
     html = client_for(alpha.owner, alpha.workspace).get(reverse("dashboard")).content.decode()

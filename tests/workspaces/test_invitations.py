@@ -215,7 +215,7 @@ def test_invitation_email_subject_stays_one_line_whatever_the_inviter_name(alpha
 
 def test_invitee_accepts_with_the_invited_role_and_lands_in_the_workspace(client_for, alpha, invite):
     invitation, token = invite(alpha, "newcomer@example.com", role=Role.ADMIN)
-    newcomer = UserFactory(email="newcomer@example.com")
+    newcomer = UserFactory.create(email="newcomer@example.com")
     client = client_for(newcomer)
 
     page = client.get(_accept_url(token))
@@ -237,7 +237,7 @@ def test_invitee_accepts_with_the_invited_role_and_lands_in_the_workspace(client
 
 def test_accept_matches_a_verified_secondary_address(client_for, alpha, invite):
     _, token = invite(alpha, "work@example.com")
-    user = UserFactory(email="home@example.com")
+    user = UserFactory.create(email="home@example.com")
     EmailAddress.objects.create(user=user, email="Work@Example.com", verified=True, primary=False)
 
     response = client_for(user).post(_accept_url(token))
@@ -266,7 +266,7 @@ def test_accept_with_the_wrong_email_shows_a_clear_error_and_changes_nothing(cli
 
 def test_accept_with_an_unverified_matching_email_is_refused(client_for, alpha, invite):
     _, token = invite(alpha, "unverified@example.com")
-    user = UserFactory(email="unverified@example.com", verified=False)
+    user = UserFactory.create(email="unverified@example.com", verified=False)
 
     with unchanged():
         response = client_for(user).post(_accept_url(token))
@@ -279,7 +279,7 @@ def test_accept_with_an_unverified_matching_email_is_refused(client_for, alpha, 
 def test_expired_invitation_answers_410_with_message(client_for, alpha, invite, method):
     invitation, token = invite(alpha, "late@example.com")
     Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    late = UserFactory(email="late@example.com")
+    late = UserFactory.create(email="late@example.com")
 
     with unchanged():
         response = getattr(client_for(late), method)(_accept_url(token))
@@ -292,16 +292,16 @@ def test_expired_invitation_answers_410_with_message(client_for, alpha, invite, 
 def test_accept_service_refuses_an_expired_invitation(alpha, invite):
     invitation, token = invite(alpha, "late@example.com")
     Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    late = UserFactory(email="late@example.com")
+    late = UserFactory.create(email="late@example.com")
 
     with unchanged(), pytest.raises(InvitationInvalid, match="expired"):
-        services.workspace_invitation_accept(token=token, user=late)
+        services.workspace_invitation_accept(token=token, acting_user=late)
 
 
 def test_revoked_invitation_answers_with_message(client_for, alpha, invite):
     invitation, token = invite(alpha, "nope@example.com")
     services.workspace_invitation_revoke(invitation=invitation, acting_user=alpha.admin)
-    nope = UserFactory(email="nope@example.com")
+    nope = UserFactory.create(email="nope@example.com")
 
     with unchanged():
         response = client_for(nope).post(_accept_url(token))
@@ -313,8 +313,8 @@ def test_revoked_invitation_answers_with_message(client_for, alpha, invite):
 
 def test_invitation_used_twice_refuses_the_second_time(client_for, alpha, invite):
     _, token = invite(alpha, "shared@example.com")
-    first = UserFactory(email="shared@example.com")
-    second = UserFactory(email="other@example.com")
+    first = UserFactory.create(email="shared@example.com")
+    second = UserFactory.create(email="other@example.com")
     EmailAddress.objects.create(user=second, email="shared@example.com", verified=False)
     assert client_for(first).post(_accept_url(token)).status_code == 302
 
@@ -330,11 +330,11 @@ def test_invitation_used_twice_refuses_the_second_time(client_for, alpha, invite
 
 def test_accept_service_refuses_a_used_invitation(alpha, invite):
     _, token = invite(alpha, "shared@example.com")
-    user = UserFactory(email="shared@example.com")
-    services.workspace_invitation_accept(token=token, user=user)
+    user = UserFactory.create(email="shared@example.com")
+    services.workspace_invitation_accept(token=token, acting_user=user)
 
     with unchanged(), pytest.raises(InvitationInvalid, match="already used"):
-        services.workspace_invitation_accept(token=token, user=user)
+        services.workspace_invitation_accept(token=token, acting_user=user)
 
 
 @pytest.mark.parametrize("token", ["not-a-real-token", "x" * 300])
@@ -349,9 +349,9 @@ def test_unknown_token_answers_404(client_for, alpha, outsider, token):
 @override_config(MAX_MEMBERS_PER_WORKSPACE=4)
 def test_accept_refused_when_the_workspace_is_full(client_for, alpha, invite):
     _, token = invite(alpha, "waiting@example.com")
-    waiting = UserFactory(email="waiting@example.com")
+    waiting = UserFactory.create(email="waiting@example.com")
     # The seat went to someone else meanwhile (e.g. the limit was lowered by staff).
-    Membership.objects.create(workspace=alpha.workspace, user=UserFactory(), role=Role.MEMBER)
+    Membership.objects.create(workspace=alpha.workspace, user=UserFactory.create(), role=Role.MEMBER)
 
     with unchanged():
         response = client_for(waiting).post(_accept_url(token))
@@ -411,7 +411,7 @@ def test_resend_issues_a_new_token_and_expiry_and_the_old_link_stops_working(
     assert invitation.token_hash == services.hash_token(new_token)
     assert invitation.expires_at > timezone.now() + timedelta(days=6)
     assert invitation.send_count == 2
-    slow = UserFactory(email="slow@example.com")
+    slow = UserFactory.create(email="slow@example.com")
     assert client_for(slow).post(_accept_url(old_token)).status_code == 404
     assert client_for(slow).post(_accept_url(new_token)).status_code == 302
     assert Membership.objects.filter(workspace=alpha.workspace, user=slow).exists()
@@ -489,7 +489,7 @@ def test_member_cannot_resend_or_revoke(client_for, alpha, invite, mailoutbox, u
 def test_resend_or_revoke_of_a_closed_invitation_is_refused(client_for, alpha, invite, url_name, state):
     invitation, token = invite(alpha, "closed@example.com")
     if state == "accepted":
-        services.workspace_invitation_accept(token=token, user=UserFactory(email="closed@example.com"))
+        services.workspace_invitation_accept(token=token, acting_user=UserFactory.create(email="closed@example.com"))
     else:
         services.workspace_invitation_revoke(invitation=invitation, acting_user=alpha.owner)
 
@@ -543,7 +543,7 @@ def test_stranger_signs_up_from_the_link_and_joins_without_a_verification_email(
 
 def test_existing_user_logs_in_from_the_link_and_joins(alpha, invite, password):
     _, token = invite(alpha, "returning@example.com")
-    returning = UserFactory(email="returning@example.com")
+    returning = UserFactory.create(email="returning@example.com")
     browser = Client()
 
     page = browser.get(_accept_url(token))

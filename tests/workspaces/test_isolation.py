@@ -201,6 +201,7 @@ def scene_for(alpha, beta, outsider, invite, client_for):
     return make
 
 
+@pytest.mark.outsider(*(f"workspaces:{name}" for name in CASES))
 @pytest.mark.parametrize("who", ["outsider", "beta_owner", "beta_admin"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_intruder_cannot_reach_alpha(scene_for, name, who):

@@ -19,15 +19,15 @@ MEMBERS = reverse("workspaces:members")
 
 @pytest.fixture
 def second_admin(alpha) -> Membership:
-    return MembershipFactory(
-        workspace=alpha.workspace, user=UserFactory(email="alpha-admin2@example.com"), role="admin"
+    return MembershipFactory.create(
+        workspace=alpha.workspace, user=UserFactory.create(email="alpha-admin2@example.com"), role="admin"
     )
 
 
 @pytest.fixture
 def second_owner(alpha) -> Membership:
-    return MembershipFactory(
-        workspace=alpha.workspace, user=UserFactory(email="alpha-owner2@example.com"), role="owner"
+    return MembershipFactory.create(
+        workspace=alpha.workspace, user=UserFactory.create(email="alpha-owner2@example.com"), role="owner"
     )
 
 

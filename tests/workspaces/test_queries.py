@@ -20,7 +20,7 @@ MAX_QUERIES = 16
 
 def _fill_members(team, members: int, invitations: int) -> None:
     for _ in range(members):
-        MembershipFactory(workspace=team.workspace, role=Role.MEMBER)
+        MembershipFactory.create(workspace=team.workspace, role=Role.MEMBER)
     for i in range(invitations):
         Invitation.objects.create(
             workspace=team.workspace,
@@ -62,7 +62,7 @@ def test_members_page_queries_do_not_grow_with_rows(client_for, alpha):
 
 def test_workspace_list_queries_are_bounded(client_for, alpha, django_assert_max_num_queries):
     for _ in range(20):
-        MembershipFactory(workspace=WorkspaceFactory(), user=alpha.member, role=Role.ADMIN)
+        MembershipFactory.create(workspace=WorkspaceFactory.create(), user=alpha.member, role=Role.ADMIN)
     client = client_for(alpha.member, alpha.workspace)
     client.get(reverse("workspaces:list"))
 
@@ -79,20 +79,20 @@ def test_workspace_list_queries_do_not_grow_with_rows(client_for, alpha):
     small = _count(client, url)
 
     for _ in range(20):
-        MembershipFactory(workspace=WorkspaceFactory(), user=alpha.member, role=Role.OWNER)
+        MembershipFactory.create(workspace=WorkspaceFactory.create(), user=alpha.member, role=Role.OWNER)
 
     assert _count(client, url) == small
 
 
 def test_dashboard_with_switcher_queries_do_not_grow_with_workspaces(client_for, alpha):
-    user = UserFactory()
-    MembershipFactory(workspace=alpha.workspace, user=user)
+    user = UserFactory.create()
+    MembershipFactory.create(workspace=alpha.workspace, user=user)
     client = client_for(user, alpha.workspace)
     url = reverse("dashboard")
     client.get(url)
     small = _count(client, url)
 
     for _ in range(20):
-        MembershipFactory(workspace=WorkspaceFactory(), user=user)
+        MembershipFactory.create(workspace=WorkspaceFactory.create(), user=user)
 
     assert _count(client, url) == small

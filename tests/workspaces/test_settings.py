@@ -78,8 +78,8 @@ def test_rename_service_refuses_a_non_member(alpha, outsider):
 def test_owner_deletes_workspace_softly(client_for, alpha, invite):
     pending, _ = invite(alpha, "pending@example.com")
     accepted, token = invite(alpha, "joined@example.com")
-    joiner = UserFactory(email="joined@example.com")
-    services.workspace_invitation_accept(token=token, user=joiner)
+    joiner = UserFactory.create(email="joined@example.com")
+    services.workspace_invitation_accept(token=token, acting_user=joiner)
     client = client_for(alpha.owner, alpha.workspace)
 
     response = client.post(DELETE, {"confirm_name": "Alpha"})
@@ -98,7 +98,7 @@ def test_owner_deletes_workspace_softly(client_for, alpha, invite):
 
 
 def test_deleted_workspace_disappears_from_lists_and_cannot_be_switched_to(client_for, alpha, beta):
-    MembershipFactory(workspace=beta.workspace, user=alpha.owner, role=Role.MEMBER)
+    MembershipFactory.create(workspace=beta.workspace, user=alpha.owner, role=Role.MEMBER)
     client = client_for(alpha.owner, alpha.workspace)
     client.post(DELETE, {"confirm_name": "Alpha"})
 
@@ -125,7 +125,7 @@ def test_other_members_of_a_deleted_workspace_lose_it(client_for, alpha):
 
 def test_invitation_link_of_a_deleted_workspace_says_so(client_for, alpha, invite):
     _, token = invite(alpha, "late@example.com")
-    late = UserFactory(email="late@example.com")
+    late = UserFactory.create(email="late@example.com")
     services.workspace_delete(workspace=alpha.workspace, acting_user=alpha.owner, confirm_name="Alpha")
 
     response = client_for(late).post(reverse("workspaces:invitation_accept", args=[token]))
@@ -178,7 +178,7 @@ def test_delete_service_refuses_an_admin(alpha):
 def test_delete_by_system_needs_no_role_and_revokes_invitations(alpha, invite):
     invitation, _ = invite(alpha, "pending@example.com")
 
-    services.workspace_delete_by_system(workspace=alpha.workspace, actor=None, reason="account deleted")
+    services.workspace_delete_by_system(workspace=alpha.workspace, acting_user=None, reason="account deleted")
 
     alpha.workspace.refresh_from_db()
     invitation.refresh_from_db()
@@ -226,12 +226,12 @@ def test_owner_can_leave_when_another_owner_remains(client_for, alpha):
 
 def test_leave_service_refuses_a_non_member(alpha, outsider):
     with unchanged(), pytest.raises(WorkspacePermissionDenied):
-        services.workspace_member_leave(workspace=alpha.workspace, user=outsider)
+        services.workspace_member_leave(workspace=alpha.workspace, acting_user=outsider)
 
 
 def test_leave_service_refuses_the_last_owner(alpha):
     with unchanged(), pytest.raises(WorkspaceError, match="last owner"):
-        services.workspace_member_leave(workspace=alpha.workspace, user=alpha.owner)
+        services.workspace_member_leave(workspace=alpha.workspace, acting_user=alpha.owner)
 
 
 # ---------------------------------------------------------------------------- response cache

@@ -17,7 +17,7 @@ DASHBOARD = reverse("dashboard")
 @pytest.fixture
 def two_workspaces(alpha, beta):
     """alpha's member, also a member of beta, working in alpha."""
-    MembershipFactory(workspace=beta.workspace, user=alpha.member, role=Role.MEMBER)
+    MembershipFactory.create(workspace=beta.workspace, user=alpha.member, role=Role.MEMBER)
     return alpha.member
 
 
@@ -126,8 +126,8 @@ def test_switch_to_a_foreign_workspace_answers_404_and_changes_nothing(client_fo
 
 
 def test_switch_to_a_deleted_workspace_answers_404(client_for, alpha):
-    doomed = WorkspaceFactory(name="Doomed")
-    MembershipFactory(workspace=doomed, user=alpha.owner, role=Role.OWNER)
+    doomed = WorkspaceFactory.create(name="Doomed")
+    MembershipFactory.create(workspace=doomed, user=alpha.owner, role=Role.OWNER)
     client = client_for(alpha.owner, alpha.workspace)
     services.workspace_delete(workspace=doomed, acting_user=alpha.owner, confirm_name="Doomed")
 
@@ -151,9 +151,9 @@ def test_switch_needs_login(client, alpha):
 
 
 def test_session_naming_a_workspace_the_user_left_falls_back_to_one_they_are_in(client_for, alpha, beta):
-    MembershipFactory(workspace=beta.workspace, user=alpha.member)
+    MembershipFactory.create(workspace=beta.workspace, user=alpha.member)
     client = client_for(alpha.member, beta.workspace)
-    services.workspace_member_leave(workspace=beta.workspace, user=alpha.member)
+    services.workspace_member_leave(workspace=beta.workspace, acting_user=alpha.member)
 
     response = client.get(DASHBOARD)
 

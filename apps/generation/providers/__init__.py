@@ -15,7 +15,7 @@ from apps.generation.providers.base import (
     Usage,
 )
 from apps.generation.providers.llm import provider_cost
-from apps.generation.providers.registry import astream_chat, stream_chat
+from apps.generation.providers.registry import chat_stream
 
 __all__ = [
     "ChatRequest",
@@ -27,7 +27,6 @@ __all__ = [
     "StreamEvent",
     "TextDelta",
     "Usage",
-    "astream_chat",
+    "chat_stream",
     "provider_cost",
-    "stream_chat",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +78,7 @@ def litellm_model(target: ModelTarget) -> str:
 
 
 def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, Any]:
-    """The keyword arguments of `litellm.completion` / `acompletion` for one streaming attempt."""
+    """The keyword arguments of `litellm.acompletion` for one streaming attempt."""
     provider = target.provider
     base_url = provider.base_url.rstrip("/")
     if provider.kind == ProviderKind.OPENAI_COMPATIBLE and not base_url:
@@ -244,54 +244,14 @@ def _provider_reported_usage(response: Any) -> bool:
     return any(getattr(chunk, "usage", None) is not None for chunk in chunks)
 
 
-def _close(response: Any) -> None:
-    """Release the upstream connection of an abandoned stream (stop button, client gone)."""
-    stream = getattr(response, "completion_stream", None)
-    close = getattr(stream, "close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):
-            close()
-
-
 def _timed_out(timeout: float) -> ProviderError:
     return ProviderError(f"Timeout: no data from the upstream for {timeout:g} s", status_code=408, retryable=True)
 
 
-def stream_chat(target: ModelTarget, request: ChatRequest) -> Generator[StreamEvent, None, None]:
-    kwargs = completion_kwargs(target, request)
-    litellm = load_litellm()
-    client = None
-    if target.provider.kind == ProviderKind.GEMINI:
-        # litellm's Gemini streaming ignores `timeout` unless it comes with the HTTP client.
-        import httpx
-        from litellm.llms.custom_httpx.http_handler import HTTPHandler
-
-        client = HTTPHandler(timeout=httpx.Timeout(target.provider.timeout))
-        kwargs["client"] = client
-    state = _StreamState(target, request)
-    try:
-        try:
-            response = litellm.completion(**kwargs)
-        except Exception as exc:
-            raise to_provider_error(exc) from exc
-        try:
-            while True:
-                try:
-                    chunk = next(response)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    raise to_provider_error(exc) from exc
-                yield from state.take(chunk)
-        finally:
-            _close(response)
-    finally:
-        if client is not None:
-            client.close()
-    yield state.end(response)
-
-
-async def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+async def chat_stream(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    """Stream one attempt: `TextDelta`s / `ToolCallDelta`s, then one `StreamEnd`; failures
+    raise `ProviderError`. The provider's `timeout` bounds the wait for the response (first
+    token) and every wait for the next chunk (an upstream that goes quiet mid-answer)."""
     kwargs = completion_kwargs(target, request)
     # The first call imports litellm (seconds): keep it off the event loop.
     litellm = await asyncio.to_thread(load_litellm)
@@ -320,6 +280,7 @@ async def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenera
             for event in state.take(chunk):
                 yield event
     finally:
+        # Releases the upstream connection of an abandoned stream (stop button, client gone).
         aclose = getattr(response, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,30 +94,7 @@ def _end(target: ModelTarget, request: ChatRequest, emitted: int, finish_reason:
     return StreamEnd(usage=usage, finish_reason=finish_reason)
 
 
-async def _aend(target: ModelTarget, request: ChatRequest, emitted: int, finish_reason: str) -> StreamEnd:
-    # Off the event loop: the first count imports litellm (seconds).
-    return await asyncio.to_thread(_end, target, request, emitted, finish_reason)
-
-
-def stream_chat(
-    target: ModelTarget, request: ChatRequest, *, sleep: Callable[[float], None] = time.sleep
-) -> Generator[StreamEvent, None, None]:
-    plan = _plan(target, request)
-    emitted = 0
-    for word in plan.words:
-        if plan.max_tokens is not None and emitted >= plan.max_tokens:
-            yield _end(target, request, emitted, "length")
-            return
-        if plan.fail_after is not None and emitted >= plan.fail_after:
-            raise _broken(emitted)
-        if plan.delay:
-            sleep(plan.delay)
-        yield TextDelta(word if emitted == 0 else " " + word)
-        emitted += 1
-    yield _end(target, request, emitted, "stop")
-
-
-async def astream_chat(
+async def chat_stream(
     target: ModelTarget,
     request: ChatRequest,
     *,
@@ -126,10 +102,11 @@ async def astream_chat(
 ) -> AsyncGenerator[StreamEvent, None]:
     plan = _plan(target, request)
     emitted = 0
+    finish_reason = "stop"
     for word in plan.words:
         if plan.max_tokens is not None and emitted >= plan.max_tokens:
-            yield await _aend(target, request, emitted, "length")
-            return
+            finish_reason = "length"
+            break
         if plan.fail_after is not None and emitted >= plan.fail_after:
             raise _broken(emitted)
         # Always yield to the event loop, even without latency, so a mock stream never starves
@@ -137,7 +114,8 @@ async def astream_chat(
         await sleep(plan.delay)
         yield TextDelta(word if emitted == 0 else " " + word)
         emitted += 1
-    yield await _aend(target, request, emitted, "stop")
+    # Off the event loop: the first count imports litellm (seconds).
+    yield await asyncio.to_thread(_end, target, request, emitted, finish_reason)
 
 
 # ------------------------------------------------------------------------------------ embeddings

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 
 from apps.generation.providers import llm, mock
 from apps.generation.providers.base import ChatRequest, EmbeddingResult, ModelTarget, ProviderKind, StreamEvent
 
 
-def stream_chat(target: ModelTarget, request: ChatRequest) -> Generator[StreamEvent, None, None]:
+def chat_stream(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
     """Stream one attempt: `TextDelta`s, then one `StreamEnd`; failures raise `ProviderError`."""
     if target.provider.kind == ProviderKind.MOCK:
-        return mock.stream_chat(target, request)
-    return llm.stream_chat(target, request)
-
-
-def astream_chat(target: ModelTarget, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-    """The asyncio twin of `stream_chat`."""
-    if target.provider.kind == ProviderKind.MOCK:
-        return mock.astream_chat(target, request)
-    return llm.astream_chat(target, request)
+        return mock.chat_stream(target, request)
+    return llm.chat_stream(target, request)
 
 
 async def aembed(target: ModelTarget, inputs: list[str], *, dimensions: int | None = None) -> EmbeddingResult:

@@ -3,8 +3,7 @@ system (no role check; the audit row names no actor) through the same services a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -14,8 +13,8 @@ from apps.apikeys.exceptions import ApiKeyError
 from apps.apikeys.models import ApiKey, Scope
 from apps.apikeys.selectors import apikey_list
 from apps.apikeys.services import apikey_create, apikey_revoke
-from apps.core.management.subcommands import SubcommandCommand
-from apps.credits.amounts import AmountError, format_credits, to_units
+from apps.core.commands import SubcommandCommand, amount_option, find, local_time, split_list
+from apps.credits.amounts import AMOUNT_HINT, format_credits, to_units
 from apps.workspaces.models import Workspace
 
 HELP = """Workspace API keys. Subcommands:
@@ -31,41 +30,18 @@ HELP = """Workspace API keys. Subcommands:
 
 
 def _workspace(slug: str) -> Workspace:
-    workspace = Workspace.objects.filter(slug=slug).first()
-    if workspace is None:
-        raise CommandError(f"No workspace with the slug {slug!r}.")
-    if workspace.deleted_at is not None:
-        raise CommandError(f"The workspace {slug!r} is deleted.")
-    return workspace
-
-
-def _list(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+    return find(Workspace.objects.all(), what="workspace", slug=slug)
 
 
 def _cap(option: str, text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        units = to_units(text.replace("_", ""))
-    except AmountError as exc:
-        raise CommandError(f"{option} {text!r} is not an amount of credits (at most 4 decimal places).") from exc
-    if units <= 0:
-        raise CommandError(f"{option} must be greater than zero.")
-    return units
-
-
-def _when(moment: datetime | None, never: str = "never") -> str:
-    if moment is None:
-        return never
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+    return amount_option(option, text, parse=to_units, expected=AMOUNT_HINT)
 
 
 class Command(SubcommandCommand):
     help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
+        commands = self.subcommands(parser)
 
         create = commands.add_parser(
             "create",
@@ -96,15 +72,7 @@ class Command(SubcommandCommand):
         which.add_argument("--prefix", help="The key's prefix, as shown in lists (e.g. ak_AbCdEfGh).")
         which.add_argument("--id", type=int, dest="key_id", metavar="ID")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        actions: dict[str, Callable[[dict[str, Any]], None]] = {
-            "create": self.create_key,
-            "list": self.list_keys,
-            "revoke": self.revoke_key,
-        }
-        actions[options["action"]](options)
-
-    def create_key(self, options: dict[str, Any]) -> None:
+    def handle_create(self, options: dict[str, Any]) -> None:
         workspace = _workspace(options["workspace"])
         days = options["expires_days"]
         if days is not None and days < 1:
@@ -114,11 +82,11 @@ class Command(SubcommandCommand):
                 workspace=workspace,
                 acting_user=None,
                 name=options["name"],
-                scopes=_list(options["scopes"]),
+                scopes=split_list(options["scopes"]),
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
                 daily_cap_units=_cap("--daily-cap", options["daily_cap"]),
                 monthly_cap_units=_cap("--monthly-cap", options["monthly_cap"]),
-                allowed_models=_list(options["models"]),
+                allowed_models=split_list(options["models"]),
                 rpm_limit=options["rpm"],
                 tpm_limit=options["tpm"],
             )
@@ -132,41 +100,37 @@ class Command(SubcommandCommand):
         ]
         details = [
             f"scopes {', '.join(key.scopes)}",
-            f"expires {_when(key.expires_at)}",
+            f"expires {local_time(key.expires_at)}",
             *caps,
             f"models {', '.join(key.allowed_models) if key.allowed_models else 'all'}",
         ]
-        self.stdout.write(
-            f"apikey create: key {key.prefix}… “{key.name}” (#{key.pk}) for {workspace.slug} "
+        self.summary(
+            f"key {key.prefix}… “{key.name}” (#{key.pk}) for {workspace.slug} "
             f"({'; '.join(details)}). It is shown only this once: store it now."
         )
 
-    def list_keys(self, options: dict[str, Any]) -> None:
+    def handle_list(self, options: dict[str, Any]) -> None:
         workspace = _workspace(options["workspace"])
         keys = list(apikey_list(workspace=workspace))
         active = sum(1 for key in keys if key.is_active)
-        self.stdout.write(f"apikey list: {workspace.slug}: {len(keys)} key(s), {active} active.")
+        self.summary(f"{workspace.slug}: {len(keys)} key(s), {active} active.")
         for key in keys:
             self.stdout.write(
                 f"  {key.prefix}…  {key.name[:30]:<30}  {','.join(key.scopes):<24}  "
-                f"created {_when(key.created_at)}  last used {_when(key.last_used_at)}  {key.state}"
+                f"created {local_time(key.created_at)}  last used {local_time(key.last_used_at)}  {key.state}"
             )
 
-    def revoke_key(self, options: dict[str, Any]) -> None:
+    def handle_revoke(self, options: dict[str, Any]) -> None:
         keys = ApiKey.objects.select_related("workspace")
         if options["prefix"] is not None:
-            key = keys.filter(prefix=options["prefix"].strip().rstrip("…")).first()
-            which = f"prefix {options['prefix']!r}"
+            key = find(keys, what="API key", prefix=options["prefix"].strip().rstrip("…"))
         else:
-            key = keys.filter(pk=options["key_id"]).first()
-            which = f"id {options['key_id']}"
-        if key is None:
-            raise CommandError(f"No API key with the {which}.")
+            key = find(keys, what="API key", id=options["key_id"])
         if key.revoked_at is not None:
-            self.stdout.write(
-                f"apikey revoke: {key.prefix}… “{key.name}” of {key.workspace.slug} was already revoked "
-                f"on {_when(key.revoked_at)}; nothing changed."
+            self.summary(
+                f"{key.prefix}… “{key.name}” of {key.workspace.slug} was already revoked "
+                f"on {local_time(key.revoked_at)}; nothing changed."
             )
             return
         apikey_revoke(key=key, acting_user=None)
-        self.stdout.write(f"apikey revoke: revoked {key.prefix}… “{key.name}” of {key.workspace.slug}.")
+        self.summary(f"revoked {key.prefix}… “{key.name}” of {key.workspace.slug}.")

@@ -18,7 +18,7 @@ from apps.billing.fulfilment import event_process
 from apps.billing.models import CreditPack, Fulfilment, Plan, StripeEvent
 from apps.billing.seed import billing_seed_catalogue
 from apps.billing.stripe_api import PaymentsNotConfigured, stripe_client, stripe_options, to_dict
-from apps.core.management.subcommands import SubcommandCommand
+from apps.core.commands import SubcommandCommand
 
 if TYPE_CHECKING:
     import stripe
@@ -56,7 +56,7 @@ class Command(SubcommandCommand):
     help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
+        commands = self.subcommands(parser)
         commands.add_parser(
             "seed_plans",
             help="Create the default plans and credit packs where missing.",
@@ -93,27 +93,18 @@ class Command(SubcommandCommand):
         )
         webhook.add_argument("--id", default="we_local", help="Local id of the endpoint (default we_local).")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        actions: dict[str, Callable[[dict[str, Any]], None]] = {
-            "seed_plans": self.seed_plans,
-            "sync_stripe": self.sync_stripe,
-            "reconcile": self.reconcile,
-            "webhook": self.webhook,
-        }
-        actions[options["action"]](options)
-
     # ------------------------------------------------------------------------ seed_plans
 
-    def seed_plans(self, options: dict[str, Any]) -> None:
+    def handle_seed_plans(self, options: dict[str, Any]) -> None:
         created = billing_seed_catalogue()
-        self.stdout.write(
-            f"billing seed_plans: created {created['plans']} plan(s) and {created['packs']} credit pack(s); "
+        self.summary(
+            f"created {created['plans']} plan(s) and {created['packs']} credit pack(s); "
             f"the catalogue has {Plan.objects.count()} plan(s) and {CreditPack.objects.count()} pack(s)."
         )
 
     # ------------------------------------------------------------------------ sync_stripe
 
-    def sync_stripe(self, options: dict[str, Any]) -> None:
+    def handle_sync_stripe(self, options: dict[str, Any]) -> None:
         import stripe
 
         client = _client()
@@ -127,8 +118,8 @@ class Command(SubcommandCommand):
         except stripe.StripeError as exc:
             raise CommandError(f"billing sync_stripe: Stripe refused a request: {exc.user_message or exc}") from exc
         c = sync.counts
-        self.stdout.write(
-            f"billing sync_stripe: products {c['product_created']} created, {c['product_updated']} updated, "
+        self.summary(
+            f"products {c['product_created']} created, {c['product_updated']} updated, "
             f"{c['product_unchanged']} unchanged; prices {c['price_created']} created, "
             f"{c['price_archived']} archived, {c['price_unchanged']} unchanged."
         )
@@ -138,7 +129,7 @@ class Command(SubcommandCommand):
 
     # ------------------------------------------------------------------------ reconcile
 
-    def reconcile(self, options: dict[str, Any]) -> None:
+    def handle_reconcile(self, options: dict[str, Any]) -> None:
         import stripe
 
         days = options["days"]
@@ -173,14 +164,14 @@ class Command(SubcommandCommand):
             )
         failed_count = StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).count()
         fixes = f", {fixed} fixed" if options["fix"] else ""
-        self.stdout.write(
-            f"billing reconcile: {len(expected)} paid object(s) in the last {days} day(s), "
+        self.summary(
+            f"{len(expected)} paid object(s) in the last {days} day(s), "
             f"{len(missing)} without fulfilment{fixes}; {failed_count} failed event(s)."
         )
 
     # ------------------------------------------------------------------------ webhook
 
-    def webhook(self, options: dict[str, Any]) -> None:
+    def handle_webhook(self, options: dict[str, Any]) -> None:
         import stripe
         from djstripe.models import WebhookEndpoint
 
@@ -204,8 +195,8 @@ class Command(SubcommandCommand):
         endpoint.livemode = bool(settings.STRIPE_LIVE_MODE)
         endpoint.api_version = stripe.api_version
         endpoint.save()
-        self.stdout.write(
-            f"billing webhook: endpoint {endpoint.id} {'created' if created else 'updated'}; "
+        self.summary(
+            f"endpoint {endpoint.id} {'created' if created else 'updated'}; "
             f"in Stripe (Developers → Webhooks) send all events to {endpoint.url}"
         )
 

@@ -4,7 +4,6 @@ Every subcommand calls the same services as the admin and the periodic tasks."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,8 +11,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from apps.core.management.subcommands import SubcommandCommand
-from apps.credits.amounts import AmountError, format_credits, to_credits, to_units
+from apps.core.commands import SubcommandCommand, amount_option, find, local_time
+from apps.credits.amounts import AMOUNT_HINT, format_credits, to_credits, to_units
 from apps.credits.exceptions import CreditsError
 from apps.credits.models import CreditAccount, CreditGrant, Source
 from apps.credits.selectors import credits_balance
@@ -37,21 +36,12 @@ HELP = """Credits operations. Subcommands:
 
 
 def _workspace(slug: str) -> Workspace:
-    workspace = Workspace.objects.filter(slug=slug).first()
-    if workspace is None:
-        raise CommandError(f"No workspace with the slug {slug!r}.")
-    if workspace.deleted_at is not None:
-        raise CommandError(f"The workspace {slug!r} is deleted.")
-    return workspace
+    return find(Workspace.objects.all(), what="workspace", slug=slug)
 
 
 def _amount(text: str) -> Decimal:
-    try:
-        units = to_units(text.replace("_", ""))
-    except AmountError as exc:
-        raise CommandError(f"--amount {text!r} is not an amount of credits (at most 4 decimal places).") from exc
-    if units <= 0:
-        raise CommandError("--amount must be greater than zero.")
+    units = amount_option("--amount", text, parse=to_units, expected=AMOUNT_HINT)
+    assert units is not None  # a required option
     return to_credits(units)
 
 
@@ -71,16 +61,14 @@ def _expiry(text: str | None) -> datetime | None:
 
 
 def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "never expires"
-    return "expires " + timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+    return "never expires" if moment is None else "expires " + local_time(moment, zone=True)
 
 
 class Command(SubcommandCommand):
     help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
+        commands = self.subcommands(parser)
 
         grant = commands.add_parser(
             "grant",
@@ -121,17 +109,7 @@ class Command(SubcommandCommand):
 
         commands.add_parser("expire", help="Apply due grant expiries now.")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        actions: dict[str, Callable[[dict[str, Any]], None]] = {
-            "grant": self.grant,
-            "balance": self.balance,
-            "reconcile": self.reconcile,
-            "sweep": self.sweep,
-            "expire": self.expire,
-        }
-        actions[options["action"]](options)
-
-    def grant(self, options: dict[str, Any]) -> None:
+    def handle_grant(self, options: dict[str, Any]) -> None:
         workspace = _workspace(options["workspace"])
         amount = _amount(options["amount"])
         expires_at = _expiry(options["expires"])
@@ -143,8 +121,8 @@ class Command(SubcommandCommand):
         if previous is not None:
             if previous.workspace_id != workspace.pk:
                 raise CommandError(f"The key {key!r} was already used for the workspace {previous.workspace.slug!r}.")
-            self.stdout.write(
-                f"credits grant: key {key!r} already used by grant #{previous.pk} "
+            self.summary(
+                f"key {key!r} already used by grant #{previous.pk} "
                 f"({format_credits(previous.amount_units)} {previous.source}); nothing changed."
             )
             return
@@ -161,16 +139,16 @@ class Command(SubcommandCommand):
         except CreditsError as exc:
             raise CommandError(exc.message) from exc
         available = credits_balance(workspace=workspace).available_units
-        self.stdout.write(
-            f"credits grant: {format_credits(grant.amount_units)} {grant.source} credits to {workspace.slug} "
+        self.summary(
+            f"{format_credits(grant.amount_units)} {grant.source} credits to {workspace.slug} "
             f"(grant #{grant.pk}, {_when(grant.expires_at)}); {format_credits(available)} available now."
         )
 
-    def balance(self, options: dict[str, Any]) -> None:
+    def handle_balance(self, options: dict[str, Any]) -> None:
         workspace = _workspace(options["workspace"])
         balance = credits_balance(workspace=workspace, with_grants=True)
-        self.stdout.write(
-            f"credits balance: {workspace.slug}: {format_credits(balance.available_units)} available, "
+        self.summary(
+            f"{workspace.slug}: {format_credits(balance.available_units)} available, "
             f"{format_credits(balance.held_units)} held, {len(balance.grants)} grant(s) with credits left."
         )
         for grant in balance.grants:
@@ -178,12 +156,12 @@ class Command(SubcommandCommand):
                 f"  {grant.label:<13} {format_credits(grant.available_units):>14}  {_when(grant.expires_at)}"
             )
 
-    def reconcile(self, options: dict[str, Any]) -> None:
+    def handle_reconcile(self, options: dict[str, Any]) -> None:
         fix = options["fix"]
         drifts = credits_reconcile(fix=fix)
         accounts = CreditAccount.objects.count()
         if not drifts:
-            self.stdout.write(f"credits reconcile: no drift; {accounts} account(s) match the ledger.")
+            self.summary(f"no drift; {accounts} account(s) match the ledger.")
             return
         slugs = dict(Workspace.objects.filter(pk__in={d.workspace_id for d in drifts}).values_list("pk", "slug"))
         for d in drifts:
@@ -201,9 +179,9 @@ class Command(SubcommandCommand):
         remaining = credits_reconcile(fix=False)
         if remaining:
             raise CommandError(f"credits reconcile: {len(remaining)} drift(s) remain after --fix; investigate.")
-        self.stdout.write(f"credits reconcile: fixed {len(drifts)} drift(s) in {affected} account(s) from the ledger.")
+        self.summary(f"fixed {len(drifts)} drift(s) in {affected} account(s) from the ledger.")
 
-    def sweep(self, options: dict[str, Any]) -> None:
+    def handle_sweep(self, options: dict[str, Any]) -> None:
         minutes = options["older_than"]
         if minutes is None:
             from constance import config
@@ -212,11 +190,8 @@ class Command(SubcommandCommand):
         if minutes < 1:
             raise CommandError("--older-than must be at least 1 minute.")
         counts = credits_sweep(older_than=timedelta(minutes=minutes))
-        self.stdout.write(
-            f"credits sweep: settled {counts['settled']}, released {counts['released']} "
-            f"hold(s) older than {minutes} min."
-        )
+        self.summary(f"settled {counts['settled']}, released {counts['released']} hold(s) older than {minutes} min.")
 
-    def expire(self, options: dict[str, Any]) -> None:
+    def handle_expire(self, options: dict[str, Any]) -> None:
         units = credits_expire()
-        self.stdout.write(f"credits expire: {format_credits(units)} credits expired.")
+        self.summary(f"{format_credits(units)} credits expired.")

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.chat.models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ["created_at", "role", "status", "model_label", "content", "output_tokens", "credits_units"]
+    readonly_fields = ["created_at", "role", "status", "model_label", "content", "output_tokens", "credits_units"]
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["title", "workspace", "user", "model", "updated_at"]
+    list_filter = [("updated_at", admin.DateFieldListFilter), "model"]
+    search_fields = ["title", "workspace__name", "user__email"]
+    list_select_related = ["workspace", "user", "model"]
+    raw_id_fields = ["workspace", "user", "model"]
+    inlines = [MessageInline]
+    show_full_result_count = False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "conversation", "role", "status", "model_label", "output_tokens", "credits_units"]
+    list_filter = ["role", "status", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["content", "conversation__title"]
+    list_select_related = ["conversation"]
+    raw_id_fields = ["workspace", "conversation", "generation"]
+    show_full_result_count = False

@@ -1,0 +1,19 @@
+"""Thin Celery tasks: ids in, one service call. Scheduled in `CELERY_BEAT_SCHEDULE`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+
+
+@shared_task
+def sweep_interrupted() -> dict[str, int]:
+    """Every minute: end the chat answers whose worker died, once the engine's sweep
+    (`apps.generation.tasks.sweep_interrupted`) has closed their usage rows."""
+    from constance import config
+
+    from apps.chat.services import chat_sweep_interrupted
+
+    older_than = timedelta(minutes=int(config.RESERVATION_MAX_AGE_MINUTES))
+    return {"messages": chat_sweep_interrupted(older_than=older_than)}

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.chat_list, name="list"),
+    path("<int:conversation_id>/", views.chat_detail, name="detail"),
+    path("<int:conversation_id>/rename/", views.chat_rename, name="rename"),
+    path("<int:conversation_id>/model/", views.chat_switch_model, name="model"),
+    path("<int:conversation_id>/settings/", views.chat_settings, name="settings"),
+    path("<int:conversation_id>/delete/", views.chat_delete, name="delete"),
+    path("<int:conversation_id>/export/", views.chat_export, name="export"),
+]
