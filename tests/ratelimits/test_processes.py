@@ -50,8 +50,10 @@ def test_two_processes_together_cannot_exceed_the_limit(tmp_path):
     if not settings.REDIS_URL:
         pytest.skip("needs REDIS_URL: without it each process has its own in-memory windows")
     run = f"xproc-{uuid.uuid4().hex}"
+    # The children use this process's cache namespace as it is (not suffixed again per
+    # pytest-xdist worker).
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "PYTEST_XDIST_WORKER"},
         "DJANGO_SETTINGS_MODULE": "aikeedo.settings.test",
         "REDIS_URL": settings.REDIS_URL,
         "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
