@@ -527,7 +527,7 @@ def _seed(upstream_url: str, upstream_model: str, keys: int, rate_limits: str, r
             rate_card_publish(
                 service="text", model=MODEL_ID, acting_user=None, input_per_1k="0.01", output_per_1k="0.02"
             )
-        raw_keys = []
+        workspaces = []
         for i in range(keys):
             workspace = Workspace.objects.create(name=f"Bench gateway {run} {i}", slug=f"bench-gw-{run}-{i}")
             credits_account_open(workspace=workspace)
@@ -536,8 +536,12 @@ def _seed(upstream_url: str, upstream_model: str, keys: int, rate_limits: str, r
             credits_grant(
                 workspace=workspace, amount=CREDITS_PER_KEY, source="bonus", idempotency_key=f"bench-gw:{run}:{i}"
             )
-            _, raw = apikey_create(workspace=workspace, acting_user=None, name=f"bench {run}", scopes=["chat"])
-            raw_keys.append(raw)
+            workspaces.append(workspace)
+    # Key creation is an outermost (durable) service: after the seeding transaction.
+    raw_keys = [
+        apikey_create(workspace=workspace, acting_user=None, name=f"bench {run}", scopes=["chat"])[1]
+        for workspace in workspaces
+    ]
     value = 0 if rate_limits == "off" else HUGE_LIMIT
     for name in RATE_LIMIT_KEYS:
         setattr(config, name, value)
