@@ -20,14 +20,10 @@ def apikey_list(*, workspace: Workspace) -> ApiKeyQuerySet:
 def apikey_model_choices(*, workspace: Workspace) -> list[tuple[str, str]]:
     """Models a key can be limited to: the chat and embedding models the workspace may use, in
     picker order."""
-    from apps.generation.models import AIModel, Capability
+    from apps.generation.models import AIModel
 
-    usable = AIModel.objects.usable_for(workspace, Capability.CHAT) + AIModel.objects.usable_for(
-        workspace, Capability.EMBEDDINGS
-    )
-    picked = {model.pk: model for model in usable}.values()
-    ordered = sorted(picked, key=lambda model: (model.position, model.display_name))
-    return [(model.model_id, f"{model.display_name} ({model.model_id})") for model in ordered]
+    models = AIModel.objects.filter(Q(supports_chat=True) | Q(supports_embeddings=True)).usable_for(workspace, None)
+    return [(model.model_id, f"{model.display_name} ({model.model_id})") for model in models]
 
 
 def apikey_still_valid(key_id: int) -> bool:
