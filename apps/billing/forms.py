@@ -51,7 +51,10 @@ class AutoTopupForm(forms.Form):
     for sale (posted by code)."""
 
     auto_topup_enabled = forms.BooleanField(label="Top up automatically", required=False)
-    auto_topup_threshold = credits_field("When the balance drops below", "Credits.")
+    auto_topup_threshold = credits_field(
+        "When the balance drops below",
+        "In credits, e.g. 100. The pack is bought once each time the balance falls this low.",
+    )
     auto_topup_pack = PackChoiceField(
         queryset=CreditPack.objects.filter(is_active=True),
         to_field_name="code",
