@@ -40,6 +40,11 @@ class Heard:
         """The keyword arguments of each send of `signal`, in order."""
         return [kwargs for sent, _, kwargs in self.sends if sent is signal]
 
+    def rows(self, signal: Signal, payload: str, *fields: str) -> list[tuple[Any, ...]]:
+        """For each send of `signal`, the named `fields` of the row it carried as `payload`
+        (pretix-style events carry the committed row: `heard.rows(grant_added, "grant", "pk")`)."""
+        return [tuple(getattr(kwargs[payload], name) for name in fields) for kwargs in self.of(signal)]
+
     def senders(self, signal: Signal) -> list[Any]:
         return [sender for sent, sender, _ in self.sends if sent is signal]
 

@@ -46,7 +46,7 @@ def user_on_signup(*, user: User, method: str) -> None:
     announced once it commits (`user_signed_up`)."""
     user_created.send(sender=User, user=user, method=method)
     audit_record(actor=user, action="user.signup", target=user, metadata={"method": method})
-    send_on_commit(user_signed_up, sender=User, user_id=user.pk, method=method)
+    send_on_commit(user_signed_up, sender=User, user=user, method=method)
 
 
 @transaction.atomic

@@ -25,7 +25,7 @@ user_signed_up = Signal()
 once per user; not sent for users staff add in the admin.
 
 Keyword arguments:
-    user_id (int): the new user.
+    user (User): the new user.
     method (str): "email", the social provider's id, or "created".
 """
 

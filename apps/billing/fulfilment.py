@@ -276,17 +276,7 @@ def _fulfil_pack(
 
 
 def _announce_payment(fulfilment: Fulfilment) -> None:
-    send_on_commit(
-        payment_succeeded,
-        sender=BillingAccount,
-        workspace_id=fulfilment.workspace_id,
-        fulfilment_id=fulfilment.pk,
-        kind=fulfilment.kind,
-        amount_cents=fulfilment.amount_cents,
-        currency=fulfilment.currency,
-        credit_units=fulfilment.credit_units,
-        payment_intent_id=fulfilment.payment_intent_id,
-    )
+    send_on_commit(payment_succeeded, sender=BillingAccount, fulfilment=fulfilment)
 
 
 def _subscription_fields(sub: dict[str, Any]) -> dict[str, Any]:
@@ -400,8 +390,7 @@ def _announce_subscription(before: _SubscriptionState, after: _SubscriptionState
     send_on_commit(
         signal,
         sender=BillingAccount,
-        workspace_id=account.workspace_id,
-        subscription_id=account.subscription_id,
+        account=account,
         plan_code=after.plan_code,
         interval=after.interval,
         status=after.status,
@@ -642,17 +631,8 @@ def _claw_back(
         currency=paid.currency,
         description=f"{Fulfilment.Kind(kind).label}: {paid.description}",
     )
-    send_on_commit(
-        payment_refunded if kind == Fulfilment.Kind.REFUND else payment_disputed,
-        sender=BillingAccount,
-        workspace_id=workspace.pk,
-        fulfilment_id=fulfilment.pk,
-        amount_cents=amount_cents,
-        currency=paid.currency,
-        credit_units=fulfilment.credit_units,
-        shortfall_units=shortfall,
-        payment_intent_id=paid.payment_intent_id,
-    )
+    signal = payment_refunded if kind == Fulfilment.Kind.REFUND else payment_disputed
+    send_on_commit(signal, sender=BillingAccount, fulfilment=fulfilment, paid=paid)
 
 
 def _charge_refunded(event: StripeEvent) -> Outcome:

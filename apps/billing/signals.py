@@ -2,7 +2,9 @@
 (`apps.core.events.send_on_commit`) from the fulfilment of a verified Stripe event (or its
 reconciliation), so each fact is announced once: a duplicate delivery, a reprocess or an
 older event arriving late sends nothing. Amounts are integer minor units (cents) with the
-ISO currency; credits are ledger units (1/10,000).
+ISO currency; credits are ledger units (1/10,000). As in pretix (`order_paid(order=…)`), the
+payload is the committed row itself: a receiver reads what it needs from it and never
+changes it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ top-up, or a subscription invoice. Sent once per payment, only for a non-zero am
 trial's invoice sends nothing).
 
 Keyword arguments:
-    workspace_id (int): the paying workspace.
-    fulfilment_id (int): the `Fulfilment` recording it (the payment history row).
-    kind (str): `Fulfilment.Kind` — "pack", "topup" or "subscription".
-    amount_cents (int), currency (str): what was paid.
-    credit_units (int): credits granted for it (0 for an invoice of a period already over).
-    payment_intent_id (str): Stripe's PaymentIntent id (may be empty for an invoice).
+    fulfilment (Fulfilment): the payment history row: `workspace_id`, `kind` ("pack", "topup"
+        or "subscription"), `amount_cents` and `currency` (what was paid), `credit_units`
+        (credits granted; 0 for an invoice of a period already over), `payment_intent_id`
+        (Stripe's PaymentIntent id; may be empty for an invoice), `stripe_object_id`.
 """
 
 payment_refunded = Signal()
@@ -28,17 +28,17 @@ payment_refunded = Signal()
 credits was clawed back, as far as they were not spent.
 
 Keyword arguments:
-    workspace_id (int), fulfilment_id (int): as for `payment_succeeded` (the refund's own row).
-    amount_cents (int), currency (str): the amount refunded by this refund.
-    credit_units (int): credits taken back (negative or zero), spent ones included.
-    shortfall_units (int): of those, the credits already spent (could not be clawed back).
-    payment_intent_id (str): the refunded payment.
+    fulfilment (Fulfilment): the refund's own row (`kind` "refund"): `amount_cents` is minus
+        the amount refunded by this refund, `currency` the payment's, `credit_units` the
+        credits taken back (negative or zero, spent ones included), `shortfall_units` those of
+        them already spent (could not be clawed back), `payment_intent_id` the refunded payment.
+    paid (Fulfilment): the payment refunded (as sent by `payment_succeeded`).
 """
 
 payment_disputed = Signal()
 """A payment was disputed (a chargeback opened): its credits were clawed back, as far as they
-were not spent. Same keyword arguments as `payment_refunded`, `amount_cents` being the
-disputed amount.
+were not spent. Same keyword arguments as `payment_refunded`, `fulfilment` being the
+dispute's own row (`kind` "dispute", `amount_cents` minus the disputed amount).
 """
 
 subscription_started = Signal()
@@ -46,8 +46,8 @@ subscription_started = Signal()
 first subscription, or a new one after the previous ended.
 
 Keyword arguments:
-    workspace_id (int): the subscribing workspace.
-    subscription_id (str): Stripe's subscription id.
+    account (BillingAccount): the subscribing workspace's billing account (`workspace_id`,
+        `subscription_id`: Stripe's subscription id).
     plan_code (str): the plan subscribed to ("" if the price matches no plan).
     interval (str): "month" or "year".
     status (str): `SubscriptionStatus` value.

@@ -13,6 +13,7 @@ from apps.credits.tasks import send_low_balance_alert
 from apps.workspaces.signals import workspace_created
 
 if TYPE_CHECKING:
+    from apps.credits.models import CreditAccount
     from apps.workspaces.models import Workspace
 
 
@@ -23,6 +24,6 @@ def _open_account(sender: Any, workspace: Workspace, is_personal: bool, **kwargs
 
 
 @receiver(balance_crossed_level, dispatch_uid="credits_low_balance_alert")
-def _alert_low_balance(sender: Any, watch: str, account_id: int, level_units: int, **kwargs: Any) -> None:
+def _alert_low_balance(sender: Any, account: CreditAccount, watch: str, level_units: int, **kwargs: Any) -> None:
     if watch == LOW_BALANCE:
-        send_low_balance_alert.delay(account_id, level_units)
+        send_low_balance_alert.delay(account.pk, level_units)

@@ -253,25 +253,10 @@ class _Writes:
         before = after - (self.balance_delta - self.held_delta)
         crossings += [(watch, level) for watch, level in account.watch_levels.items() if before >= level > after]
         for watch, level in crossings:
-            send_on_commit(
-                balance_crossed_level,
-                sender=CreditAccount,
-                workspace_id=account.workspace_id,
-                account_id=account.pk,
-                watch=watch,
-                level_units=level,
-                available_units=after,
-            )
+            crossing = {"watch": watch, "level_units": level, "available_units": after}
+            send_on_commit(balance_crossed_level, sender=CreditAccount, account=account, **crossing)
         for grant in self.new_grants:
-            send_on_commit(
-                grant_added,
-                sender=CreditAccount,
-                workspace_id=account.workspace_id,
-                grant_id=grant.pk,
-                amount_units=grant.amount_units,
-                source=grant.source,
-                reference=grant.reference,
-            )
+            send_on_commit(grant_added, sender=CreditAccount, grant=grant)
 
     def _flush_orm(self) -> bool:
         if self.end is not None:
@@ -912,17 +897,7 @@ def _finish(
     for name, value in fields.items():
         setattr(reservation, name, value)
     if reservation.status == Reservation.Status.SETTLED:
-        send_on_commit(
-            charge_settled,
-            sender=CreditAccount,
-            workspace_id=reservation.workspace_id,
-            reservation_id=reservation.pk,
-            amount_units=reservation.charged_units,
-            reference=reservation.idempotency_key,
-            service=reservation.service,
-            model=reservation.model,
-            user_id=reservation.user_id,
-        )
+        send_on_commit(charge_settled, sender=CreditAccount, reservation=reservation)
     return reservation, True
 
 

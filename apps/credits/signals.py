@@ -1,7 +1,8 @@
 """What the credits ledger announces. Every signal here is sent on commit
 (`apps.core.events.send_on_commit`) with `sender=CreditAccount`: a receiver never hears of a
 charge, grant or crossing that was rolled back. Receivers only enqueue work or call one service;
-the ledger never waits for them.
+the ledger never waits for them. The payload is the committed row (pretix's `order=`): a
+receiver reads it and never changes it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ Sent when `credits_settle` (or the sweeper, for what a dead caller checkpointed)
 reservation to settled; a replayed settle, and a release, send nothing.
 
 Keyword arguments:
-    workspace_id (int): the workspace charged.
-    reservation_id (int): the settled `Reservation`.
-    amount_units (int): credits charged, in units of 1/10,000 (0 for a free call).
-    reference (str): the reservation's idempotency key, as the caller chose it.
-    service (str), model (str): what was used (`Service` value and model id; may be empty).
-    user_id (int | None): the member who made the call, if any.
+    reservation (Reservation): the settled reservation: `workspace_id` (the workspace
+        charged), `charged_units` (credits charged, in units of 1/10,000; 0 for a free call),
+        `idempotency_key` (as the caller chose it), `service` and `model` (what was used; may
+        be empty), `user_id` (the member who made the call, if any).
 """
 
 balance_crossed_level = Signal()
@@ -35,8 +34,7 @@ apps registered with `credits_watch_set` (`watch` is the name they chose, e.g. b
 `"auto_topup"`; sent for every downward crossing, whatever caused it).
 
 Keyword arguments:
-    workspace_id (int): the workspace.
-    account_id (int): its `CreditAccount`.
+    account (CreditAccount): the workspace's account (`workspace_id`), as the change left it.
     watch (str): `"low_balance"` or the registered name.
     level_units (int): the level crossed, in units.
     available_units (int): the available balance right after the change, in units.
@@ -47,9 +45,8 @@ grant_added = Signal()
 refunded. A replayed grant sends nothing.
 
 Keyword arguments:
-    workspace_id (int): the workspace credited.
-    grant_id (int): the new `CreditGrant`.
-    amount_units (int): credits added, in units.
-    source (str): the `Source` value (trial, subscription, bonus, purchased).
-    reference (str): the invoice, checkout or promotion that produced it (may be empty).
+    grant (CreditGrant): the new grant: `workspace_id` (the workspace credited),
+        `amount_units` (credits added, in units), `source` (the `Source` value: trial,
+        subscription, bonus, purchased), `reference` (the invoice, checkout or promotion that
+        produced it; may be empty).
 """

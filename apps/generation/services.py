@@ -131,19 +131,7 @@ def generation_chain(*, model: AIModel, capability: Capability, plan_code: str |
 
 def _announce(generation: Generation) -> None:
     """`generation_completed` for a usage row that just got its final outcome (on commit)."""
-    send_on_commit(
-        generation_completed,
-        sender=Generation,
-        workspace_id=generation.workspace_id,
-        generation_id=generation.pk,
-        outcome=generation.outcome,
-        model_id=generation.model_label,
-        credits_charged_units=generation.credits_charged_units,
-        input_tokens=generation.input_tokens,
-        output_tokens=generation.output_tokens,
-        user_id=generation.user_id,
-        api_key_id=generation.api_key_id,
-    )
+    send_on_commit(generation_completed, sender=Generation, generation=generation)
 
 
 @transaction.atomic(savepoint=False)

@@ -22,13 +22,11 @@ A second ending of the same row (a stream finishing after the sweeper closed its
 replayed settlement) sends nothing.
 
 Keyword arguments:
-    workspace_id (int): the workspace charged.
-    generation_id (int): the `Generation` row.
-    outcome (str): the `Generation.Outcome` value.
-    model_id (str): the catalog model asked for (`AIModel.model_id`); a fallback may have
-        answered (the row's `upstream_model`).
-    credits_charged_units (int): credits charged, in units of 1/10,000 (0 when nothing was).
-    input_tokens (int), output_tokens (int): the usage charged for (0 when nothing was).
-    user_id (int | None): the member who made the call, if any.
-    api_key_id (int | None): the API key it came through, if any.
+    generation (Generation): the usage row, final (pretix's `order=`: read it, never change
+        it): `workspace_id` (the workspace charged), `outcome` (the `Generation.Outcome`
+        value), `capability`, `model_label` (the catalog model asked for; a fallback may have
+        answered: `upstream_model`), `credits_charged_units` (units of 1/10,000; 0 when
+        nothing was charged), `input_tokens` and `output_tokens` (the usage charged for),
+        `user_id` (the member who made the call, if any), `api_key_id` (the API key it came
+        through, if any), `reference` (the chat message or media job it was for).
 """

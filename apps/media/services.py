@@ -572,17 +572,9 @@ def _succeed(job: GenerationJob, charge_units: int, delivered: dict[str, Any], t
             )
             charged = reservation.charged_units if reservation.status == Reservation.Status.SETTLED else 0
         GenerationJob.objects.filter(pk=job.pk).update(credits_charged_units=charged)
+        job.credits_charged_units = charged
         _log_usage(job, status=JobStatus.SUCCEEDED, charged_units=charged, finished_at=now)
-        send_on_commit(
-            job_completed,
-            sender=GenerationJob,
-            workspace_id=job.workspace_id,
-            job_id=job.pk,
-            kind=job.kind,
-            user_id=job.user_id,
-            api_key_id=job.api_key_id,
-            credits_charged_units=charged,
-        )
+        send_on_commit(job_completed, sender=GenerationJob, job=job)
     job.status, job.progress, job.finished_at, job.credits_charged_units = JobStatus.SUCCEEDED, 100, now, charged
     _notify(job.pk)
     return True

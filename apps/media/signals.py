@@ -12,10 +12,8 @@ job_completed = Signal()
 Not sent for a job that failed, was cancelled, or was taken over by another worker.
 
 Keyword arguments:
-    workspace_id (int): the job's workspace.
-    job_id (int): the `GenerationJob`.
-    kind (str): the `JobKind` value (image, speech, transcription, voice_clone).
-    user_id (int | None): who asked for it, if anyone.
-    api_key_id (int | None): the API key it came through, if any.
-    credits_charged_units (int): credits charged, in units of 1/10,000.
+    job (GenerationJob): the finished job (read it, never change it): `workspace_id`, `kind`
+        (the `JobKind` value: image, speech, transcription, voice_clone), `user_id` (who asked
+        for it, if anyone), `api_key_id` (the API key it came through, if any),
+        `credits_charged_units` (credits charged, in units of 1/10,000).
 """

@@ -381,14 +381,7 @@ def workspace_invitation_accept(*, token: str, acting_user: User) -> Membership:
         if members + 1 > workspace_member_limit(workspace, config.MAX_MEMBERS_PER_WORKSPACE):
             raise WorkspaceLimitReached("This workspace is full. Ask an admin to make room.")
         membership = Membership.objects.create(workspace=workspace, user=acting_user, role=invitation.role)
-        send_on_commit(
-            member_joined,
-            sender=Workspace,
-            workspace_id=workspace.pk,
-            user_id=acting_user.pk,
-            role=membership.role,
-            invitation_id=invitation.pk,
-        )
+        send_on_commit(member_joined, sender=Workspace, membership=membership, invitation=invitation)
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = acting_user
     invitation.save(update_fields=["accepted_at", "accepted_by"])

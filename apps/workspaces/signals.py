@@ -27,8 +27,6 @@ commit; not sent when the person already belonged to the workspace, nor for the 
 workspace (see `workspace_created`).
 
 Keyword arguments:
-    workspace_id (int): the workspace joined.
-    user_id (int): the new member.
-    role (str): their `Role` value.
-    invitation_id (int): the invitation accepted.
+    membership (Membership): the new membership (`workspace_id`, `user_id`, `role`).
+    invitation (Invitation): the invitation accepted.
 """

@@ -34,7 +34,7 @@ def test_user_create_announces_the_user_inside_its_transaction_and_the_sign_up_o
         for callback in callbacks:
             callback()
 
-    assert heard.of(user_signed_up) == [{"user_id": user.pk, "method": "created"}]
+    assert heard.of(user_signed_up) == [{"user": user, "method": "created"}]
     assert heard.senders(user_created) == heard.senders(user_signed_up) == [User]
 
 
@@ -52,7 +52,7 @@ def test_the_sign_up_form_announces_one_sign_up_by_email(client: Client, django_
         client.post("/accounts/signup/", {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD})
 
     user = User.objects.get(email="new@example.com")
-    assert heard.of(user_signed_up) == [{"user_id": user.pk, "method": "email"}]
+    assert heard.of(user_signed_up) == [{"user": user, "method": "email"}]
 
 
 def test_a_user_staff_add_is_created_but_did_not_sign_up(staff_client: Client, django_capture_on_commit_callbacks):

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.django_db
 
 PAYMENTS = (payment_succeeded, payment_refunded, payment_disputed)
 SUBSCRIPTIONS = (subscription_started, subscription_changed, subscription_ended)
+PAID = ("pk", "workspace_id", "kind", "amount_cents", "currency", "credit_units", "payment_intent_id")
+TAKEN_BACK = ("pk", "workspace_id", "kind", "amount_cents", "currency", "credit_units", "shortfall_units")
 
 
 # ---------------------------------------------------------------------------- payments
@@ -43,16 +45,8 @@ def test_a_paid_pack_is_announced_once_whatever_the_redeliveries(alpha, catalogu
         deliver(payload)
 
     paid = Fulfilment.objects.get(kind=Fulfilment.Kind.PACK)
-    assert heard.of(payment_succeeded) == [
-        {
-            "workspace_id": alpha.workspace.pk,
-            "fulfilment_id": paid.pk,
-            "kind": Fulfilment.Kind.PACK,
-            "amount_cents": pack.price_cents,
-            "currency": "usd",
-            "credit_units": pack.credit_units + pack.bonus_units,
-            "payment_intent_id": "pi_pack",
-        }
+    assert heard.rows(payment_succeeded, "fulfilment", *PAID) == [
+        (paid.pk, alpha.workspace.pk, "pack", pack.price_cents, "usd", pack.credit_units + pack.bonus_units, "pi_pack")
     ]
     assert heard.senders(payment_succeeded) == [BillingAccount]
 
@@ -65,12 +59,9 @@ def test_a_paid_invoice_is_a_payment_and_a_free_trial_invoice_is_not(alpha, cata
         deliver(event("invoice.paid", invoice(alpha.workspace, pro, invoice_id="in_0", start=begin, amount=0)))
         deliver(event("invoice.paid", invoice(alpha.workspace, pro, invoice_id="in_1", start=begin, pi="pi_in")))
 
-    [sent] = heard.of(payment_succeeded)
-    assert (sent["kind"], sent["amount_cents"], sent["payment_intent_id"]) == (
-        Fulfilment.Kind.SUBSCRIPTION,
-        pro.price_monthly_cents,
-        "pi_in",
-    )
+    assert heard.rows(payment_succeeded, "fulfilment", "kind", "amount_cents", "payment_intent_id") == [
+        (Fulfilment.Kind.SUBSCRIPTION, pro.price_monthly_cents, "pi_in")
+    ]
 
 
 def _charge(refunded: int) -> dict[str, Any]:
@@ -96,26 +87,14 @@ def test_each_refund_is_announced_once(alpha, catalogue, deliver):
         deliver(event("charge.refunded", _charge(1000)))  # redelivered
 
     refunds = list(Fulfilment.objects.filter(kind=Fulfilment.Kind.REFUND).order_by("id"))
-    assert heard.of(payment_refunded) == [
-        {
-            "workspace_id": alpha.workspace.pk,
-            "fulfilment_id": refunds[0].pk,
-            "amount_cents": 200,
-            "currency": "usd",
-            "credit_units": -to_units(100),
-            "shortfall_units": 0,
-            "payment_intent_id": "pi_pack",
-        },
-        {
-            "workspace_id": alpha.workspace.pk,
-            "fulfilment_id": refunds[1].pk,
-            "amount_cents": 800,
-            "currency": "usd",
-            "credit_units": -to_units(400),
-            "shortfall_units": to_units(400),
-            "payment_intent_id": "pi_pack",
-        },
+    paid = Fulfilment.objects.get(kind=Fulfilment.Kind.PACK)
+    ws = alpha.workspace.pk
+    assert heard.rows(payment_refunded, "fulfilment", *TAKEN_BACK) == [
+        (refunds[0].pk, ws, "refund", -200, "usd", -to_units(100), 0),
+        (refunds[1].pk, ws, "refund", -800, "usd", -to_units(400), to_units(400)),
     ]
+    assert heard.rows(payment_refunded, "fulfilment", "payment_intent_id") == [("pi_pack",), ("pi_pack",)]
+    assert heard.rows(payment_refunded, "paid", "pk") == [(paid.pk,), (paid.pk,)]
     assert heard.of(payment_succeeded) == heard.of(payment_disputed) == []
 
 
@@ -129,17 +108,10 @@ def test_a_dispute_is_announced_once(alpha, catalogue, deliver):
         deliver(event("charge.dispute.created", dispute))
 
     taken = Fulfilment.objects.get(kind=Fulfilment.Kind.DISPUTE)
-    assert heard.of(payment_disputed) == [
-        {
-            "workspace_id": alpha.workspace.pk,
-            "fulfilment_id": taken.pk,
-            "amount_cents": 1000,
-            "currency": "usd",
-            "credit_units": -pack.credit_units,
-            "shortfall_units": 0,
-            "payment_intent_id": "pi_d",
-        }
+    assert heard.rows(payment_disputed, "fulfilment", *TAKEN_BACK, "payment_intent_id") == [
+        (taken.pk, alpha.workspace.pk, "dispute", -1000, "usd", -pack.credit_units, 0, "pi_d")
     ]
+    assert heard.rows(payment_disputed, "paid", "kind") == [("pack",)]
 
 
 def test_a_fulfilment_rolled_back_announces_nothing(alpha, catalogue, django_capture_on_commit_callbacks):
@@ -159,7 +131,6 @@ def test_a_fulfilment_rolled_back_announces_nothing(alpha, catalogue, django_cap
 
 def test_a_subscription_is_announced_as_it_starts_changes_and_ends(alpha, catalogue, deliver):
     starter, pro = catalogue["plans"]["starter"], catalogue["plans"]["professional"]
-    common = {"workspace_id": alpha.workspace.pk, "subscription_id": "sub_1"}
 
     with listening(*SUBSCRIPTIONS) as heard:
         created = event("customer.subscription.created", subscription(alpha.workspace, starter, status="trialing"))
@@ -170,6 +141,7 @@ def test_a_subscription_is_announced_as_it_starts_changes_and_ends(alpha, catalo
         deliver(event("customer.subscription.updated", subscription(alpha.workspace, pro, interval="year")))  # same
         deliver(event("customer.subscription.deleted", subscription(alpha.workspace, pro, status="canceled")))
 
+    common = {"account": BillingAccount.objects.get(workspace=alpha.workspace)}
     assert heard.of(subscription_started) == [
         {**common, "plan_code": "starter", "interval": "month", "status": "trialing"}
     ]
@@ -195,6 +167,9 @@ def test_a_subscription_is_announced_as_it_starts_changes_and_ends(alpha, catalo
     ]
     assert heard.of(subscription_ended) == [
         {**common, "plan_code": "professional", "interval": "year", "status": "canceled"}
+    ]
+    assert heard.rows(subscription_started, "account", "workspace_id", "subscription_id") == [
+        (alpha.workspace.pk, "sub_1")
     ]
 
 

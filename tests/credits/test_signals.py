@@ -42,6 +42,9 @@ def watched(heard: Heard, watch: str) -> list[tuple[int, int]]:
     return [(e["level_units"], e["available_units"]) for e in heard.of(balance_crossed_level) if e["watch"] == watch]
 
 
+SETTLED = ("pk", "workspace_id", "charged_units", "idempotency_key", "service", "model", "user_id")
+
+
 def fund(ws: Workspace, credits: int, key: str = "fund") -> CreditGrant:
     return services.credits_grant(workspace=ws, amount=credits, source=Source.PURCHASED, idempotency_key=key)
 
@@ -69,16 +72,8 @@ def test_a_settled_charge_is_announced_once_when_it_commits(ws, django_capture_o
         for callback in callbacks:
             callback()
 
-    assert heard.of(charge_settled) == [
-        {
-            "workspace_id": ws.pk,
-            "reservation_id": reservation.pk,
-            "amount_units": 3 * U,
-            "reference": "call-1",
-            "service": "text",
-            "model": "mock-chat",
-            "user_id": user.pk,
-        }
+    assert heard.rows(charge_settled, "reservation", *SETTLED) == [
+        (reservation.pk, ws.pk, 3 * U, "call-1", "text", "mock-chat", user.pk)
     ]
     assert heard.senders(charge_settled) == [CreditAccount]
 
@@ -112,8 +107,9 @@ def test_what_the_sweeper_settles_is_announced(ws, django_capture_on_commit_call
     with listening(charge_settled) as heard, django_capture_on_commit_callbacks(execute=True):
         services.credits_sweep(older_than=timedelta(0), now=reservation.created_at + timedelta(hours=1))
 
-    [sent] = heard.of(charge_settled)
-    assert (sent["reservation_id"], sent["amount_units"], sent["reference"]) == (reservation.pk, 2 * U, "dead-caller")
+    assert heard.rows(charge_settled, "reservation", "pk", "charged_units", "idempotency_key") == [
+        (reservation.pk, 2 * U, "dead-caller")
+    ]
 
 
 # ---------------------------------------------------------------------------- balance crossed a level
@@ -134,14 +130,9 @@ def test_crossing_a_low_balance_threshold_is_announced_once_on_commit(ws, django
 
     account = CreditAccount.objects.get(workspace=ws)
     assert heard.of(balance_crossed_level) == [
-        {
-            "workspace_id": ws.pk,
-            "account_id": account.pk,
-            "watch": LOW_BALANCE,
-            "level_units": 50 * U,
-            "available_units": 40 * U,
-        }
+        {"account": account, "watch": LOW_BALANCE, "level_units": 50 * U, "available_units": 40 * U}
     ]
+    assert heard.rows(balance_crossed_level, "account", "workspace_id") == [(ws.pk,)]
 
 
 def test_a_watched_level_is_announced_at_each_downward_crossing(ws, django_capture_on_commit_callbacks):
@@ -205,14 +196,8 @@ def test_a_new_grant_is_announced_once_on_commit(ws, django_capture_on_commit_ca
         for callback in callbacks:
             callback()
 
-    assert heard.of(grant_added) == [
-        {
-            "workspace_id": ws.pk,
-            "grant_id": grant.pk,
-            "amount_units": 25_000,
-            "source": Source.BONUS,
-            "reference": "spring",
-        }
+    assert heard.rows(grant_added, "grant", "pk", "workspace_id", "amount_units", "source", "reference") == [
+        (grant.pk, ws.pk, 25_000, Source.BONUS, "spring")
     ]
 
 

@@ -24,6 +24,18 @@ from tests.generation.charging import MESSAGES, fund, run, take
 
 pytestmark = [pytest.mark.usefixtures("_ledger_stays_consistent"), pytest.mark.django_db(transaction=True)]
 
+COMPLETED = (
+    "pk",
+    "workspace_id",
+    "outcome",
+    "model_label",
+    "credits_charged_units",
+    "input_tokens",
+    "output_tokens",
+    "user_id",
+    "api_key_id",
+)
+
 
 def test_a_finished_answer_is_announced_once_with_its_usage(workspace: Workspace, mock_model: AIModel) -> None:
     fund(workspace)
@@ -37,18 +49,8 @@ def test_a_finished_answer_is_announced_once_with_its_usage(workspace: Workspace
         )
 
     row = Generation.objects.get(pk=end.generation_id)
-    assert heard.of(generation_completed) == [
-        {
-            "workspace_id": workspace.pk,
-            "generation_id": row.pk,
-            "outcome": "ok",
-            "model_id": "mock-chat",
-            "credits_charged_units": end.credits_units,
-            "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens,
-            "user_id": user.pk,
-            "api_key_id": None,
-        }
+    assert heard.rows(generation_completed, "generation", *COMPLETED) == [
+        (row.pk, workspace.pk, "ok", "mock-chat", end.credits_units, row.input_tokens, row.output_tokens, user.pk, None)
     ]
     assert end.credits_units > 0
     assert row.output_tokens > 0
@@ -64,9 +66,8 @@ def test_a_refusal_is_announced_with_nothing_charged(workspace: Workspace, mock_
     with listening(generation_completed) as heard, pytest.raises(InsufficientCredits):
         run(stream)
 
-    [sent] = heard.of(generation_completed)
-    assert (sent["outcome"], sent["credits_charged_units"], sent["output_tokens"]) == ("refused", 0, 0)
-    assert sent["generation_id"] == Generation.objects.get().pk
+    refused = heard.rows(generation_completed, "generation", "pk", "outcome", "credits_charged_units", "output_tokens")
+    assert refused == [(Generation.objects.get().pk, "refused", 0, 0)]
 
 
 def test_an_embeddings_call_is_announced(workspace: Workspace, mock_model: AIModel) -> None:
@@ -78,11 +79,9 @@ def test_an_embeddings_call_is_announced(workspace: Workspace, mock_model: AIMod
             workspace=workspace, user=None, model=model, inputs=["one two three"], idempotency_key="e"
         )
 
-    [sent] = heard.of(generation_completed)
-    assert sent["generation_id"] == result.generation_id
-    assert (sent["outcome"], sent["model_id"]) == ("ok", "mock-embed")
-    assert sent["credits_charged_units"] == result.credits_units > 0
-    assert sent["input_tokens"] == result.input_tokens
+    [sent] = heard.rows(generation_completed, "generation", *COMPLETED[:6])
+    assert sent == (result.generation_id, workspace.pk, "ok", "mock-embed", result.credits_units, result.input_tokens)
+    assert result.credits_units > 0
 
 
 def test_an_answer_ended_after_the_sweeper_closed_its_row_is_announced_once(
@@ -110,9 +109,9 @@ def test_an_answer_ended_after_the_sweeper_closed_its_row_is_announced_once(
     with listening(generation_completed) as heard:
         async_to_sync(scenario)()
 
-    [sent] = heard.of(generation_completed)
-    assert sent["outcome"] == "interrupted"
-    assert sent["credits_charged_units"] == Reservation.objects.get().charged_units > 0
+    [(outcome, charged)] = heard.rows(generation_completed, "generation", "outcome", "credits_charged_units")
+    assert outcome == "interrupted"
+    assert charged == Reservation.objects.get().charged_units > 0
 
 
 @pytest.mark.django_db  # not transactional: the test's transaction shows when the signal goes out
@@ -139,5 +138,4 @@ def test_a_closed_row_is_announced_on_commit_and_never_when_rolled_back(
         for callback in callbacks:
             callback()
 
-    [sent] = heard.of(generation_completed)
-    assert (sent["generation_id"], sent["outcome"]) == (row.pk, "interrupted")
+    assert heard.rows(generation_completed, "generation", "pk", "outcome") == [(row.pk, "interrupted")]

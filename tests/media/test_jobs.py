@@ -377,5 +377,6 @@ def test_finished_jobs_are_on_the_usage_log_once_with_their_charge(
         f"media_job:{cancelled.pk}": ("images", "stopped", 0, "mock-image", alpha.member.pk),
     }
     assert done.credits_charged_units > 0
-    [announced] = heard.of(generation_completed)
-    assert (announced["outcome"], announced["credits_charged_units"]) == ("ok", done.credits_charged_units)
+    assert heard.rows(generation_completed, "generation", "outcome", "credits_charged_units") == [
+        ("ok", done.credits_charged_units)
+    ]

@@ -46,15 +46,9 @@ def test_a_successful_job_is_announced_once_on_commit(
 
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
-    assert heard.of(job_completed) == [
-        {
-            "workspace_id": alpha.workspace.pk,
-            "job_id": job.pk,
-            "kind": JobKind.IMAGE,
-            "user_id": alpha.member.pk,
-            "api_key_id": None,
-            "credits_charged_units": job.credits_charged_units,
-        }
+    fields = ("pk", "workspace_id", "kind", "user_id", "api_key_id", "credits_charged_units")
+    assert heard.rows(job_completed, "job", *fields) == [
+        (job.pk, alpha.workspace.pk, JobKind.IMAGE, alpha.member.pk, None, job.credits_charged_units)
     ]
     assert job.credits_charged_units > 0
     assert heard.senders(job_completed) == [GenerationJob]

@@ -67,8 +67,10 @@ def test_member_joined_is_sent_once_on_commit(alpha, invite, outsider, django_ca
         for callback in callbacks:
             callback()
 
-    assert heard.of(member_joined) == [
-        {"workspace_id": alpha.workspace.pk, "user_id": outsider.pk, "role": Role.ADMIN, "invitation_id": invitation.pk}
+    membership = Membership.objects.get(workspace=alpha.workspace, user=outsider)
+    assert heard.of(member_joined) == [{"membership": membership, "invitation": invitation}]
+    assert heard.rows(member_joined, "membership", "workspace_id", "user_id", "role") == [
+        (alpha.workspace.pk, outsider.pk, Role.ADMIN)
     ]
     assert heard.senders(member_joined) == [Workspace]
 
