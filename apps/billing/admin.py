@@ -61,6 +61,7 @@ from apps.core.admin import (
     workspace_link,
 )
 from apps.core.csv import csv_response
+from apps.credits.admin import credits_column
 from apps.credits.amounts import format_credits, to_credits, to_units
 from apps.credits.forms import MIN_CREDITS, CreditsField, CreditsInUnitsForm
 from apps.credits.models import Source
@@ -178,9 +179,7 @@ class PlanAdmin(admin.ModelAdmin):
     def yearly_price(self, obj: Plan) -> str:
         return money_display(obj.price_yearly_cents, obj.currency) if obj.price_yearly_cents else "—"
 
-    @admin.display(description="Credits / month", ordering="monthly_credit_units")
-    def monthly_credits_display(self, obj: Plan) -> str:
-        return format_credits(obj.monthly_credit_units)
+    monthly_credits_display = credits_column("monthly_credit_units", "Credits / month")
 
     @admin.display(description="In Stripe", boolean=True)
     def synced(self, obj: Plan) -> bool | None:
@@ -245,13 +244,9 @@ class CreditPackAdmin(admin.ModelAdmin):
     def price(self, obj: CreditPack) -> str:
         return money_display(obj.price_cents, obj.currency)
 
-    @admin.display(description="Credits", ordering="credit_units")
-    def credits_display(self, obj: CreditPack) -> str:
-        return format_credits(obj.credit_units)
+    credits_display = credits_column("credit_units", "Credits")
 
-    @admin.display(description="Bonus", ordering="bonus_units")
-    def bonus_display(self, obj: CreditPack) -> str:
-        return format_credits(obj.bonus_units) if obj.bonus_units else ""
+    bonus_display = credits_column("bonus_units", "Bonus", blank_zero=True)
 
     @admin.display(description="In Stripe", boolean=True)
     def synced(self, obj: CreditPack) -> bool:
@@ -390,9 +385,7 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
     def has_deactivate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.change_redemptioncode")
 
-    @admin.display(description="Credits", ordering="credit_units")
-    def credits_display(self, obj: RedemptionCode) -> str:
-        return format_credits(obj.credit_units) if obj.credit_units else ""
+    credits_display = credits_column("credit_units", "Credits", blank_zero=True)
 
     @admin.display(description="Used", ordering="redeemed_count")
     def uses(self, obj: RedemptionCode) -> str:

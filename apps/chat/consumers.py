@@ -75,9 +75,8 @@ class ChatConsumer(RevocableConsumer):
     access_ending: bool = False
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+        user = await self.signed_in_user()
+        if user is None:
             return
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         conversation = await database_sync_to_async(_conversation_for)(user, self.conversation_id)

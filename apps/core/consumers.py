@@ -18,9 +18,8 @@ class NotificationsConsumer(RevocableConsumer):
     user_id: int
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+        user = await self.signed_in_user()
+        if user is None:
             return
         self.user_id = user.pk
         await self.join_access_groups(user_id=user.pk)

@@ -92,6 +92,15 @@ class RevocableConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.receive_json(content, **kwargs)
 
+    async def signed_in_user(self) -> Any:
+        """The connection's signed-in, active user; for anyone else the socket is closed (4401)
+        and this is None."""
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)
+            return None
+        return user
+
     async def join_access_groups(self, *, user_id: int, workspace_id: int | None = None) -> None:
         self.access_workspace_id = workspace_id
         groups = [user_group(user_id)]

@@ -50,6 +50,18 @@ def _signed(units: int) -> str:
     return ("+" if units > 0 else "") + format_credits(units)
 
 
+def credits_column(field: str, description: str, *, ordering: Any = None, blank_zero: bool = False) -> Any:
+    """A list column showing `field` (ledger units) as credits, sorted by the field itself
+    (or `ordering`); `blank_zero` leaves it empty for nothing."""
+
+    @admin.display(description=description, ordering=ordering if ordering is not None else field)
+    def column(model_admin: admin.ModelAdmin[Any], obj: Any) -> str:
+        units = getattr(obj, field)
+        return "" if blank_zero and not units else format_credits(units)
+
+    return column
+
+
 # ---------------------------------------------------------------------------- accounts
 
 
@@ -272,17 +284,11 @@ class CreditAccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: CreditAccount | None = None) -> bool:
         return False
 
-    @admin.display(description="Available", ordering=F("balance_units") - F("held_units"))
-    def available_display(self, obj: CreditAccount) -> str:
-        return format_credits(obj.available_units)
+    available_display = credits_column("available_units", "Available", ordering=F("balance_units") - F("held_units"))
 
-    @admin.display(description="Held", ordering="held_units")
-    def held_display(self, obj: CreditAccount) -> str:
-        return format_credits(obj.held_units)
+    held_display = credits_column("held_units", "Held")
 
-    @admin.display(description="Balance", ordering="balance_units")
-    def balance_display(self, obj: CreditAccount) -> str:
-        return format_credits(obj.balance_units)
+    balance_display = credits_column("balance_units", "Balance")
 
     @admin.display(description="Caps (day / month)")
     def caps_display(self, obj: CreditAccount) -> str:
@@ -489,17 +495,11 @@ class CreditGrantAdmin(AddFormAdmin):
         obj.pk = grant.pk
         obj.refresh_from_db()
 
-    @admin.display(description="Amount", ordering="amount_units")
-    def amount_display(self, obj: CreditGrant) -> str:
-        return format_credits(obj.amount_units)
+    amount_display = credits_column("amount_units", "Amount")
 
-    @admin.display(description="Remaining", ordering="balance_units")
-    def remaining_display(self, obj: CreditGrant) -> str:
-        return format_credits(obj.balance_units)
+    remaining_display = credits_column("balance_units", "Remaining")
 
-    @admin.display(description="Held", ordering="held_units")
-    def held_display(self, obj: CreditGrant) -> str:
-        return format_credits(obj.held_units)
+    held_display = credits_column("held_units", "Held")
 
     @admin.display(description="Ledger")
     def entries(self, obj: CreditGrant) -> str:
@@ -576,17 +576,11 @@ class ReservationAdmin(ReadOnlyAdmin):
     def has_release_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("credits.change_reservation")
 
-    @admin.display(description="Hold", ordering="amount_units")
-    def held_display(self, obj: Reservation) -> str:
-        return format_credits(obj.amount_units)
+    held_display = credits_column("amount_units", "Hold")
 
-    @admin.display(description="Charged", ordering="charged_units")
-    def charged_display(self, obj: Reservation) -> str:
-        return format_credits(obj.charged_units)
+    charged_display = credits_column("charged_units", "Charged")
 
-    @admin.display(description="Shortfall", ordering="shortfall_units")
-    def shortfall_display(self, obj: Reservation) -> str:
-        return format_credits(obj.shortfall_units) if obj.shortfall_units else ""
+    shortfall_display = credits_column("shortfall_units", "Shortfall", blank_zero=True)
 
     @admin.action(description="Release selected holds", permissions=["release"])
     def release_holds(self, request: HttpRequest, queryset: QuerySet[Reservation]) -> HttpResponse | None:

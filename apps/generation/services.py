@@ -764,20 +764,16 @@ def _embed_prepare(
     """Authorise, count, quote and reserve an embeddings call (refusals are logged, then raised)."""
 
     def refuse(exc: GenerationRefused | CreditsError) -> None:
-        refused = Generation.objects.create(
+        _embeddings_row(
             workspace=workspace,
-            capability=Capability.EMBEDDINGS,
-            user=user if user is not None and user.pk else None,
+            user=user,
             api_key=api_key,
             model=model,
-            model_label=model.model_id,
-            provider_kind=model.provider.kind,
-            upstream_model=model.upstream_model,
+            target=None,
             usage_reported=False,
             outcome=Generation.Outcome.REFUSED,
             error=exc.message,
         )
-        _announce(refused)
         raise exc
 
     if plan_code is None:
@@ -833,15 +829,12 @@ def _embed_finish(
     else:
         ended = credits_release(reservation=reservation, reason="embeddings failed: nothing delivered")
     usage = Usage(input_tokens, 0, reported=bool(result is not None and result.reported))
-    generation = Generation.objects.create(
+    return _embeddings_row(
         workspace=workspace,
-        capability=Capability.EMBEDDINGS,
-        user=user if user is not None and user.pk else None,
+        user=user,
         api_key=api_key,
         model=model,
-        model_label=model.model_id,
-        provider_kind=target.provider.kind if target else model.provider.kind,
-        upstream_model=target.upstream_model if target else model.upstream_model,
+        target=target,
         input_tokens=input_tokens,
         usage_reported=usage.reported,
         provider_cost=_provider_cost(target, usage) if target is not None and result is not None else None,
@@ -851,6 +844,23 @@ def _embed_finish(
         attempts=attempts,
         outcome=Generation.Outcome.OK if result is not None else Generation.Outcome.ERROR,
         error=error,
+    )
+
+
+def _embeddings_row(
+    *, workspace: Workspace, user: User | None, api_key: Any, model: AIModel, target: ModelTarget | None, **fields: Any
+) -> Generation:
+    """Log an embeddings call's usage row (answered by `target`, or by none) and announce it."""
+    generation = Generation.objects.create(
+        workspace=workspace,
+        capability=Capability.EMBEDDINGS,
+        user=user if user is not None and user.pk else None,
+        api_key=api_key,
+        model=model,
+        model_label=model.model_id,
+        provider_kind=target.provider.kind if target else model.provider.kind,
+        upstream_model=target.upstream_model if target else model.upstream_model,
+        **fields,
     )
     _announce(generation)
     return generation

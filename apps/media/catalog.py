@@ -53,22 +53,8 @@ DEFAULT_IMAGE_MODELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
 def image_catalog_seed(provider_model: Any, model_model: Any) -> None:
     """Add the image models whose provider exists; models already present are left as staff
     set them. Takes the model classes so a data migration can pass historical ones."""
-    for position, (model_id, display, provider_name, upstream, options) in enumerate(DEFAULT_IMAGE_MODELS):
-        provider = provider_model.objects.filter(name=provider_name).first()
-        if provider is None:
-            continue
-        model_model.objects.get_or_create(
-            model_id=model_id,
-            defaults={
-                "display_name": display,
-                "provider": provider,
-                "upstream_model": upstream,
-                "supports_chat": False,
-                "supports_images": True,
-                "image_options": options,
-                "position": 60 + position,
-            },
-        )
+    rows = [(*row[:4], {"supports_images": True, "image_options": row[4]}) for row in DEFAULT_IMAGE_MODELS]
+    _seed(provider_model, model_model, rows, 60)
 
 
 # model_id, display name, provider name, upstream model, capability flag
@@ -89,16 +75,18 @@ DEFAULT_VOICE_MODELS: list[tuple[str, str, str, str, str]] = [
 def audio_catalog_seed(provider_model: Any, model_model: Any) -> None:
     """Add the speech and transcription models whose provider exists (idempotent; models
     already present are left as staff set them)."""
-    _seed(provider_model, model_model, DEFAULT_AUDIO_MODELS, 70)
+    _seed(provider_model, model_model, [(*row[:4], {row[4]: True}) for row in DEFAULT_AUDIO_MODELS], 70)
 
 
 def voice_catalog_seed(provider_model: Any, model_model: Any) -> None:
     """Add the voice cloning models whose provider exists (idempotent)."""
-    _seed(provider_model, model_model, DEFAULT_VOICE_MODELS, 80)
+    _seed(provider_model, model_model, [(*row[:4], {row[4]: True}) for row in DEFAULT_VOICE_MODELS], 80)
 
 
-def _seed(provider_model: Any, model_model: Any, rows: list[tuple[str, str, str, str, str]], base: int) -> None:
-    for position, (model_id, display, provider_name, upstream, flag) in enumerate(rows):
+def _seed(provider_model: Any, model_model: Any, rows: list[tuple[Any, ...]], base: int) -> None:
+    """Add each (model id, display name, provider name, upstream model, capability fields) row
+    whose provider exists, at positions from `base`; a model already present is left alone."""
+    for position, (model_id, display, provider_name, upstream, capability) in enumerate(rows):
         provider = provider_model.objects.filter(name=provider_name).first()
         if provider is None:
             continue
@@ -109,7 +97,7 @@ def _seed(provider_model: Any, model_model: Any, rows: list[tuple[str, str, str,
                 "provider": provider,
                 "upstream_model": upstream,
                 "supports_chat": False,
-                flag: True,
+                **capability,
                 "position": base + position,
             },
         )

@@ -29,9 +29,8 @@ class JobProgressConsumer(RevocableConsumer):
     user_id: int
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+        user = await self.signed_in_user()
+        if user is None:
             return
         job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         job = await database_sync_to_async(_job_for)(user, job_id)

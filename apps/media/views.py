@@ -5,6 +5,7 @@ download view. Every id is looked up through the request's workspace: another's 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -139,14 +140,23 @@ def image_studio(request: WorkspaceRequest) -> HttpResponse:
     job: GenerationJob | None = None
     if request.GET.get("job", "").isdigit():
         job = _job(request, int(request.GET["job"]))
+    return _studio_render(request, "media/studio.html", form=form, models=models, job=job)
+
+
+def _studio_render(
+    request: WorkspaceRequest, template: str, *, form: Any, models: Any, job: GenerationJob | None, **extra: Any
+) -> HttpResponse:
+    """A studio page: its form (400 when a submission was refused), whether the workspace may use
+    any model, the job asked for (`?job=`) with its state for the page's script, and `extra`."""
     context = {
         "form": form,
         "has_models": models.exists(),
         "job": job,
         "job_state": job_json(request, job) if job else None,
         "nonce": uuid.uuid4().hex,
+        **extra,
     }
-    return render(request, "media/studio.html", context, status=400 if form.is_bound else 200)
+    return render(request, template, context, status=400 if form.is_bound else 200)
 
 
 def _shown_job(request: WorkspaceRequest, kind: str) -> GenerationJob | None:
@@ -157,7 +167,8 @@ def _shown_job(request: WorkspaceRequest, kind: str) -> GenerationJob | None:
     )
 
 
-def _audio_page(request: WorkspaceRequest, kind: str) -> tuple[Any, list[dict[str, Any]]]:
+def _audio_page(request: WorkspaceRequest, kind: str) -> dict[str, Any]:
+    """The page of the workspace's past results of `kind` (`page_obj`) and their JSON (`items`)."""
     page = Paginator(audio_results(workspace=request.workspace, kind=kind), AUDIO_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -167,7 +178,7 @@ def _audio_page(request: WorkspaceRequest, kind: str) -> tuple[Any, list[dict[st
         item["job_id"] = media_file.job_id
         item["model"] = media_file.job.model_label if media_file.job is not None else ""
         items.append(item)
-    return page, items
+    return {"page_obj": page, "items": items}
 
 
 @workspace_required(Perm.USE)
@@ -179,17 +190,8 @@ def speech_studio(request: WorkspaceRequest) -> HttpResponse:
     if submitted is not None:
         return submitted
     job = _shown_job(request, JobKind.SPEECH)
-    page, items = _audio_page(request, MediaKind.AUDIO)
-    context = {
-        "form": form,
-        "has_models": models.exists(),
-        "job": job,
-        "job_state": job_json(request, job) if job else None,
-        "nonce": uuid.uuid4().hex,
-        "page_obj": page,
-        "items": items,
-    }
-    return render(request, "media/speech.html", context, status=400 if form.is_bound else 200)
+    page = _audio_page(request, MediaKind.AUDIO)
+    return _studio_render(request, "media/speech.html", form=form, models=models, job=job, **page)
 
 
 @workspace_required(Perm.USE)
@@ -204,18 +206,16 @@ def transcription_studio(request: WorkspaceRequest) -> HttpResponse:
     if job is not None and job.is_finished:
         output = MediaFile.objects.filter(job=job, kind=MediaKind.TRANSCRIPT).order_by("id").first()
         transcript = (output.metadata.get("transcript") or {}) if output is not None else None
-    page, items = _audio_page(request, MediaKind.TRANSCRIPT)
-    context = {
-        "form": form,
-        "has_models": models.exists(),
-        "job": job,
-        "transcript": transcript,
-        "downloads": list(TRANSCRIPT_DOWNLOADS),
-        "nonce": uuid.uuid4().hex,
-        "page_obj": page,
-        "items": items,
-    }
-    return render(request, "media/transcribe.html", context, status=400 if form.is_bound else 200)
+    return _studio_render(
+        request,
+        "media/transcribe.html",
+        form=form,
+        models=models,
+        job=job,
+        transcript=transcript,
+        downloads=list(TRANSCRIPT_DOWNLOADS),
+        **_audio_page(request, MediaKind.TRANSCRIPT),
+    )
 
 
 @workspace_required(Perm.USE)
@@ -228,44 +228,42 @@ def voices(request: WorkspaceRequest) -> HttpResponse:
     form, submitted = _studio_form(request, VoiceCloneForm, JobKind.VOICE_CLONE, models=models)
     if submitted is not None:
         return submitted
-    job = _shown_job(request, JobKind.VOICE_CLONE)
-    context = {
-        "form": form,
-        "has_models": models.exists(),
-        "allowed": refusal is None,
-        "upgrade_note": refusal.message if refusal is not None else "",
-        "pricing_url": pricing_url(),
-        "job": job,
-        "job_state": job_json(request, job) if job else None,
-        "nonce": uuid.uuid4().hex,
-        "voices": Voice.objects.for_workspace(request.workspace).select_related("model", "created_by"),
-    }
-    return render(request, "media/voices.html", context, status=400 if form.is_bound else 200)
+    return _studio_render(
+        request,
+        "media/voices.html",
+        form=form,
+        models=models,
+        job=_shown_job(request, JobKind.VOICE_CLONE),
+        allowed=refusal is None,
+        upgrade_note=refusal.message if refusal is not None else "",
+        pricing_url=pricing_url(),
+        voices=Voice.objects.for_workspace(request.workspace).select_related("model", "created_by"),
+    )
 
 
 @workspace_required(Perm.USE)
 @require_POST
 def voice_rename_view(request: WorkspaceRequest, voice_id: int) -> HttpResponse:
     voice = get_for_workspace_or_404(Voice.objects.all(), request.workspace, pk=voice_id)
-    try:
-        voice_rename(voice=voice, name=request.POST.get("name", ""), acting_user=request.user)
-    except MediaError as exc:
-        messages.error(request, exc.message)
-        return redirect("media:voices")
-    messages.success(request, "Voice renamed.")
-    return redirect("media:voices")
+    name = request.POST.get("name", "")
+    return _voices_action(request, lambda: voice_rename(voice=voice, name=name, acting_user=request.user), "renamed")
 
 
 @workspace_required(Perm.USE)
 @require_POST
 def voice_delete_view(request: WorkspaceRequest, voice_id: int) -> HttpResponse:
     voice = get_for_workspace_or_404(Voice.objects.select_related("model__provider"), request.workspace, pk=voice_id)
+    return _voices_action(request, lambda: voice_delete(voice=voice, acting_user=request.user), "deleted")
+
+
+def _voices_action(request: WorkspaceRequest, work: Callable[[], object], done: str) -> HttpResponse:
+    """Do `work` on a voice and go back to the voices page, saying it is `done` or why not."""
     try:
-        voice_delete(voice=voice, acting_user=request.user)
+        work()
     except MediaError as exc:
         messages.error(request, exc.message)
-        return redirect("media:voices")
-    messages.success(request, "Voice deleted.")
+    else:
+        messages.success(request, f"Voice {done}.")
     return redirect("media:voices")
 
 

@@ -443,19 +443,10 @@ def validate_voice_samples(
 
 
 def _litellm_kwargs(target: ModelTarget) -> dict[str, Any]:
-    provider = target.provider
-    base_url = provider.base_url.rstrip("/")
-    if provider.kind == ProviderKind.OPENAI_COMPATIBLE and not base_url:
-        raise ProviderError("an OpenAI-compatible provider needs a base URL", retryable=False)
+    from apps.generation.providers.llm import litellm_connection
+
     # No retries inside one attempt: the task's retries and the breaker see every failure.
-    kwargs: dict[str, Any] = {"timeout": provider.timeout, "max_retries": 0}
-    if provider.api_key:
-        kwargs["api_key"] = provider.api_key
-    elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
-        kwargs["api_key"] = "none"  # never send our OPENAI_API_KEY to a third party
-    if base_url:
-        kwargs["api_base"] = base_url
-    return kwargs
+    return {**litellm_connection(target), "max_retries": 0}
 
 
 def _litellm_error(exc: Exception, timeout: float) -> ProviderError:

@@ -99,17 +99,16 @@ def _mock(
 
 
 def _litellm(target: ModelTarget, *, prompt: str, size: str, quality: str, style: str, n: int) -> ImageResult:
-    from apps.generation.providers.llm import litellm_model, to_provider_error
+    from apps.generation.providers.llm import litellm_connection, litellm_model, to_provider_error
     from apps.generation.tokens import load_litellm
 
-    provider = target.provider
     kwargs: dict[str, object] = {
+        **litellm_connection(target),
         "model": litellm_model(target),
         "prompt": prompt,
         "n": n,
         "size": size,
         "response_format": "b64_json",
-        "timeout": provider.timeout,
         "num_retries": 0,
         "drop_params": True,
     }
@@ -117,12 +116,6 @@ def _litellm(target: ModelTarget, *, prompt: str, size: str, quality: str, style
         kwargs["quality"] = quality
     if style:
         kwargs["style"] = style
-    if provider.api_key:
-        kwargs["api_key"] = provider.api_key
-    elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
-        kwargs["api_key"] = "none"
-    if provider.base_url:
-        kwargs["api_base"] = provider.base_url.rstrip("/")
     litellm = load_litellm()
     try:
         response = litellm.image_generation(**kwargs)

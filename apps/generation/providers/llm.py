@@ -77,23 +77,14 @@ def litellm_model(target: ModelTarget) -> str:
     return f"{prefix}/{target.upstream_model}"
 
 
-def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, Any]:
-    """The keyword arguments of `litellm.acompletion` for one streaming attempt."""
+def litellm_connection(target: ModelTarget) -> dict[str, Any]:
+    """How litellm reaches the provider of `target`: its timeout, key and base URL (for every
+    kind of call). An OpenAI-compatible provider without a base URL is refused."""
     provider = target.provider
     base_url = provider.base_url.rstrip("/")
     if provider.kind == ProviderKind.OPENAI_COMPATIBLE and not base_url:
         raise ProviderError("an OpenAI-compatible provider needs a base URL", retryable=False)
-    kwargs: dict[str, Any] = {
-        "model": litellm_model(target),
-        "messages": request.messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "num_retries": 0,
-        "timeout": provider.timeout,
-        # Parameters a model does not accept (e.g. temperature on reasoning models) are dropped
-        # instead of failing the request.
-        "drop_params": True,
-    }
+    kwargs: dict[str, Any] = {"timeout": provider.timeout}
     if provider.api_key:
         kwargs["api_key"] = provider.api_key
     elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
@@ -102,6 +93,22 @@ def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, An
         kwargs["api_key"] = "none"
     if base_url:
         kwargs["api_base"] = base_url
+    return kwargs
+
+
+def completion_kwargs(target: ModelTarget, request: ChatRequest) -> dict[str, Any]:
+    """The keyword arguments of `litellm.acompletion` for one streaming attempt."""
+    kwargs: dict[str, Any] = {
+        **litellm_connection(target),
+        "model": litellm_model(target),
+        "messages": request.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "num_retries": 0,
+        # Parameters a model does not accept (e.g. temperature on reasoning models) are dropped
+        # instead of failing the request.
+        "drop_params": True,
+    }
     for name in ("temperature", "max_tokens", *CHAT_OPTIONS):
         value = getattr(request, name)
         if value is not None:
@@ -296,18 +303,12 @@ async def aembed(target: ModelTarget, inputs: list[str], *, dimensions: int | No
     """Embed `inputs` with litellm; failures raise `ProviderError` (classified as for chat)."""
     provider = target.provider
     kwargs: dict[str, Any] = {
+        **litellm_connection(target),
         "model": litellm_model(target),
         "input": inputs,
-        "timeout": provider.timeout,
         "num_retries": 0,
         "drop_params": True,
     }
-    if provider.api_key:
-        kwargs["api_key"] = provider.api_key
-    elif provider.kind == ProviderKind.OPENAI_COMPATIBLE:
-        kwargs["api_key"] = "none"
-    if provider.base_url:
-        kwargs["api_base"] = provider.base_url.rstrip("/")
     if dimensions is not None:
         kwargs["dimensions"] = dimensions
     litellm = await asyncio.to_thread(load_litellm)
