@@ -29,6 +29,8 @@ class Conversation(WorkspaceOwnedModel):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Pinned conversations head the sidebar, most recently pinned first.
+    pinned_at = models.DateTimeField(null=True, blank=True)
     # The turn lock: set while an answer is being generated (one turn at a time per conversation).
     turn_started_at = models.DateTimeField(null=True, blank=True, editable=False)
 

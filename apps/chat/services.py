@@ -243,6 +243,18 @@ def conversation_update(*, conversation: Conversation, acting_user: User, **fiel
 
 
 @transaction.atomic(durable=True)
+def conversation_pin(*, conversation: Conversation, pinned: bool, acting_user: User) -> Conversation:
+    """Pin the conversation to the top of the workspace's history, or unpin it. Pinning does not
+    change when it was last updated (its place in the history once unpinned)."""
+    require_perm(workspace=conversation.workspace, user=acting_user, perm=Perm.USE)
+    if pinned == (conversation.pinned_at is not None):
+        return conversation
+    conversation.pinned_at = timezone.now() if pinned else None
+    conversation.save(update_fields=["pinned_at"])
+    return conversation
+
+
+@transaction.atomic(durable=True)
 def conversation_delete(*, conversation: Conversation, acting_user: User) -> None:
     require_perm(workspace=conversation.workspace, user=acting_user, perm=Perm.USE)
     audit_record(

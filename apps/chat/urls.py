@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:conversation_id>/rename/", views.chat_rename, name="rename"),
     path("<int:conversation_id>/model/", views.chat_switch_model, name="model"),
     path("<int:conversation_id>/settings/", views.chat_settings, name="settings"),
+    path("<int:conversation_id>/pin/", views.chat_pin, name="pin"),
     path("<int:conversation_id>/delete/", views.chat_delete, name="delete"),
     path("<int:conversation_id>/export/", views.chat_export, name="export"),
 ]

@@ -31,6 +31,7 @@ from apps.chat.services import (
     conversation_create,
     conversation_delete,
     conversation_export,
+    conversation_pin,
     conversation_update,
 )
 from apps.core.http import WorkspaceRequest
@@ -177,6 +178,20 @@ def chat_settings(request: WorkspaceRequest, conversation_id: int) -> HttpRespon
     form = SettingsForm(request.POST)
     fields = dict(form.cleaned_data) if form.is_valid() else None
     return _apply(request, conversation, form, "settings_form", fields, "Settings saved.")
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def chat_pin(request: WorkspaceRequest, conversation_id: int) -> HttpResponse:
+    """Pin (`pinned=1`) or unpin the conversation, then show it (htmx: refresh the page)."""
+    conversation = _conversation(request, conversation_id)
+    try:
+        conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1", acting_user=request.user)
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(status=204, headers={"HX-Refresh": "true"})
+    return redirect("chat:detail", conversation_id=conversation.pk)
 
 
 @workspace_required(Perm.USE)

@@ -384,6 +384,25 @@ def test_delete(client_for, alpha, mock_chat) -> None:
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()
 
 
+def test_pin_and_unpin_keep_the_place_in_history(client_for, alpha, mock_chat) -> None:
+    conversation = make_conversation(alpha, mock_chat)
+    updated = Conversation.objects.get(pk=conversation.pk).updated_at
+    client = client_for(alpha.member, alpha.workspace)
+    assert client.get(detail_url(conversation, "pin")).status_code == 405
+
+    response = client.post(detail_url(conversation, "pin"), {"pinned": "1"})
+    assert response.status_code == 302
+    assert response["Location"] == detail_url(conversation)
+    conversation.refresh_from_db()
+    assert conversation.pinned_at is not None
+    assert conversation.updated_at == updated
+
+    response = client.post(detail_url(conversation, "pin"), {"pinned": "0"}, HTTP_HX_REQUEST="true")
+    assert (response.status_code, response["HX-Refresh"]) == (204, "true")
+    conversation.refresh_from_db()
+    assert conversation.pinned_at is None
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -427,7 +446,9 @@ def test_export_unknown_format_is_400(client_for, alpha, mock_chat) -> None:
 # ----------------------------------------------------------------------------- isolation
 
 
-@pytest.mark.outsider("chat:detail", "chat:export", "chat:rename", "chat:model", "chat:settings", "chat:delete")
+@pytest.mark.outsider(
+    "chat:detail", "chat:export", "chat:rename", "chat:model", "chat:settings", "chat:pin", "chat:delete"
+)
 @pytest.mark.parametrize("who", ["outsider", "beta_member"])
 def test_other_people_get_404_on_alphas_conversation(client_for, alpha, beta, outsider, mock_chat, who) -> None:
     conversation = make_conversation(alpha, mock_chat, "Alpha only", system_prompt="secret")
@@ -445,7 +466,9 @@ def test_other_people_get_404_on_alphas_conversation(client_for, alpha, beta, ou
     assert client.post(detail_url(conversation, "rename"), {"title": "pwned"}).status_code == 404
     assert client.post(detail_url(conversation, "model"), {"model": "mock-chat"}).status_code == 404
     assert client.post(detail_url(conversation, "settings"), {"temperature": "1"}).status_code == 404
+    assert client.post(detail_url(conversation, "pin"), {"pinned": "1"}).status_code == 404
     assert client.post(detail_url(conversation, "delete")).status_code == 404
     conversation.refresh_from_db()
+    assert conversation.pinned_at is None
     assert conversation.title == "Alpha only"
     assert conversation.temperature is None
