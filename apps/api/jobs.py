@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from apps.api.docs import LINK_TTL_DESCRIPTION, LINK_TTL_PARAMETER, PAGE_PARAMETERS, paginated, platform_errors
 from apps.api.fields import IdentifierField, StoredDictField, StoredJSONField
 from apps.api.openai import key_reserve
-from apps.api.platform import Pages, PlatformView, caller
+from apps.api.platform import Pages, PlatformView, caller, query
 from apps.apikeys.models import Scope
 from apps.apikeys.services import apikey_check_model, apikey_check_scope
 from apps.credits.amounts import to_credits
@@ -145,9 +145,7 @@ class JobListView(MediaView):
         summary="Media jobs, newest first",
     )
     def get(self, request: Request) -> Response:
-        params = JobFilterIn(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        jobs = job_list(workspace=caller(request).workspace, **params.validated_data)
+        jobs = job_list(workspace=caller(request).workspace, **query(request, JobFilterIn))
         paginator = Pages()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True).data)

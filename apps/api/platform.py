@@ -159,6 +159,14 @@ class Pages(PageNumberPagination):
     max_page_size = 200
 
 
+def query(request: Request, serializer: type[serializers.Serializer]) -> dict[str, Any]:
+    """The request's query parameters, validated by `serializer` (a 400 naming the bad ones
+    otherwise): only those given, so a filter dataclass's defaults stand for the rest."""
+    params = serializer(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return dict(params.validated_data)
+
+
 def _paginated(view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
     paginator = Pages()
     page = paginator.paginate_queryset(queryset, request, view=view)
@@ -246,12 +254,7 @@ class UsageView(PlatformView):
         summary="Settled charges, newest first",
     )
     def get(self, request: Request) -> Response:
-        params = UsageFilterIn(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        filters = UsageFilters(
-            start=data.get("start"), end=data.get("end"), service=data.get("service", ""), model=data.get("model", "")
-        )
+        filters = UsageFilters(**query(request, UsageFilterIn))
         qs = usage_queryset(workspace=caller(request).workspace, filters=filters)
         return _paginated(self, request, qs, UsageOut)
 
@@ -319,12 +322,7 @@ class ConversationListView(PlatformView):
         summary="Conversations, most recent first",
     )
     def get(self, request: Request) -> Response:
-        params = ConversationFilterIn(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        filters = ConversationFilters(
-            q=data.get("q", ""), start=data.get("start"), end=data.get("end"), model=data.get("model", "")
-        )
+        filters = ConversationFilters(**query(request, ConversationFilterIn))
         qs = conversation_list(workspace=caller(request).workspace, filters=filters)
         return _paginated(self, request, qs, ConversationOut)
 
