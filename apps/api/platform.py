@@ -242,13 +242,7 @@ class UsageFilterIn(serializers.Serializer):
 
 class UsageView(PlatformView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("start", OpenApiTypes.DATE),
-            OpenApiParameter("end", OpenApiTypes.DATE),
-            OpenApiParameter("service", str),
-            OpenApiParameter("model", str),
-            *PAGE_PARAMETERS,
-        ],
+        parameters=[UsageFilterIn, *PAGE_PARAMETERS],
         operation_id="api_v1_credits_usage_list",
         responses={200: paginated(UsageOut), **platform_errors()},
         summary="Settled charges, newest first",
@@ -302,7 +296,7 @@ class ConversationDetailOut(ConversationOut):
 
 
 class ConversationFilterIn(serializers.Serializer):
-    q = TextField(required=False, max_length=200)
+    q = TextField(required=False, max_length=200, help_text="Search titles and messages")
     start = serializers.DateField(required=False)
     end = serializers.DateField(required=False)
     model = IdentifierField(required=False, max_length=100)
@@ -310,13 +304,7 @@ class ConversationFilterIn(serializers.Serializer):
 
 class ConversationListView(PlatformView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("q", str, description="Search titles and messages"),
-            OpenApiParameter("start", OpenApiTypes.DATE),
-            OpenApiParameter("end", OpenApiTypes.DATE),
-            OpenApiParameter("model", str),
-            *PAGE_PARAMETERS,
-        ],
+        parameters=[ConversationFilterIn, *PAGE_PARAMETERS],
         operation_id="api_v1_conversations_list",
         responses={200: paginated(ConversationOut), **platform_errors()},
         summary="Conversations, most recent first",
