@@ -4,7 +4,7 @@ the message is safe to show to whoever sent the key."""
 from __future__ import annotations
 
 from apps.core.errors import DomainError
-from apps.credits.amounts import format_credits
+from apps.credits.exceptions import CapExceeded
 
 
 class ApiKeyError(DomainError):
@@ -58,16 +58,10 @@ class ApiKeyModelDenied(ApiKeyError):
         self.model_id = model_id
 
 
-class ApiKeyCapReached(ApiKeyError):
+class ApiKeyCapReached(CapExceeded, ApiKeyError):
     status_code = 429
     code = "spending_cap_reached"
 
     def __init__(self, *, cap: str, limit_units: int, spent_units: int, requested_units: int) -> None:
-        self.cap = cap  # "daily" or "monthly"
-        self.limit_units = limit_units
-        self.spent_units = spent_units
-        self.requested_units = requested_units
-        super().__init__(
-            f"This API key's {cap} spending cap of {format_credits(limit_units)} credits would be exceeded "
-            f"({format_credits(spent_units)} spent, {format_credits(requested_units)} requested)."
-        )
+        amounts = {"limit_units": limit_units, "spent_units": spent_units, "requested_units": requested_units}
+        super().__init__(self.cap_message("This API key's", cap=cap, **amounts))

@@ -237,21 +237,14 @@ def _fulfil_pack(
         raise ValueError(f"Checkout {object_id} names no credit pack ({metadata.get('pack')!r}).")
     name = pack.name if pack else str(metadata.get("pack"))
     workspace = account.workspace
-    grant = _grant(
-        workspace=workspace,
-        units=credit_units,
-        source=Source.PURCHASED,
-        key=f"stripe:{key}",
-        reference=object_id,
-        reason=f"Credit pack: {name}",
-    )
-    _grant(
-        workspace=workspace,
-        units=bonus_units,
-        source=Source.BONUS,
-        key=f"stripe:{key}:bonus",
-        reference=object_id,
-        reason=f"Bonus with credit pack: {name}",
+    # The pack's credits, then its bonus (a grant of its own: it may expire or be clawed back
+    # apart), each once per payment.
+    grant, _ = (
+        _grant(workspace=workspace, units=units, source=source, key=grant_key, reference=object_id, reason=reason)
+        for units, source, grant_key, reason in (
+            (credit_units, Source.PURCHASED, f"stripe:{key}", f"Credit pack: {name}"),
+            (bonus_units, Source.BONUS, f"stripe:{key}:bonus", f"Bonus with credit pack: {name}"),
+        )
     )
     fulfilment = Fulfilment.objects.create(
         workspace=workspace,

@@ -24,20 +24,32 @@ class InsufficientCredits(CreditsError):
         )
 
 
-class SpendingCapReached(CreditsError):
+class CapExceeded:
+    """What a spending-cap refusal carries (a workspace's, a member's or an API key's): which
+    cap ("daily" or "monthly"), its limit, what was spent and what was asked, in units."""
+
+    cap: str
+    limit_units: int
+    spent_units: int
+    requested_units: int
+
+    def cap_message(self, whose: str, *, cap: str, limit_units: int, spent_units: int, requested_units: int) -> str:
+        self.cap, self.limit_units = cap, limit_units
+        self.spent_units, self.requested_units = spent_units, requested_units
+        return (
+            f"{whose} {cap} spending cap of {format_credits(limit_units)} credits would be exceeded "
+            f"({format_credits(spent_units)} spent, {format_credits(requested_units)} requested)."
+        )
+
+
+class SpendingCapReached(CapExceeded, CreditsError):
     """A workspace's or member's spending cap: a quota, like running out of credits (402)."""
 
     status_code = 402
 
     def __init__(self, *, cap: str, limit_units: int, spent_units: int, requested_units: int) -> None:
-        self.cap = cap
-        self.limit_units = limit_units
-        self.spent_units = spent_units
-        self.requested_units = requested_units
-        super().__init__(
-            f"The {cap} spending cap of {format_credits(limit_units)} credits would be exceeded "
-            f"({format_credits(spent_units)} spent, {format_credits(requested_units)} requested)."
-        )
+        amounts = {"limit_units": limit_units, "spent_units": spent_units, "requested_units": requested_units}
+        super().__init__(self.cap_message("The", cap=cap, **amounts))
 
 
 class RateNotFound(CreditsError):
