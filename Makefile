@@ -4,6 +4,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core for the browser tests' accessibility scans (package.json), installed by npm ci.
+NODE_STAMP := node_modules/.installed
+# The browser tests (tests/e2e) drive this Chromium (Debian's `chromium` package); without it
+# they are skipped with one reason.
+E2E_CHROMIUM ?= /usr/bin/chromium
+export E2E_CHROMIUM
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -12,7 +18,7 @@ PORT ?= 8000
 
 help:
 	@echo "make run     install (first time), migrate, seed demo data, serve http://$(HOST):$(PORT)"
-	@echo "make test    run the whole test suite (DATABASE_URL / REDIS_URL if set)"
+	@echo "make test    run the whole test suite (DATABASE_URL / REDIS_URL if set; browser tests need /usr/bin/chromium)"
 	@echo "make worker  Celery worker + beat against REDIS_URL"
 	@echo "make lint    ruff, djlint, mypy, import layers (lint-imports)"
 	@echo "make format  ruff format + fixes, djlint reformat"
@@ -28,7 +34,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# npm is optional: without it only the accessibility scans of tests/e2e are skipped.
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: skipping node_modules/ (axe-core); the e2e accessibility scans will be skipped."; \
+	fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
@@ -38,7 +52,8 @@ run: migrate
 	@echo "Serving on http://$(HOST):$(PORT)  (HTTP + WebSocket, Ctrl-C to stop)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
+	@test -x "$(E2E_CHROMIUM)" || echo "e2e: no Chromium at $(E2E_CHROMIUM): the browser tests (tests/e2e) will be skipped (apt-get install chromium)."
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -9,7 +9,8 @@ from apps.core import views as core_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
-    path("dashboard/", core_views.dashboard, name="dashboard"),
+    # The dashboard and the app shell's extras (/favicon.ico).
+    path("", include("apps.dashboard.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),

@@ -28,7 +28,11 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-key-do-not-use-in-production")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Base URL of links in emails (invitations, low-balance alerts, billing). Empty: the address of
+# the request that caused the email (`make run` on any port), see apps.core.sites.
+SITE_URL = env.str("SITE_URL", default="").strip().rstrip("/")
+if SITE_URL and not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SITE_URL must start with http:// or https://, not {SITE_URL!r}.")
 # Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR networks, e.g.
 # 10.0.0.0/8,fd00::/8. Unset: the direct peer is the client (apps.core.middleware.client_ip).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
@@ -75,6 +79,7 @@ INSTALLED_APPS = [
     "apps.media",
     "djstripe",
     "apps.billing",
+    "apps.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "apps.core.sites.SiteURLMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -121,6 +127,7 @@ TEMPLATES = [
                 "apps.core.context_processors.branding",
                 "apps.workspaces.context_processors.workspaces",
                 "apps.credits.context_processors.credits",
+                "apps.dashboard.context_processors.sidebar",
             ],
         },
     },
@@ -183,6 +190,9 @@ else:
 # while they stream that their user or key may still use the workspace; suspension, removal and
 # deletion also end open sockets at once through the channel layer.
 STREAM_ACCESS_RECHECK_SECONDS = env.float("STREAM_ACCESS_RECHECK_SECONDS", default=5.0)
+# A chat answer keeps generating when its tab closes; one nobody stops ends (settled for what was
+# generated) after this long. Keep it below the turn lock's 600 s (apps.chat.services).
+CHAT_MAX_ANSWER_SECONDS = env.float("CHAT_MAX_ANSWER_SECONDS", default=480.0)
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 

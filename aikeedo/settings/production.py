@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *
-from .base import env
+from .base import SITE_URL, env
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -17,6 +17,12 @@ if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Set DJANGO_ALLOWED_HOSTS to the host names this site serves.")
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters.")
+# Emailed links never follow a request's Host here: SITE_URL, else the first host served, on HTTPS.
+if not SITE_URL:
+    _site_host = next((host for host in ALLOWED_HOSTS if host and not host.startswith((".", "*"))), "")
+    if not _site_host:
+        raise ImproperlyConfigured("Set SITE_URL (e.g. https://app.example.com): the base URL of links in emails.")
+    SITE_URL = f"https://{_site_host}"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -11,7 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 
 from apps.accounts.models import Theme, User
-from apps.accounts.validators import validate_avatar
+from apps.accounts.validators import AVATAR_CONTENT_TYPES, validate_avatar
 from apps.core.forms import CleanTextMixin
 
 TIMEZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
@@ -40,10 +40,22 @@ class LoginForm(allauth_forms.LoginForm):
         return self.has_error(NON_FIELD_ERRORS, THROTTLED)
 
 
+AVATAR_ACCEPT = ",".join(AVATAR_CONTENT_TYPES.values())
+
+
 class ProfileForm(CleanTextMixin, forms.ModelForm):
+    """The profile page. `model_choices` are the chat models offered as the default model
+    (`apps.accounts.preferences`); a stored model that is no longer offered (disabled, removed)
+    stays selectable as it is, marked so, rather than being lost on the next save."""
+
     identifier_fields = ("default_model",)
     theme = forms.ChoiceField(choices=[("", "Site default"), *Theme.choices], required=False)
-    default_model = forms.CharField(max_length=100, required=False, help_text="Model preselected in new chats.")
+    default_model = forms.ChoiceField(
+        required=False,
+        help_text="Model preselected in new chats.",
+        error_messages={"invalid_choice": "Choose one of the listed models."},
+    )
+    remove_avatar = forms.BooleanField(required=False, label="Remove my avatar")
     notify_product_updates = forms.BooleanField(required=False, label="Product updates by email")
     notify_low_balance = forms.BooleanField(required=False, label="Low credit balance alerts")
     notify_security = forms.BooleanField(required=False, label="Security alerts (new sign-ins, password changes)")
@@ -53,20 +65,30 @@ class ProfileForm(CleanTextMixin, forms.ModelForm):
     class Meta:
         model = User
         fields = ["display_name", "avatar", "locale", "timezone"]
+        widgets = {"avatar": forms.FileInput(attrs={"accept": AVATAR_ACCEPT})}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, model_choices: list[tuple[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         prefs = self.instance.preferences or {}
         notifications = prefs.get("notifications") or {}
+        stored_model = str(prefs.get("default_model") or "")
         self.fields["theme"].initial = prefs.get("theme", "")
-        self.fields["default_model"].initial = prefs.get("default_model", "")
+        self.fields["default_model"].initial = stored_model
+        field: Any = self.fields["default_model"]
+        field.choices = default_model_choices(model_choices or [], stored_model)
         self.fields["notify_product_updates"].initial = notifications.get("product_updates", True)
         self.fields["notify_low_balance"].initial = notifications.get("low_balance", True)
         self.fields["notify_security"].initial = notifications.get("security", True)
-        self.fields["avatar"].widget = forms.ClearableFileInput(
-            attrs={"accept": "image/png,image/jpeg,image/webp,image/gif"}
-        )
         self._stored_avatar = self.instance.avatar.name if self.instance.avatar else ""
+        self.avatar_max_bytes = avatar_max_bytes()
+        self.fields["avatar"].help_text = (
+            f"PNG, JPEG, WebP or GIF, up to {self.avatar_max_bytes // 1024:,} KiB. "
+            "The people in your workspaces see it."
+        )
+
+    def visible_fields(self) -> list[Any]:
+        # The avatar (picture, file input, remove option) is laid out by the page as one group.
+        return [field for field in super().visible_fields() if field.name not in AVATAR_FIELDS]
 
     def clean_avatar(self) -> Any:
         avatar = self.cleaned_data.get("avatar")
@@ -76,6 +98,15 @@ class ProfileForm(CleanTextMixin, forms.ModelForm):
             # about the person than they meant to share, and it is served from a public URL.
             avatar.name = f"{uuid.uuid4().hex}.{extension}"
         return avatar
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        new_upload = hasattr(data.get("avatar"), "content_type")
+        if data.get("remove_avatar") and not new_upload:
+            # False clears the file field (what Django's "Clear" checkbox posts); a new picture
+            # chosen at the same time wins over removing the old one.
+            data["avatar"] = False
+        return data
 
     def save(self, commit: bool = True) -> User:
         user: User = super().save(commit=False)
@@ -99,6 +130,25 @@ class ProfileForm(CleanTextMixin, forms.ModelForm):
             storage = user.avatar.storage
             # After commit: a rolled-back save must still find its file.
             transaction.on_commit(lambda: storage.delete(old))
+
+
+AVATAR_FIELDS = ("avatar", "remove_avatar")
+
+
+def avatar_max_bytes() -> int:
+    """The largest avatar upload, set by staff (Config > AVATAR_MAX_KB)."""
+    from constance import config
+
+    return int(config.AVATAR_MAX_KB) * 1024
+
+
+def default_model_choices(models: list[tuple[str, str]], stored: str) -> list[tuple[str, str]]:
+    """The "Default model" options: automatic, the models offered, and the stored model when it
+    is no longer among them (kept, so saving the page unchanged does not drop it)."""
+    choices = [("", "Automatic: the first model available"), *models]
+    if stored and stored not in {value for value, _ in models}:
+        choices.append((stored, f"{stored} (not available now)"))
+    return choices
 
 
 class DeleteAccountForm(forms.Form):

@@ -12,25 +12,32 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.forms import DeleteAccountForm, ProfileForm
 from apps.accounts.models import User
+from apps.accounts.preferences import DEFAULT_MODEL, preference_choices
 from apps.accounts.services import user_delete, user_export_data
 from apps.core.http import AuthedRequest
+
+
+def _profile_page(request: AuthedRequest, form: ProfileForm, *, status: int = 200) -> HttpResponse:
+    return render(request, "accounts/profile.html", {"form": form}, status=status)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request: AuthedRequest) -> HttpResponse:
+    models = preference_choices(DEFAULT_MODEL)
     if request.method == "POST":
         # A copy, not request.user: validating a ModelForm writes the input onto its
         # instance, and a refused form must not show up as the signed-in user's data.
-        form = ProfileForm(request.POST, request.FILES, instance=User.objects.get(pk=request.user.pk))
+        form = ProfileForm(
+            request.POST, request.FILES, instance=User.objects.get(pk=request.user.pk), model_choices=models
+        )
         if form.is_valid():
             form.save()
             messages.success(request, "Profile saved.")
             return redirect("accounts:profile")
         messages.error(request, "Please correct the errors below.")
-        return render(request, "accounts/profile.html", {"form": form}, status=400)
-    form = ProfileForm(instance=request.user)
-    return render(request, "accounts/profile.html", {"form": form})
+        return _profile_page(request, form, status=400)
+    return _profile_page(request, ProfileForm(instance=request.user, model_choices=models))
 
 
 @login_required

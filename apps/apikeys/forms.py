@@ -21,6 +21,8 @@ class ApiKeyForm(CleanTextMixin, forms.Form):
     name = forms.CharField(max_length=100, strip=True, help_text="Where the key is used, e.g. “Support bot”.")
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices,
+        # What most keys are for: the form submitted as it comes makes a working chat key.
+        initial=[Scope.CHAT.value],
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one scope."},
     )

@@ -685,8 +685,9 @@ class BillingAccountAdmin(AddFormAdmin):
             form=form,
             submit="Assign plan",
             intro=[
-                "The workspaces below are put on the chosen plan now. One paying for a Stripe subscription "
-                "returns to its subscribed plan at the subscription's next change or renewal."
+                "The workspaces below are put on the chosen plan now, with its credits for this month (once a "
+                "month per plan). One paying for a Stripe subscription returns to its subscribed plan at the "
+                "subscription's next change or renewal."
             ],
             objects=[
                 f"{a.workspace} (now: {a.plan or 'default plan'}, {a.get_plan_source_display()})" for a in accounts

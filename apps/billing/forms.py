@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.db.models import Q
 
 from apps.billing.models import AutoTopup, CreditPack, Plan
 from apps.billing.money import money_display
@@ -43,12 +44,15 @@ class PackChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         pack: CreditPack = obj
         price = money_display(pack.price_cents, pack.currency)
-        return f"{pack.name}: {format_credits(pack.total_units)} credits for {price}"
+        label = f"{pack.name}: {format_credits(pack.total_units)} credits for {price}"
+        return label if pack.is_active else f"{label} (no longer for sale)"
 
 
 class AutoTopupForm(forms.Form):
     """Automatic top-up (owners): below the threshold, the saved card buys one of the packs
-    for sale (posted by code)."""
+    for sale, chosen from a list (posted by code). The pack already chosen stays in the list
+    after staff stop selling it, so saving the page unchanged keeps it (the service allows
+    keeping it; only switching to a pack not for sale is refused)."""
 
     auto_topup_enabled = forms.BooleanField(label="Top up automatically", required=False)
     auto_topup_threshold = credits_field(
@@ -56,7 +60,7 @@ class AutoTopupForm(forms.Form):
         "In credits, e.g. 100. The pack is bought once each time the balance falls this low.",
     )
     auto_topup_pack = PackChoiceField(
-        queryset=CreditPack.objects.filter(is_active=True),
+        queryset=CreditPack.objects.none(),
         to_field_name="code",
         required=False,
         label="Credit pack to buy",
@@ -64,17 +68,32 @@ class AutoTopupForm(forms.Form):
         error_messages={"invalid_choice": "Choose one of the credit packs for sale."},
     )
 
+    def __init__(self, *args: Any, current_pack: CreditPack | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        offered = Q(is_active=True)
+        if current_pack is not None:
+            offered |= Q(pk=current_pack.pk)
+        field: Any = self.fields["auto_topup_pack"]
+        field.queryset = CreditPack.objects.filter(offered)
+
     @classmethod
     def for_topup(cls, topup: AutoTopup | None) -> AutoTopupForm:
         if topup is None:
             return cls()
         return cls(
+            current_pack=topup.pack,
             initial={
                 "auto_topup_enabled": topup.enabled,
                 "auto_topup_threshold": credits_text(topup.threshold_units),
                 "auto_topup_pack": topup.pack.code if topup.pack is not None else "",
-            }
+            },
         )
+
+    @property
+    def has_packs(self) -> bool:
+        """Whether there is any pack to choose (none for sale yet: the page says so)."""
+        field: Any = self.fields["auto_topup_pack"]
+        return bool(field.queryset.exists())
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

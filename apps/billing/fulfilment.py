@@ -42,6 +42,7 @@ from apps.billing.signals import (
     subscription_started,
 )
 from apps.core.events import send_on_commit
+from apps.core.sites import current_base_url
 from apps.credits.models import Source
 from apps.credits.selectors import credits_balance
 from apps.credits.services import credits_clawback, credits_grant, credits_refund
@@ -263,7 +264,7 @@ def _fulfil_pack(
     if amount_cents > 0:
         from apps.billing.emails import send_receipt
 
-        transaction.on_commit(partial(send_receipt, key), robust=True)
+        transaction.on_commit(partial(send_receipt, key, current_base_url()), robust=True)
         _announce_payment(fulfilment)
     return fulfilment
 
@@ -526,7 +527,7 @@ def _invoice_paid(event: StripeEvent) -> Outcome:
     if fulfilment.amount_cents > 0:
         from apps.billing.emails import send_receipt
 
-        transaction.on_commit(partial(send_receipt, key), robust=True)
+        transaction.on_commit(partial(send_receipt, key, current_base_url()), robust=True)
         _announce_payment(fulfilment)
     return Outcome(workspace_id)
 
@@ -560,7 +561,9 @@ def _invoice_payment_failed(event: StripeEvent) -> Outcome:
     )
     from apps.billing.emails import send_payment_failed
 
-    transaction.on_commit(partial(send_payment_failed, workspace_id, account.grace_until), robust=True)
+    transaction.on_commit(
+        partial(send_payment_failed, workspace_id, account.grace_until, current_base_url()), robust=True
+    )
     return Outcome(workspace_id)
 
 

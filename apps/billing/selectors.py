@@ -101,6 +101,11 @@ def account_of(workspace: Workspace) -> BillingAccount | None:
 # ---------------------------------------------------------------------------- billing page
 
 
+# The badge of a workspace without a subscription. Not "Free": the plan's own name is shown beside
+# it, and the default plan is usually called Free ("Free Free").
+NOT_SUBSCRIBED = "No subscription"
+
+
 @dataclass(frozen=True)
 class BillingState:
     """Where the workspace stands, in words: a short label and what it means for the user."""
@@ -114,8 +119,11 @@ class BillingState:
 def billing_state(account: BillingAccount | None, plan: Plan | None) -> BillingState:
     now = timezone.now()
     plan_name = plan.name if plan is not None else "the default plan"
+    on_plan = f"the {plan.name} plan" if plan is not None else "the default plan"
     if account is None:
-        return BillingState("free", "Free", f"This workspace is on {plan_name}. Choose a plan to get more credits.")
+        return BillingState(
+            "free", NOT_SUBSCRIBED, f"This workspace is on {on_plan}. Choose a plan to get more credits."
+        )
     if account.restricted:
         return BillingState(
             "restricted",
@@ -161,12 +169,12 @@ def billing_state(account: BillingAccount | None, plan: Plan | None) -> BillingS
     if account.plan_id is not None and account.plan_source != PlanSource.STRIPE:
         expires = account.plan_expires_at
         if expires is not None and expires <= now:
-            return BillingState("free", "Free", f"This workspace is on {plan_name}.")
+            return BillingState("free", NOT_SUBSCRIBED, f"This workspace is on {on_plan}.")
         until = f" until {day(expires)}" if expires else ""
         return BillingState(
             "assigned", account.get_plan_source_display(), f"{plan_name} is given to this workspace{until}."
         )
-    return BillingState("free", "Free", f"This workspace is on {plan_name}. Choose a plan to get more credits.")
+    return BillingState("free", NOT_SUBSCRIBED, f"This workspace is on {on_plan}. Choose a plan to get more credits.")
 
 
 def day(moment: datetime) -> str:

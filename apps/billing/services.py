@@ -28,6 +28,7 @@ from apps.workspaces.services import workspace_entitlements_clear
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
+    from apps.credits.models import CreditGrant
 
 logger = logging.getLogger(__name__)
 
@@ -339,8 +340,9 @@ def billing_plan_assign(
     source: str = PlanSource.STAFF,
     reason: str = "",
 ) -> BillingAccount:
-    """Put a workspace on `plan` (None: the default plan), for `days` or until changed. A
-    Stripe subscription's own plan is left to Stripe: the next subscription event restores it."""
+    """Put a workspace on `plan` (None: the default plan), for `days` or until changed, with
+    the plan's credits for this month (`billing_plan_credits_start`). A Stripe subscription's own
+    plan is left to Stripe: the next subscription event restores it."""
     account = account_for_workspace(workspace.pk, lock=True)
     previous = account.plan.code if account.plan else ""
     account.plan = plan
@@ -350,6 +352,7 @@ def billing_plan_assign(
     account.save()
     entitlements_push(account=account)
     entitlements_forget(workspace)
+    billing_plan_credits_start(workspace=workspace, account=account)
     audit_record(
         actor=acting_user,
         action="billing.plan_assign",
@@ -483,47 +486,104 @@ def billing_plan_expire(*, now: datetime | None = None) -> int:
     return count
 
 
+# ---------------------------------------------------------------------------- plan monthly credits
+
+PLAN_MONTH_PREFIX = "plan-month:"
+
+
+def month_start(now: datetime) -> datetime:
+    """The first instant of `now`'s calendar month (UTC, as stored)."""
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def plan_month_key(*, workspace_id: int, plan: Plan, month: datetime) -> str:
+    """The idempotency key of a plan's monthly credits for one workspace and month. The hourly
+    task and a plan change (`billing_plan_credits_start`) use the same key, so a workspace gets
+    each plan's credits at most once a month, whichever comes first."""
+    return f"{PLAN_MONTH_PREFIX}{month:%Y-%m}:{workspace_id}:{plan.pk}"
+
+
+def _granted_workspace_id(key: str, prefix: str) -> int | None:
+    """The workspace of a month's key (`<prefix><workspace>:<plan>`, or `<prefix><workspace>`
+    as written before keys named the plan)."""
+    head = key.removeprefix(prefix).split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _plan_with_monthly_credits(account: BillingAccount | None, default: Plan | None) -> Plan | None:
+    """The plan whose monthly credits billing grants the workspace, or None: paid through a
+    Stripe subscription (its invoices grant the period's credits), or a plan without any."""
+    from apps.billing.entitlements import plan_of
+
+    if account is not None and account.plan_source == PlanSource.STRIPE and account.has_subscription:
+        return None
+    plan = plan_of(account, default)
+    return plan if plan is not None and plan.monthly_credit_units > 0 else None
+
+
+def _plan_month_grant(*, workspace: Workspace, plan: Plan, month: datetime) -> CreditGrant:
+    from apps.billing.fulfilment import add_months
+    from apps.credits.amounts import to_credits
+    from apps.credits.models import Source
+    from apps.credits.services import credits_grant
+
+    return credits_grant(
+        workspace=workspace,
+        amount=to_credits(plan.monthly_credit_units),
+        source=Source.SUBSCRIPTION,
+        idempotency_key=plan_month_key(workspace_id=workspace.pk, plan=plan, month=month),
+        expires_at=add_months(month, 1),
+        reason=f"{plan.name}: credits for {month:%B %Y}",
+        replace_source=True,
+    )
+
+
+def billing_plan_credits_start(
+    *, workspace: Workspace, account: BillingAccount | None, now: datetime | None = None
+) -> CreditGrant | None:
+    """This month's credits of the plan the workspace is now on, at once: when it is created
+    (on the default plan) or moves to another plan (staff, a redeemed code), rather than at the
+    next run of the hourly task (which `make run` does not start). Replaces what is left of the
+    previous plan's monthly credits. Once per workspace, plan and month (the task's key): a
+    second call, and the task afterwards, grant nothing. `account`: the workspace's billing
+    account as just changed, None when it has none (a new workspace). Returns the new grant."""
+    from apps.credits.models import CreditGrant
+
+    plan = _plan_with_monthly_credits(account, Plan.objects.filter(is_default=True).first())
+    if plan is None:
+        return None
+    month = month_start(now or timezone.now())
+    if CreditGrant.objects.filter(
+        idempotency_key=plan_month_key(workspace_id=workspace.pk, plan=plan, month=month)
+    ).exists():
+        return None
+    return _plan_month_grant(workspace=workspace, plan=plan, month=month)
+
+
 def billing_plan_monthly_credits(*, now: datetime | None = None) -> int:
     """Monthly credits of plans not billed through Stripe — the default (free) plan, and plans
     staff or a code assigned: each workspace on one gets them once per calendar month (UTC),
-    replacing what was left of the previous month's. Keyed per workspace and month, so the
-    hourly run grants once. Returns how many workspaces got credits."""
-    from apps.billing.entitlements import loaded_account, plan_of
-    from apps.billing.fulfilment import add_months
-    from apps.credits.amounts import to_credits
-    from apps.credits.models import CreditGrant, Source
-    from apps.credits.services import credits_grant
+    replacing what was left of the previous month's. A workspace that already got a plan's
+    credits this month (created or moved to a plan meanwhile: `billing_plan_credits_start`) is
+    done. Returns how many workspaces got credits."""
+    from apps.billing.entitlements import loaded_account
+    from apps.credits.models import CreditGrant
 
-    now = now or timezone.now()
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    prefix = f"plan-month:{month:%Y-%m}:"
+    month = month_start(now or timezone.now())
+    prefix = f"{PLAN_MONTH_PREFIX}{month:%Y-%m}:"
     if not Plan.objects.filter(monthly_credit_units__gt=0).exists():
         return 0
-    done = {
-        int(key.removeprefix(prefix))
-        for key in CreditGrant.objects.filter(idempotency_key__startswith=prefix).values_list(
-            "idempotency_key", flat=True
-        )
-    }
+    keys = CreditGrant.objects.filter(idempotency_key__startswith=prefix).values_list("idempotency_key", flat=True)
+    done = {workspace_id for key in keys if (workspace_id := _granted_workspace_id(key, prefix)) is not None}
     default = Plan.objects.filter(is_default=True).first()
     granted = 0
     # Accounts and plans come with the workspaces: one query per chunk, not per workspace.
     workspaces = Workspace.objects.active().exclude(pk__in=done).select_related("billing__plan")
     for workspace in workspaces.iterator(chunk_size=500):
         _, account = loaded_account(workspace)
-        if account is not None and account.plan_source == PlanSource.STRIPE and account.has_subscription:
-            continue  # paid through Stripe: its invoices grant the period's credits
-        plan = plan_of(account, default)
-        if plan is None or plan.monthly_credit_units <= 0:
+        plan = _plan_with_monthly_credits(account, default)
+        if plan is None:
             continue
-        credits_grant(
-            workspace=workspace,
-            amount=to_credits(plan.monthly_credit_units),
-            source=Source.SUBSCRIPTION,
-            idempotency_key=f"{prefix}{workspace.pk}",
-            expires_at=add_months(month, 1),
-            reason=f"{plan.name}: credits for {month:%B %Y}",
-            replace_source=True,
-        )
+        _plan_month_grant(workspace=workspace, plan=plan, month=month)
         granted += 1
     return granted

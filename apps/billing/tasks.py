@@ -8,11 +8,15 @@ from celery import shared_task
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def process_event(event_id: int) -> None:
+def process_event(event_id: int, base_url: str = "") -> None:
+    """`base_url`: the address the webhook was delivered to, for the links of the emails the
+    event causes (receipts, payment failures) when SITE_URL is not set."""
     from apps.billing.fulfilment import djstripe_mirror, event_process
+    from apps.core.sites import base_url_scope
 
-    event = event_process(event_id=event_id)
-    djstripe_mirror(event)
+    with base_url_scope(base_url):
+        event = event_process(event_id=event_id)
+        djstripe_mirror(event)
 
 
 @shared_task(ignore_result=True)

@@ -425,7 +425,7 @@ def topup(request: WorkspaceRequest) -> HttpResponse:
         return _topup_page(request, current, AutoTopupForm.for_topup(current))
     if not request.membership.has_perm(Perm.MANAGE_BILLING):
         return _forbidden(request, "Only owners can change automatic top-up.")
-    form = AutoTopupForm(request.POST)
+    form = AutoTopupForm(request.POST, current_pack=current.pack if current is not None else None)
     if not form.is_valid():
         return _topup_page(request, current, form, status=400)
     try:

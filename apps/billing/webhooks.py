@@ -27,6 +27,7 @@ from djstripe.views import ProcessWebhookView
 
 from apps.billing.models import StripeEvent
 from apps.core.middleware import client_ip
+from apps.core.sites import current_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ def event_record(payload: dict[str, Any], *, mirror: bool = True) -> StripeEvent
         from apps.billing.tasks import process_event
 
         event_id = event.pk
+        base_url = current_base_url()  # where Stripe reached us: links in the emails it causes
         # robust: the event is stored; if the broker is down the retry task picks it up.
-        transaction.on_commit(lambda: process_event.delay(event_id), robust=True)
+        transaction.on_commit(lambda: process_event.delay(event_id, base_url), robust=True)
     return event
 
 

@@ -1,49 +1,61 @@
 """The chat socket (`/ws/chat/<conversation id>/`): authenticate, authorise the conversation's
-workspace, relay. The turn runs as a task on this connection's event loop
-(`services.chat_turn_answer`): deltas are sent as they arrive, one frame per chunk (never through
-the channel layer), and database steps run in the process's database threads (`db_step`), so one
-process carries many concurrent streams without a thread or a connection each.
+workspace, relay.
+
+A socket prepares a turn (`services.chat_*_prepare`: the turn lock, the rate limits) and hands
+it to `apps.chat.answers`, which runs the answer independently of any socket: closing or
+reloading the tab does not stop it. Every socket showing the conversation (any tab, device or
+process) joins the conversation's group and relays what the running answer fans out; the Stop
+button of any of them stops it. A socket that joins while an answer runs asks it for the text
+so far (`chat.hello` → `chat.snapshot`), then relays only the characters past it (each delta
+carries its offset): nothing is lost or shown twice.
 
 Access is checked on connect, again at each turn, and while an answer streams (every
 `STREAM_ACCESS_RECHECK_SECONDS`, in the pipeline); suspension, removal from the workspace and
-its deletion also reach the socket at once through the channel layer. When access is gone the
-running answer ends (settled for what was delivered) and the socket closes with
-`ACCESS_REVOKED_CLOSE_CODE` (4403) after an `error` frame with code `access_revoked`.
+its deletion also reach the socket and the running answer at once through the channel layer.
+When access is gone, the user's running answer ends (settled for what was generated) and the
+socket closes with `ACCESS_REVOKED_CLOSE_CODE` (4403) after an `error` frame with code
+`access_revoked`.
 
-Client frames: `send` {content}, `stop`, `regenerate`, `edit` {message_id, content}.
-Server frames: `ready`, `started` {message_id, user_message_id}, `delta` {text}, `done`
-{message_id, status, html, usage, credits, error}, `title` {title}, `error` {message[, code]} (a
-refused turn carries its `DomainError` code, through `apps.core.realtime.error_frame`).
+Query string: `history=1` (a page reconnecting: send it every message again), `streaming=<id>`
+(the message the page shows as still being generated: send its final state if it has ended).
+
+Client frames: `send` {content[, attachments: file ids from `chat:attach`]}, `stop`, `regenerate`,
+`edit` {message_id, content}.
+Server frames: `ready`; `history` {html}; `started` {message_id, user_message_id, user_html,
+html, offset, mine} (an answer began, or the state of the one running: `user_html` is the
+message it answers and `html` the answer so far, both rendered by the server; `mine` when this
+socket asked for it); `delta` {message_id, offset, text}; `done` {message_id, status, html,
+usage, credits, error}; `title` {title}; `error` {message[, code]} (a refused turn carries its
+`DomainError` code, through `apps.core.realtime.error_frame`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
 from apps.accounts.models import User
-from apps.chat import services
+from apps.chat import answers, services
 from apps.chat.exceptions import ChatStreamError
+from apps.chat.fragments import history_html, message_html
 from apps.chat.models import Conversation, Message
-from apps.chat.rendering import render_markdown
 from apps.core.errors import DomainError
 from apps.core.realtime import RevocableConsumer, error_frame
 from apps.credits.amounts import to_credits
-from apps.generation.models import Generation
 from apps.generation.services import db_step
 from apps.ratelimits.exceptions import RateLimited
-from apps.ratelimits.services import ratelimit_enforce, ratelimit_record_tokens
+from apps.ratelimits.services import ratelimit_enforce
 from apps.workspaces.selectors import workspace_access_active
 
 logger = logging.getLogger(__name__)
 
-DISCONNECT_GRACE_SECONDS = 10.0
+ACCESS_CLOSE_GRACE_SECONDS = 10.0
 
 
 def _conversation_for(user: User, conversation_id: int) -> Conversation | None:
@@ -60,6 +72,27 @@ def _conversation_for(user: User, conversation_id: int) -> Conversation | None:
     )
 
 
+def _ended_message(conversation_id: int, message_id: int) -> Message | None:
+    """The conversation's assistant message, once it is no longer streaming."""
+    return (
+        Message.objects.filter(conversation_id=conversation_id, pk=message_id, role=Message.Role.ASSISTANT)
+        .exclude(status=Message.Status.STREAMING)
+        .first()
+    )
+
+
+def _done_frame(message: Message) -> dict[str, Any]:
+    return {
+        "type": "done",
+        "message_id": message.pk,
+        "status": message.status,
+        "html": message_html(message),
+        "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},
+        "credits": str(to_credits(message.credits_units)),
+        "error": message.error,
+    }
+
+
 class AccessEnded(Exception):
     """At the start of a turn: the user may no longer use this conversation."""
 
@@ -67,12 +100,10 @@ class AccessEnded(Exception):
 class ChatConsumer(RevocableConsumer):
     conversation_id: int
     user: User
-    task: asyncio.Task[None] | None = None
-    title_task: asyncio.Task[None] | None = None
-    turn: services.Turn | None = None
+    live: dict[int, int]  # the answer(s) being relayed: message id -> characters relayed
+    live_user_id: int | None = None  # who asked for the running answer
     gone: bool = False
-    stop_outcome: str | None = None
-    access_ending: bool = False
+    close_timer: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
         user = await self.signed_in_user()
@@ -84,9 +115,27 @@ class ChatConsumer(RevocableConsumer):
             await self.close(code=4404)
             return
         self.user = user
+        self.live = {}
         await self.join_access_groups(user_id=user.pk, workspace_id=conversation.workspace_id)
+        # Joined before reading anything: whatever happens from now on reaches this socket.
+        await self.channel_layer.group_add(answers.conversation_group(self.conversation_id), self.channel_name)
         await self.accept()
         await self.send_json({"type": "ready", "conversation": self.conversation_id})
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Bring the page up to date: every message when it asks (a reconnect), the end of an
+        answer it shows as streaming, then the running answer's text so far."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if query.get("history") == ["1"]:
+            html = await database_sync_to_async(history_html)(self.conversation_id)
+            await self._send({"type": "history", "html": html})
+        streaming = (query.get("streaming") or [""])[0]
+        if streaming.isdigit():
+            message = await database_sync_to_async(_ended_message)(self.conversation_id, int(streaming))
+            if message is not None:
+                await self._send(await database_sync_to_async(_done_frame)(message))
+        await answers.answer_hello(self.conversation_id, self.channel_name)
 
     async def access_ok(self) -> bool:
         assert self.access_workspace_id is not None
@@ -95,39 +144,31 @@ class ChatConsumer(RevocableConsumer):
         )
 
     async def access_ended(self) -> None:
-        """End the running answer (settled for what was delivered), then close."""
-        if self.access_closed or self.access_ending:
+        """Close the socket. When this user's own answer is running, its run (which watches
+        the same access) is ending it: show its end first, for at most a few seconds."""
+        if self.access_closed or self.close_timer is not None:
             return
-        self.access_ending = True
-        if self.task is not None and not self.task.done() and self.task is not asyncio.current_task():
-            self._stop(Generation.Outcome.STOPPED)
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.task), DISCONNECT_GRACE_SECONDS)
-        await super().access_ended()
+        if self.live and self.live_user_id == self.user.pk:
+            loop = asyncio.get_running_loop()
+            self.close_timer = loop.call_later(
+                ACCESS_CLOSE_GRACE_SECONDS, lambda: asyncio.ensure_future(self._close_for_access())
+            )
+            return
+        await self._close_for_access()
+
+    async def _close_for_access(self) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        await RevocableConsumer.access_ended(self)
 
     async def disconnect(self, code: int) -> None:
+        """Leave the groups. A running answer goes on: the browser leaving is not a stop."""
         self.gone = True
+        if self.close_timer is not None:
+            self.close_timer.cancel()
         await self.leave_access_groups()
-        if self.title_task is not None and not self.title_task.done():
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.title_task), DISCONNECT_GRACE_SECONDS)
-        if self.task is None or self.task.done():
-            return
-        # End the answer as client_gone: only what was delivered is charged.
-        self._stop(Generation.Outcome.CLIENT_GONE)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self.task), DISCONNECT_GRACE_SECONDS)
-
-    def _stop(self, outcome: str) -> None:
-        """Stop the running turn: before it started, while it waits for the first token, or
-        mid-stream. Once the answer is being finished, there is nothing left to stop."""
-        self.stop_outcome = self.stop_outcome or outcome
-        turn = self.turn
-        if turn is None:
-            return  # still preparing: _run applies stop_outcome when the turn exists
-        turn.request_stop(outcome)
-        if turn.streaming and self.task is not None:
-            self.task.cancel()
+        if hasattr(self, "live"):
+            await self.channel_layer.group_discard(answers.conversation_group(self.conversation_id), self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if not text_data:
@@ -141,20 +182,21 @@ class ChatConsumer(RevocableConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "stop":
-            if self.task is not None and not self.task.done():
-                self._stop(Generation.Outcome.STOPPED)
+            await answers.answer_stop(self.conversation_id)
             return
         if kind not in ("send", "regenerate", "edit"):
             return await self._error("Unknown frame.")
-        if self.task is not None and not self.task.done():
-            return await self._error("An answer is already being generated.")
         prepare: Callable[..., services.Turn]
         if kind == "send":
-            text = content.get("content")
+            text, attachments = content.get("content"), content.get("attachments", [])
             error = self._content_error(text)
+            if not isinstance(attachments, list) or not all(
+                isinstance(pk, int) and not isinstance(pk, bool) for pk in attachments
+            ):
+                error = "attachments must be a list of file ids."
             if error:
                 return await self._error(error)
-            prepare = partial(services.chat_send_prepare, content=text)
+            prepare = partial(services.chat_send_prepare, content=text, attachment_ids=attachments)
         elif kind == "regenerate":
             prepare = services.chat_regenerate_prepare
         else:
@@ -165,8 +207,7 @@ class ChatConsumer(RevocableConsumer):
             if error:
                 return await self._error(error)
             prepare = partial(services.chat_edit_prepare, message_id=message_id, content=text)
-        self.turn, self.stop_outcome = None, None
-        self.task = asyncio.create_task(self._run(prepare))
+        await self._start(prepare)
 
     @staticmethod
     def _content_error(text: Any) -> str:
@@ -195,13 +236,10 @@ class ChatConsumer(RevocableConsumer):
         )
         return turn
 
-    def _record_tokens(self, turn: services.Turn, message: Message) -> None:
-        ratelimit_record_tokens(
-            workspace=turn.conversation.workspace, user=self.user, tokens=message.input_tokens + message.output_tokens
-        )
-
-    async def _run(self, prepare: Callable[..., services.Turn]) -> None:
-        """Prepare one turn, stream its answer, then its title; frames in order."""
+    async def _start(self, prepare: Callable[..., services.Turn]) -> None:
+        """Prepare the turn (refusals go to this socket only: a second tab, the turn lock), then
+        start its answer, which no longer depends on this socket. (A stop frame sent meanwhile
+        waits for this: the socket handles one frame at a time.)"""
         try:
             turn = await db_step(self._prepare, prepare)
         except AccessEnded:
@@ -214,47 +252,77 @@ class ChatConsumer(RevocableConsumer):
             logger.exception("chat turn failed in conversation %s", self.conversation_id)
             await self._send({"type": "error", "message": services.UNEXPECTED_MESSAGE})
             return
-        self.turn = turn
-        if self.stop_outcome is not None:
-            turn.request_stop(self.stop_outcome)
-        await self._send({"type": "started", "message_id": turn.assistant.pk, "user_message_id": turn.user_message.pk})
-        try:
-            message = await services.chat_turn_answer(turn, on_delta=self._delta)
-        except Exception:
-            logger.exception("chat turn failed in conversation %s", self.conversation_id)
-            await self._send({"type": "error", "message": services.UNEXPECTED_MESSAGE})
-            return
-        await db_step(self._record_tokens, turn, message)
+        answers.answer_start(turn, origin=self.channel_name)
+
+    # ------------------------------------------------------------------------ the running answer
+
+    async def chat_started(self, event: dict[str, Any]) -> None:
+        self.live[event["message_id"]] = 0
+        self.live_user_id = event.get("user_id")
         await self._send(
             {
-                "type": "done",
-                "message_id": message.pk,
-                "status": message.status,
-                "html": render_markdown(message.content),
-                "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},
-                "credits": str(to_credits(message.credits_units)),
-                "error": message.error,
+                "type": "started",
+                "message_id": event["message_id"],
+                "user_message_id": event["user_message_id"],
+                "user_html": event["user_html"],
+                "html": event["html"],
+                "offset": 0,
+                "mine": event.get("origin") == self.channel_name,
             }
         )
-        if turn.access_lost:  # noticed while it streamed
-            await self.access_ended()
-            return
-        if turn.first_exchange and not self.access_ending:
-            # Its own task: the next turn may start while the title is being written.
-            self.title_task = asyncio.create_task(self._title(turn, message))
 
-    async def _title(self, turn: services.Turn, message: Message) -> None:
-        try:
-            title = await services.chat_turn_title(turn, message)
-        except Exception:  # a title is a nicety: never an error for the user
-            logger.exception("title failed in conversation %s", self.conversation_id)
-            return
-        if title:
-            await self._send({"type": "title", "title": title})
+    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        message_id, length = event["message_id"], int(event["length"])
+        if self.live.get(message_id, -1) >= length and length > 0:
+            return  # this socket has relayed as much already
+        self.live[message_id] = length
+        await self._send(
+            {
+                "type": "started",
+                "message_id": message_id,
+                "user_message_id": event["user_message_id"],
+                "user_html": event["user_html"],
+                "html": event["html"],
+                "offset": length,
+                "mine": False,
+            }
+        )
 
-    async def _delta(self, text: str) -> None:
-        if not await self._send({"type": "delta", "text": text}):
-            raise services.RelayFailed("the socket is closed")
+    async def chat_delta(self, event: dict[str, Any]) -> None:
+        message_id = event["message_id"]
+        relayed = self.live.get(message_id)
+        if relayed is None:
+            return  # joined mid-answer: the snapshot on its way includes this
+        offset, text = int(event["offset"]), str(event["text"])
+        end = offset + len(text)
+        if end <= relayed:
+            return  # already in the snapshot
+        if offset > relayed:  # a group message was lost: ask for the text so far again
+            await answers.answer_hello(self.conversation_id, self.channel_name)
+            return
+        self.live[message_id] = end
+        piece = text[relayed - offset :]
+        await self._send({"type": "delta", "message_id": message_id, "offset": relayed, "text": piece})
+
+    async def chat_done(self, event: dict[str, Any]) -> None:
+        self.live.pop(event["message_id"], None)
+        frame = {key: event[key] for key in ("message_id", "status", "html", "usage", "credits", "error")}
+        await self._send({"type": "done", **frame})
+        if self.close_timer is not None:
+            await self._close_for_access()
+        elif event.get("access_lost"):
+            await self.access_revoked({"workspace": None})  # whose access? re-check this socket's
+
+    async def chat_failed(self, event: dict[str, Any]) -> None:
+        self.live.pop(event["message_id"], None)
+        await self._send({"type": "error", "message": services.UNEXPECTED_MESSAGE})
+        if self.close_timer is not None:
+            await self._close_for_access()
+
+    async def chat_title(self, event: dict[str, Any]) -> None:
+        await self._send({"type": "title", "title": event["title"]})
+
+    # ------------------------------------------------------------------------ sending
 
     async def _send(self, frame: dict[str, Any]) -> bool:
         """Send a frame; False when the client is gone (sending on a socket that has just

@@ -60,6 +60,10 @@ class Message(WorkspaceOwnedModel):
         STOPPED = "stopped", "Stopped"
         ERROR = "error", "Error"
 
+    class Feedback(models.TextChoices):
+        UP = "up", "Helpful"
+        DOWN = "down", "Not helpful"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
@@ -71,6 +75,13 @@ class Message(WorkspaceOwnedModel):
     generation = models.ForeignKey(Generation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Thumbs up / down on an answer, by whoever in the workspace gave it last (staff read it in
+    # the admin to judge models and prompts).
+    feedback = models.CharField(max_length=8, choices=Feedback.choices, blank=True)
+    feedback_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    feedback_at = models.DateTimeField(null=True, blank=True)
 
     objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
 
@@ -81,3 +92,35 @@ class Message(WorkspaceOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+class Attachment(WorkspaceOwnedModel):
+    """A file added to a question: an image (sent to vision models as an image part) or a text
+    file (its text goes with the question as context). Uploaded before the question is sent
+    (`message` empty until then). The bytes are kept in the row: small, private to the
+    workspace, and deleted with their message or conversation."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        TEXT = "text", "Text file"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    data = models.BinaryField(blank=True, editable=False)  # an image's bytes
+    text = models.TextField(blank=True, editable=False)  # a text file's text
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = WorkspaceScopedQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,5 +1,7 @@
-"""Model output (Markdown) to safe HTML: Markdown with fenced code highlighted by Pygments,
-then sanitised with nh3 (an allow-list: no scripts, no event handlers, no javascript: URLs)."""
+"""Model output (Markdown) to safe HTML: Markdown with tables and fenced code highlighted by
+Pygments, then sanitised with nh3 (an allow-list: no scripts, no event handlers, no javascript:
+URLs). Each code block then gets a Copy button, added after sanitising so that the allow-list
+stays free of buttons."""
 
 from __future__ import annotations
 
@@ -46,6 +48,12 @@ ALLOWED_ATTRIBUTES = {
 }
 
 
+CODE_BLOCK = '<div class="codehilite">'
+CODE_BLOCK_WITH_COPY = (
+    '<div class="codehilite"><button type="button" class="chat-code-copy" data-copy-code>Copy code</button>'
+)
+
+
 def render_markdown(text: str) -> str:
     import markdown
 
@@ -55,10 +63,11 @@ def render_markdown(text: str) -> str:
         extension_configs={"codehilite": {"guess_lang": False, "css_class": "codehilite"}},
         output_format="html",
     )
-    return nh3.clean(
+    clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+    return clean.replace(CODE_BLOCK, CODE_BLOCK_WITH_COPY)

@@ -23,8 +23,11 @@ answer ends. A lock left by a dead worker lapses after `TURN_LOCK_SECONDS`.
 How a turn ends (the assistant message's status):
 
 - the stream finished: `complete`;
-- the stop button or the socket closed (or a delta could not be relayed: the client is gone):
-  `stopped` — the delivered part is kept and charged;
+- the Stop button (from any tab or device showing the conversation) or the time limit
+  (`CHAT_MAX_ANSWER_SECONDS`): `stopped` — the generated part is kept and charged. Closing or
+  reloading the tab is not a stop: the answer goes on (`apps.chat.answers`);
+- a delta could not be relayed by a caller that streams to one client itself (`on_delta`
+  raised): `stopped` as client_gone — the delivered part is kept and charged;
 - the user lost access while it streamed (suspended, removed, workspace deleted): `stopped`
   with a message saying so — the delivered part is kept and charged;
 - a provider error after the first token: `error`, the delivered part kept and charged;
@@ -36,11 +39,13 @@ How a turn ends (the assistant message's status):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -53,7 +58,7 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.services import audit_record
 from apps.chat.exceptions import ChatError, ChatStreamError
-from apps.chat.models import Conversation, Message
+from apps.chat.models import Attachment, Conversation, Message
 from apps.credits.exceptions import CreditsError
 from apps.generation.exceptions import AccessRevoked, GenerationRefused
 from apps.generation.models import AIModel, Capability, Generation
@@ -61,7 +66,7 @@ from apps.generation.providers.base import TextDelta
 from apps.generation.router import AllProvidersFailed
 from apps.generation.services import ChatGeneration, GenerationEnd, db_step, generation_chat_stream
 from apps.workspaces.roles import Perm
-from apps.workspaces.selectors import workspace_plan_code
+from apps.workspaces.selectors import workspace_entitlements, workspace_plan_code
 from apps.workspaces.services import require_perm
 
 if TYPE_CHECKING:
@@ -254,6 +259,25 @@ def conversation_pin(*, conversation: Conversation, pinned: bool, acting_user: U
     return conversation
 
 
+FEEDBACK_VALUES = frozenset({"up", "down", ""})
+
+
+@transaction.atomic(durable=True)
+def message_feedback_set(*, message: Message, value: str, acting_user: User) -> Message:
+    """Thumbs up (`up`), down (`down`) or neither (`""`) on a finished answer, by a member of
+    its workspace. The last person to rate it wins; staff read it in the admin."""
+    require_perm(workspace=message.workspace, user=acting_user, perm=Perm.USE)
+    if value not in FEEDBACK_VALUES:
+        raise ChatError("Rate an answer up or down.", param="value")
+    if message.role != Message.Role.ASSISTANT or message.status == Message.Status.STREAMING:
+        raise ChatError("Only a finished answer can be rated.", param="message")
+    message.feedback = value
+    message.feedback_by = acting_user if value else None
+    message.feedback_at = timezone.now() if value else None
+    message.save(update_fields=["feedback", "feedback_by", "feedback_at"])
+    return message
+
+
 @transaction.atomic(durable=True)
 def conversation_delete(*, conversation: Conversation, acting_user: User) -> None:
     require_perm(workspace=conversation.workspace, user=acting_user, perm=Perm.USE)
@@ -332,6 +356,143 @@ def conversation_export(*, conversation: Conversation, fmt: str, acting_user: Us
     )
 
 
+# ---------------------------------------------------------------------------- attachments
+
+MAX_ATTACHMENTS = 4  # per message
+MAX_PENDING_ATTACHMENTS = 20  # uploaded and not yet sent, per conversation
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+TEXT_MAX_BYTES = 512 * 1024
+# Image formats every vision provider accepts, recognised by their first bytes (never by name).
+IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
+NOT_SUPPORTED_MESSAGE = "Attach an image (PNG, JPEG, GIF or WebP) or a text file (UTF-8 text, code, Markdown, CSV…)."
+
+
+def _image_type(data: bytes) -> str | None:
+    """The image's type from its first bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for signature, kind in IMAGE_SIGNATURES if data.startswith(signature)), None)
+
+
+def _image_is_whole(data: bytes, content_type: str) -> bool:
+    """The file parses as the image its first bytes announce (a renamed or truncated file
+    does not)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != PIL_FORMATS[content_type]:
+                return False
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _text_of(data: bytes) -> str | None:
+    """The file's text when it is UTF-8 text (a BOM allowed), else None (binary: a NUL byte, or
+    more than a few control characters)."""
+    if b"\x00" in data:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for char in text if ord(char) < 32 and char not in "\t\n\r\f")
+    return None if controls > max(8, len(text) // 100) else text
+
+
+def _upload_limit(workspace: Workspace, default: int) -> tuple[int, str]:
+    """The byte limit for one file: the site's, or the plan's when lower."""
+    entitlements = workspace_entitlements(workspace)
+    if entitlements.upload_max_bytes is not None and entitlements.upload_max_bytes < default:
+        return entitlements.upload_max_bytes, entitlements.plan_name
+    return default, ""
+
+
+def _too_large(limit: int, plan_name: str) -> ChatError:
+    where = f" on the {plan_name} plan" if plan_name else ""
+    return ChatError(
+        f"The file is too large: at most {limit / (1024 * 1024):.1f} MB{where}.", param="file", status_code=413
+    )
+
+
+@transaction.atomic(durable=True)
+def chat_attachment_create(*, conversation: Conversation, user: User, name: str, file: Any) -> Attachment:
+    """Keep a file for the user's next message: an image (PNG, JPEG, GIF, WebP) or a text file,
+    recognised by its content, within the site's and the plan's size limits. `file` is a
+    binary file object (an upload)."""
+    require_perm(workspace=conversation.workspace, user=user, perm=Perm.USE)
+    pending = Attachment.objects.filter(conversation=conversation, message__isnull=True).count()
+    if pending >= MAX_PENDING_ATTACHMENTS:
+        raise ChatError("Too many files are waiting to be sent. Send or remove some first.", param="file")
+    limit, plan_name = _upload_limit(conversation.workspace, IMAGE_MAX_BYTES)
+    data = file.read(limit + 1)
+    if not data:
+        raise ChatError("The file is empty.", param="file")
+    if len(data) > limit:
+        raise _too_large(limit, plan_name)
+    name = " ".join((name or "file").split())[:200] or "file"
+    fields: dict[str, Any]
+    content_type = _image_type(data)
+    if content_type is not None:
+        if not _image_is_whole(data, content_type):
+            raise ChatError("The image could not be read. It may be damaged.", param="file")
+        fields = {"kind": Attachment.Kind.IMAGE, "content_type": content_type, "data": data}
+    else:
+        text_limit, plan_name = _upload_limit(conversation.workspace, TEXT_MAX_BYTES)
+        if len(data) > text_limit:
+            raise _too_large(text_limit, plan_name)
+        text = _text_of(data)
+        if text is None:
+            raise ChatError(NOT_SUPPORTED_MESSAGE, param="file", status_code=415)
+        if len(text) > MAX_CONTENT_CHARS * 5:
+            raise ChatError(f"The text file is too long (at most {MAX_CONTENT_CHARS * 5:,} characters).", param="file")
+        fields = {"kind": Attachment.Kind.TEXT, "content_type": "text/plain; charset=utf-8", "text": text}
+    return Attachment.objects.create(
+        workspace=conversation.workspace,
+        conversation=conversation,
+        uploaded_by=user,
+        name=name,
+        size=len(data),
+        **fields,
+    )
+
+
+@transaction.atomic(durable=True)
+def chat_attachment_delete(*, attachment: Attachment, acting_user: User) -> None:
+    """Remove a file that was not sent yet (a sent one stays with its message)."""
+    require_perm(workspace=attachment.workspace, user=acting_user, perm=Perm.USE)
+    if attachment.message_id is not None:
+        raise ChatError("This file was sent with a message and stays with it.", param="file")
+    attachment.delete()
+
+
+def _attachments_for(conversation: Conversation, ids: Sequence[int]) -> list[Attachment]:
+    """The conversation's not yet sent files `ids`; refuses images for a model that cannot
+    read them."""
+    if not ids:
+        return []
+    attachments = list(
+        Attachment.objects.filter(pk__in=set(ids), conversation=conversation, message__isnull=True).defer(
+            "data", "text"
+        )
+    )
+    if len(attachments) != len(set(ids)):
+        raise ChatStreamError("A file of this message is no longer available. Attach it again.")
+    model = conversation.model
+    if any(a.kind == Attachment.Kind.IMAGE for a in attachments) and not (model and model.supports_vision):
+        name = model.display_name if model else "This model"
+        raise ChatStreamError(f"{name} cannot read images. Pick a model that can, or remove the image.")
+    return attachments
+
+
 # ---------------------------------------------------------------------------- turns
 
 
@@ -356,6 +517,7 @@ class Turn:
     stop_outcome: str | None = None
     streaming: bool = False
     access_lost: bool = False
+    stop_note: str = ""  # why it was stopped, when not by a person (shown with the message)
     parts: list[str] = field(default_factory=list)
     stream: ChatGeneration | None = None
     access_check: Callable[[], bool] | None = None
@@ -389,12 +551,13 @@ def _title_from(content: str, words: int = TITLE_WORDS) -> str:
     return title[:200]
 
 
-def _history(conversation: Conversation) -> list[dict[str, Any]]:
-    """The OpenAI-format messages: the system prompt, then the finished user/assistant turns."""
+def _history(conversation: Conversation, model: AIModel | None = None) -> list[dict[str, Any]]:
+    """The OpenAI-format messages: the system prompt, then the finished user/assistant turns,
+    the questions with their attachments (`_question_content`)."""
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    turns = (
+    turns = list(
         Message.objects.filter(
             conversation=conversation,
             role__in=[Message.Role.USER, Message.Role.ASSISTANT],
@@ -402,10 +565,39 @@ def _history(conversation: Conversation) -> list[dict[str, Any]]:
         )
         .exclude(content="")
         .order_by("created_at", "id")
-        .values_list("role", "content")
+        .values_list("pk", "role", "content")
     )
-    messages += [{"role": role, "content": content} for role, content in turns]
+    attached: dict[int, list[Attachment]] = {}
+    for attachment in Attachment.objects.filter(conversation=conversation, message__isnull=False):
+        attached.setdefault(attachment.message_id or 0, []).append(attachment)
+    vision = bool(model is not None and model.supports_vision)
+    for pk, role, content in turns:
+        if role == Message.Role.USER and pk in attached:
+            messages.append({"role": role, "content": _question_content(content, attached[pk], vision=vision)})
+        else:
+            messages.append({"role": role, "content": content})
     return messages
+
+
+def _question_content(content: str, attachments: list[Attachment], *, vision: bool) -> str | list[dict[str, Any]]:
+    """A question with its files: text files follow the text as context; images become image
+    parts (OpenAI's format, which the provider layer passes on to every provider) for a model
+    that reads images, or are named only for one that does not (an earlier turn's image after
+    switching model)."""
+    text = content
+    for attachment in attachments:
+        if attachment.kind == Attachment.Kind.TEXT:
+            text += f'\n\n<file name="{attachment.name}">\n{attachment.text}\n</file>'
+    images = [a for a in attachments if a.kind == Attachment.Kind.IMAGE]
+    if not images:
+        return text
+    if not vision:
+        return text + "".join(f"\n\n[image: {image.name}]" for image in images)
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    for image in images:
+        encoded = base64.b64encode(bytes(image.data)).decode("ascii")
+        parts.append({"type": "image_url", "image_url": {"url": f"data:{image.content_type};base64,{encoded}"}})
+    return parts
 
 
 def _messages_after(message: Message) -> Q:
@@ -437,7 +629,7 @@ def _unlock_turn(conversation: Conversation) -> None:
 def _begin(conversation: Conversation, user: User, user_message: Message) -> Turn:
     """Create the streaming assistant message for `user_message` (the turn lock is held)."""
     model = conversation.model if conversation.model_id else chat_default_model(conversation.workspace)
-    messages = _history(conversation)
+    messages = _history(conversation, model)
     first_exchange = not Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT).exists()
     assistant = Message.objects.create(
         workspace=conversation.workspace,
@@ -458,12 +650,18 @@ def _locked(conversation: Conversation, prepare: Callable[[], Message], user: Us
         raise
 
 
-def chat_send_prepare(*, conversation: Conversation, user: User, content: str) -> Turn:
-    """Add the user's message; the turn answers it."""
+def chat_send_prepare(
+    *, conversation: Conversation, user: User, content: str, attachment_ids: Sequence[int] = ()
+) -> Turn:
+    """Add the user's message, with the files uploaded for it (`chat_attachment_create`); the
+    turn answers it."""
     content = _clean_content(content)
+    if len(attachment_ids) > MAX_ATTACHMENTS:
+        raise ChatStreamError(f"Attach at most {MAX_ATTACHMENTS} files to a message.")
 
     def prepare() -> Message:
         with transaction.atomic():
+            attachments = _attachments_for(conversation, attachment_ids)
             user_message = Message.objects.create(
                 workspace=conversation.workspace,
                 conversation=conversation,
@@ -471,6 +669,7 @@ def chat_send_prepare(*, conversation: Conversation, user: User, content: str) -
                 content=content,
                 status=Message.Status.COMPLETE,
             )
+            Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=user_message)
             if not conversation.title:
                 conversation.title = _title_from(content)
                 conversation.title_generated = True
@@ -567,7 +766,7 @@ def _refused(turn: Turn, exc: Exception, generation: Generation | None) -> Messa
 
 def _ended(turn: Turn, generation: Generation | None) -> Message:
     status = _STATUS_FOR_OUTCOME.get(generation.outcome, Message.Status.ERROR) if generation else Message.Status.ERROR
-    error = MID_STREAM_MESSAGE if status == Message.Status.ERROR else ""
+    error = MID_STREAM_MESSAGE if status == Message.Status.ERROR else turn.stop_note
     return _finish(turn, "".join(turn.parts), status, error, generation)
 
 
@@ -594,7 +793,7 @@ async def chat_turn_answer(turn: Turn, *, on_delta: Callable[[str], Awaitable[No
     try:
         async with stream:
             if turn.stop_outcome is not None:  # stopped before the stream could start
-                return await db_step(_finish, turn, "", Message.Status.STOPPED)
+                return await db_step(_finish, turn, "", Message.Status.STOPPED, turn.stop_note)
             turn.streaming = True
             try:
                 async for event in stream:

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.chat.exceptions import ChatError
@@ -20,19 +21,25 @@ from apps.chat.forms import (
     RenameForm,
     SettingsForm,
 )
-from apps.chat.models import Conversation
+from apps.chat.fragments import attachment_html, message_html
+from apps.chat.models import Attachment, Conversation, Message
 from apps.chat.selectors import (
+    chat_model_choices,
     chat_models,
     conversation_filter_models,
     conversation_list,
     conversation_messages,
+    pending_attachments,
 )
 from apps.chat.services import (
+    chat_attachment_create,
+    chat_attachment_delete,
     conversation_create,
     conversation_delete,
     conversation_export,
     conversation_pin,
     conversation_update,
+    message_feedback_set,
 )
 from apps.core.http import WorkspaceRequest
 from apps.workspaces.decorators import workspace_required
@@ -103,13 +110,16 @@ def _detail_page(
     error: str = "",
     **forms_kw: Any,
 ) -> HttpResponse:
-    models = chat_models(workspace=request.workspace)
-    if conversation.model is not None and conversation.model not in models:
-        models = [conversation.model, *models]
+    choices = chat_model_choices(workspace=request.workspace)
+    models = [choice.model for choice in choices]
     model_id = conversation.model.model_id if conversation.model else None
     context = {
+        "model_choices": choices,
+        # The conversation's model, when the plan no longer includes it: shown, not offered.
+        "model_unavailable": conversation.model is not None and conversation.model not in models,
         "conversation": conversation,
         "rows": conversation_messages(conversation=conversation),
+        "pending_attachments": pending_attachments(conversation=conversation),
         "error": error,
         "rename_form": forms_kw.get("rename_form") or RenameForm(initial={"title": conversation.title}),
         "model_form": forms_kw.get("model_form") or ModelSwitchForm(models=models, initial={"model": model_id}),
@@ -196,6 +206,90 @@ def chat_pin(request: WorkspaceRequest, conversation_id: int) -> HttpResponse:
 
 @workspace_required(Perm.USE)
 @require_POST
+def chat_feedback(request: WorkspaceRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """Rate an answer: `value` up, down, or empty to take the rating back. The page's script
+    gets the message's new HTML (`X-Requested-With: fetch`); a plain form goes back to the page."""
+    conversation = _conversation(request, conversation_id)
+    message = get_for_workspace_or_404(
+        Message.objects.filter(conversation=conversation), request.workspace, pk=message_id
+    )
+    try:
+        message_feedback_set(message=message, value=request.POST.get("value", ""), acting_user=request.user)
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    except ChatError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    if request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(message_html(message))
+    return redirect("chat:detail", conversation_id=conversation.pk)
+
+
+def _text_response(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def chat_attach(request: WorkspaceRequest, conversation_id: int) -> HttpResponse:
+    """Upload a file (`file`) for the next message: answers its chip (HTML carrying its id in
+    `data-attachment-id`, for the page's script) with 201, or why it was refused as text."""
+    conversation = _conversation(request, conversation_id)
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _text_response("Choose a file to attach.", 400)
+    try:
+        attachment = chat_attachment_create(
+            conversation=conversation, user=request.user, name=upload.name or "file", file=upload
+        )
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    except ChatError as exc:
+        return _text_response(exc.message, exc.status_code)
+    return HttpResponse(attachment_html(attachment), status=201)
+
+
+def _attachment(request: WorkspaceRequest, conversation_id: int, attachment_id: int) -> Attachment:
+    conversation = _conversation(request, conversation_id)
+    return get_for_workspace_or_404(
+        Attachment.objects.filter(conversation=conversation), request.workspace, pk=attachment_id
+    )
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def chat_attachment(request: WorkspaceRequest, conversation_id: int, attachment_id: int) -> HttpResponse:
+    """A file of the conversation: an image shown inline, a text file downloaded as text."""
+    attachment = _attachment(request, conversation_id, attachment_id)
+    is_image = attachment.kind == Attachment.Kind.IMAGE
+    if is_image:
+        response = HttpResponse(bytes(attachment.data), content_type=attachment.content_type)
+    else:
+        response = HttpResponse(attachment.text, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(not is_image, attachment.name) or ""
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def chat_attachment_remove(request: WorkspaceRequest, conversation_id: int, attachment_id: int) -> HttpResponse:
+    """Remove a file that was not sent yet (204 for the page's script)."""
+    attachment = _attachment(request, conversation_id, attachment_id)
+    try:
+        chat_attachment_delete(attachment=attachment, acting_user=request.user)
+    except WorkspacePermissionDenied as exc:
+        return _forbidden(request, exc.message)
+    except ChatError as exc:
+        return _text_response(exc.message, exc.status_code)
+    if request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(status=204)
+    return redirect("chat:detail", conversation_id=conversation_id)
+
+
+@workspace_required(Perm.USE)
+@require_POST
 def chat_delete(request: WorkspaceRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     try:
@@ -221,3 +315,22 @@ def chat_export(request: WorkspaceRequest, conversation_id: int) -> HttpResponse
     response = HttpResponse(export.content, content_type=export.content_type)
     response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     return response
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def chat_sidebar(request: WorkspaceRequest) -> HttpResponse:
+    """The sidebar's conversation list as an htmx fragment: `q` filters it as the user types;
+    `current` (a conversation id) keeps the open conversation marked."""
+    # Imported here, not at the top: this view was appended to a module others are editing.
+    from apps.chat.selectors import sidebar_conversations, sidebar_groups
+
+    q = request.GET.get("q", "")[:200]
+    current = request.GET.get("current", "")
+    conversations = sidebar_conversations(workspace=request.workspace, q=q)
+    context = {
+        "sidebar_groups": sidebar_groups(conversations),
+        "sidebar_query": q.strip(),
+        "sidebar_current": int(current) if current.isdigit() else None,
+    }
+    return render(request, "chat/_sidebar_list.html", context)

@@ -23,6 +23,7 @@ from django.db import transaction
 
 from apps.core.errors import DomainError
 from apps.core.jsondepth import loads_bounded
+from apps.core.sites import base_url_scope, scope_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ class RevocableConsumer(AsyncJsonWebsocketConsumer):
     access_workspace_id: int | None = None
     access_watch: asyncio.Task[None] | None = None
     access_closed: bool = False
+
+    async def dispatch(self, message: Any) -> None:
+        # What a frame causes (a charge that crosses a low-balance level) is mailed with links to
+        # the address this socket was opened at, as a page's request would (`apps.core.sites`).
+        with base_url_scope(scope_base_url(self.scope)):
+            await super().dispatch(message)
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:

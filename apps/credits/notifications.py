@@ -11,6 +11,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apps.core.sites import absolute_url
 from apps.credits.amounts import format_credits
 from apps.credits.models import CreditAccount
 from apps.credits.selectors import credits_balance
@@ -42,10 +43,11 @@ def low_balance_recipients(*, account: CreditAccount) -> list[str]:
     return [m.user.email for m in memberships if _wants_low_balance_alerts(m.user)]
 
 
-def low_balance_notify(*, account_id: int, threshold_units: int) -> int:
-    """Email the workspace's owners and admins who keep low-balance alerts on. Returns the
-    number of emails sent: none if the workspace is gone or credits were added (the balance is
-    back at or above the threshold) before the task ran."""
+def low_balance_notify(*, account_id: int, threshold_units: int, base_url: str = "") -> int:
+    """Email the workspace's owners and admins who keep low-balance alerts on, linking to the
+    credits page on `base_url` (see `apps.core.sites.absolute_url`). Returns the number of emails
+    sent: none if the workspace is gone or credits were added (the balance is back at or above
+    the threshold) before the task ran."""
     account = CreditAccount.objects.select_related("workspace").filter(pk=account_id).first()
     if account is None or account.workspace.deleted_at is not None:
         return 0
@@ -61,7 +63,7 @@ def low_balance_notify(*, account_id: int, threshold_units: int) -> int:
         "threshold": format_credits(threshold_units),
         "available": format_credits(max(available, 0)),
         "site_name": config.SITE_NAME,
-        "credits_url": settings.SITE_URL.rstrip("/") + reverse("credits:overview"),
+        "credits_url": absolute_url(reverse("credits:overview"), base=base_url),
     }
     # Rendered text may hold a newline from a workspace name; a header must not.
     subject = " ".join(render_to_string("credits/email/low_balance_subject.txt", context).split())

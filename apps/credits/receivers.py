@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.dispatch import receiver
 
+from apps.core.sites import current_base_url
 from apps.credits.services import credits_account_start
 from apps.credits.signals import LOW_BALANCE, balance_crossed_level
 from apps.credits.tasks import send_low_balance_alert
@@ -26,4 +27,5 @@ def _open_account(sender: Any, workspace: Workspace, is_personal: bool, **kwargs
 @receiver(balance_crossed_level, dispatch_uid="credits_low_balance_alert")
 def _alert_low_balance(sender: Any, account: CreditAccount, watch: str, level_units: int, **kwargs: Any) -> None:
     if watch == LOW_BALANCE:
-        send_low_balance_alert.delay(account.pk, level_units)
+        # The email links to the address of the request (or socket) whose charge crossed the level.
+        send_low_balance_alert.delay(account.pk, level_units, current_base_url())

@@ -265,15 +265,104 @@ def service_label(value: str) -> str:
     return str(dict(Service.choices).get(value, value))
 
 
-def usage_summary(usage: dict[str, Any], *, limit: int = 120) -> str:
-    """A one-line "input_tokens 1200 · output_tokens 300" for the usage list."""
+# ---------------------------------------------------------------------------- usage in words
+
+# How a metered call ended (`usage["outcome"]`, the generation engine's outcomes), in words.
+OUTCOME_WORDS = {
+    "ok": "Completed",
+    "stopped": "Stopped by the user",
+    "client_gone": "Cut short: the client disconnected",
+    "error": "Ended with an error",
+    "interrupted": "Interrupted: the worker stopped",
+    "refused": "Refused before the call",
+}
+# Counted quantities: usage key -> (singular, plural), shown as "1,200 input tokens".
+COUNTED: dict[str, tuple[str, str]] = {
+    "input_tokens": ("input token", "input tokens"),
+    "cached_input_tokens": ("cached input token", "cached input tokens"),
+    "output_tokens": ("output token", "output tokens"),
+    "images": ("image", "images"),
+    "characters": ("character", "characters"),
+}
+# What `items` counts, by service (anything else: items).
+ITEMS: dict[str, tuple[str, str]] = {
+    Service.EMBEDDINGS.value: ("input", "inputs"),
+    Service.VOICE_CLONE.value: ("voice", "voices"),
+}
+# Counts shown only when there are some.
+ONLY_WHEN_SOME = {"cached_input_tokens"}
+
+
+@dataclass(frozen=True)
+class UsageFact:
+    """One thing a charge's usage record says: `label` and `value` for the charge's page,
+    `summary` for the one-line list ("" when it has nothing worth a mention there)."""
+
+    label: str
+    value: str
+    summary: str
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value is None:
+        return "—"
+    if isinstance(value, (str, float)):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def _counted(value: Any, words: tuple[str, str]) -> str:
+    return f"{_number(value)} {words[0] if value == 1 else words[1]}"
+
+
+def _usage_fact(key: str, value: Any, service: str) -> UsageFact | None:
+    """The fact for one usage key, or None for a flag that says nothing out of the ordinary
+    (usage reported by the provider, an answer not served from the cache, no cached tokens)."""
+    label = key.replace("_", " ").capitalize()
+    if key == "outcome":
+        ended = OUTCOME_WORDS.get(str(value), str(value).replace("_", " ").capitalize())
+        return UsageFact("Outcome", ended, ended)
+    if key == "reported":
+        if value is not False:
+            return None
+        return UsageFact("Usage figures", "Estimated: the provider reported none", "Usage estimated")
+    if key == "response_cache":
+        return UsageFact("Answer", "Served from the response cache", "Served from cache") if value is True else None
+    if key in ONLY_WHEN_SOME and not value:
+        return None
+    counts = isinstance(value, int) and not isinstance(value, bool)
+    if key in COUNTED and counts:
+        return UsageFact(label, _number(value), _counted(value, COUNTED[key]))
+    if key == "items" and counts:
+        words = ITEMS.get(service, ("item", "items"))
+        return UsageFact(words[1].capitalize(), _number(value), _counted(value, words))
+    if key == "audio_seconds":
+        return UsageFact("Audio", f"{_number(value)} s", f"{_number(value)} s of audio")
+    shown = _number(value)
+    return UsageFact(label, shown, f"{label.lower()} {shown}")
+
+
+def usage_facts(usage: Any, *, service: str = "") -> list[UsageFact]:
+    """What a charge's usage record says, in words and in a fixed order: how the call ended,
+    then the quantities charged, then anything unusual (estimated usage, a cached answer)."""
     if not isinstance(usage, dict):
-        return ""
-    parts = []
-    for key, value in usage.items():
-        shown = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
-        parts.append(f"{str(key).replace('_', ' ')} {shown}")
-    text = " · ".join(parts)
+        return []
+    first = ["outcome", *COUNTED, "audio_seconds", "items"]
+    last = ["response_cache", "reported"]
+    keys = [k for k in first if k in usage]
+    keys += [k for k in usage if k not in first and k not in last]
+    keys += [k for k in last if k in usage]
+    facts = (_usage_fact(str(key), usage[key], service) for key in keys)
+    return [fact for fact in facts if fact is not None]
+
+
+def usage_summary(usage: Any, *, service: str = "", limit: int = 120) -> str:
+    """A one-line "Completed · 1,200 input tokens · 300 output tokens" for the usage list."""
+    text = " · ".join(fact.summary for fact in usage_facts(usage, service=service) if fact.summary)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -8,12 +8,13 @@ from celery import shared_task
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def send_low_balance_alert(account_id: int, threshold_units: int) -> int:
-    """Enqueued on commit when a charge crosses an alert level. Retried on mail-server errors
-    (smtplib's are OSError). Returns the number of emails sent."""
+def send_low_balance_alert(account_id: int, threshold_units: int, base_url: str = "") -> int:
+    """Enqueued on commit when a charge crosses an alert level, with the base URL of the request
+    that caused it (the email's link points there unless SITE_URL is set). Retried on
+    mail-server errors (smtplib's are OSError). Returns the number of emails sent."""
     from apps.credits.notifications import low_balance_notify
 
-    return low_balance_notify(account_id=account_id, threshold_units=threshold_units)
+    return low_balance_notify(account_id=account_id, threshold_units=threshold_units, base_url=base_url)
 
 
 @shared_task

@@ -26,6 +26,7 @@ from apps.credits.models import CreditAccount, Reservation
 from apps.credits.selectors import (
     credits_overview,
     service_label,
+    usage_facts,
     usage_filter_choices,
     usage_member_choices,
     usage_queryset,
@@ -80,7 +81,7 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     context.update(
         page_obj=page,
-        rows=[UsageRow(charge, usage_summary(charge.usage)) for charge in page.object_list],
+        rows=[UsageRow(charge, usage_summary(charge.usage, service=charge.service)) for charge in page.object_list],
         filtered=any(form.cleaned_data.get(name) for name in form.fields),
     )
     if page.paginator.count:
@@ -103,14 +104,14 @@ def usage_detail(request: WorkspaceRequest, reservation_id: int) -> HttpResponse
         request.workspace,
         pk=reservation_id,
     )
-    usage = [
-        (str(key), value if isinstance(value, (str, int, float, bool)) else json.dumps(value))
-        for key, value in (charge.usage or {}).items()
-    ]
     return render(
         request,
         "credits/usage_detail.html",
-        {"charge": charge, "usage": usage, "service_label": service_label(charge.service)},
+        {
+            "charge": charge,
+            "usage": usage_facts(charge.usage, service=charge.service),
+            "service_label": service_label(charge.service),
+        },
     )
 
 

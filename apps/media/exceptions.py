@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from apps.core.errors import DomainError
 
 # The code of a refusal raised with a status but no code of its own (the codes the platform API
@@ -15,13 +17,23 @@ CODE_FOR_STATUS = {
 
 class MediaError(DomainError):
     """A media request or job refused with a reason the caller can show (4xx). A provider that
-    failed a step of the job (bad image data, a voice it could not delete) is raised with 502."""
+    failed a step of the job (bad image data, a voice it could not delete) is raised with 502.
+
+    `upgrade_url`: where a refusal that a better plan lifts (voice cloning, storage) can be
+    acted on. The message stays plain text; pages link it, the platform API adds it to the
+    body (`details`)."""
 
     status_code = 400
     code = "invalid_value"
 
     def __init__(
-        self, message: str, *, status_code: int = 400, param: str | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        status_code: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        upgrade_url: str = "",
     ) -> None:
         super().__init__(
             message,
@@ -29,3 +41,7 @@ class MediaError(DomainError):
             param=param,
             code=code or CODE_FOR_STATUS.get(status_code, self.code),
         )
+        self.upgrade_url = upgrade_url
+
+    def details(self) -> dict[str, Any]:
+        return {"upgrade_url": self.upgrade_url} if self.upgrade_url else {}

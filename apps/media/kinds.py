@@ -217,6 +217,27 @@ ELEVENLABS_VOICES = (
 )
 
 
+def stock_voice_label(voice: str) -> str | None:
+    """The name people know a stock voice by (any provider's: "Rachel", "Alloy"), or None for
+    a voice that is not a stock one (a cloned voice)."""
+    for voice_id, name in ELEVENLABS_VOICES:
+        if voice_id == voice:
+            return name
+    return voice.capitalize() if voice.lower() in OPENAI_VOICES else None
+
+
+def voice_label(voice: str, *, workspace_id: int) -> str:
+    """The name of the voice a speech job uses: a stock voice's, or the name the workspace gave
+    its cloned voice; the id itself when neither knows it."""
+    from apps.media.models import Voice
+
+    stock = stock_voice_label(voice)
+    if stock is not None:
+        return stock
+    cloned = Voice.objects.filter(workspace_id=workspace_id, provider_voice_id=voice).values_list("name", flat=True)
+    return next(iter(cloned), voice)
+
+
 def stock_voices(provider_kind: str) -> list[tuple[str, str]]:
     """The voices a speech provider offers every account (id, label): ElevenLabs' premade
     voices; OpenAI's for OpenAI, the OpenAI-compatible providers and the mock."""
@@ -315,6 +336,8 @@ class SpeechKind:
             metadata={
                 "text": params["text"][:200],
                 "voice": params["voice"],
+                # Kept with the file: the history still names a cloned voice deleted since.
+                "voice_name": voice_label(params["voice"], workspace_id=job.workspace_id),
                 "speed": params["speed"],
                 "format": result.fmt,
                 "model": job.model_label,

@@ -12,6 +12,8 @@ from django.db.models import Prefetch, QuerySet, Sum
 from apps.media.models import GenerationJob, MediaFile, MediaKind, Voice
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from django.http import HttpRequest
 
     from apps.accounts.models import User
@@ -111,6 +113,19 @@ def workspace_storage_used(*, workspace: Workspace | int) -> int:
     workspace_id = workspace if isinstance(workspace, int) else workspace.pk
     files = MediaFile.objects.filter(workspace_id=workspace_id).exclude(kind=MediaKind.UPLOAD, job__isnull=True)
     return int(files.aggregate(total=Sum("size"))["total"] or 0)
+
+
+def speech_voice_names(*, workspace: Workspace, voices: Iterable[str]) -> dict[str, str]:
+    """The names to show for the voices of past speech (by voice id): the workspace's cloned
+    voices by their current name (one query), stock voices by their label. Ids neither knows
+    (a cloned voice deleted since) are left out: the file's own `voice_name` names them."""
+    from apps.media.kinds import stock_voice_label
+
+    wanted = {voice for voice in voices if voice}
+    names = {voice: label for voice in wanted if (label := stock_voice_label(voice)) is not None}
+    cloned = Voice.objects.for_workspace(workspace).filter(provider_voice_id__in=wanted - set(names))
+    names.update(cloned.values_list("provider_voice_id", "name"))
+    return names
 
 
 def speech_voice_choices(*, workspace: Workspace, models: Any) -> list[tuple[str, list[tuple[str, str]]]]:

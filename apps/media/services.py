@@ -254,10 +254,11 @@ def _check_plan(workspace: Workspace, kind: str) -> Entitlements:
         if used >= limit:
             raise MediaError(
                 f"Your workspace's storage is full: {used / MB:.1f} MB used of the {limit / MB:g} MB included in "
-                f"the {entitlements.plan_name} plan. Delete files you no longer need, or upgrade your plan "
-                f"({pricing_url()}), to create more.",
+                f"the {entitlements.plan_name} plan. Delete files you no longer need, or upgrade your plan, "
+                "to create more.",
                 status_code=403,
                 code="storage_full",
+                upgrade_url=pricing_url(),
             )
     return entitlements
 
@@ -267,9 +268,10 @@ def _voice_cloning_refusal(entitlements: Entitlements) -> MediaError | None:
         return None
     return MediaError(
         f"Voice cloning is not included in your {entitlements.plan_name} plan: the Professional plan and "
-        f"higher plans include it ({pricing_url()}).",
+        "higher plans include it.",
         status_code=403,
         code="plan_upgrade_required",
+        upgrade_url=pricing_url(),
     )
 
 

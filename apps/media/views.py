@@ -30,6 +30,7 @@ from apps.media.selectors import (
     job_results,
     media_file_json,
     speech_voice_choices,
+    speech_voice_names,
 )
 from apps.media.services import (
     job_cancel,
@@ -125,6 +126,8 @@ def _studio_form(
     except (MediaError, CreditsError) as exc:
         field = getattr(exc, "param", None)
         form.add_error(field if field in form.fields else None, exc.message)
+        # A refusal a better plan lifts: the page links to the plans under the form.
+        form.upgrade_url = getattr(exc, "upgrade_url", "")
         return form, None
     return form, redirect(f"{reverse(KIND_PAGES[kind])}?job={created.pk}")
 
@@ -172,11 +175,19 @@ def _audio_page(request: WorkspaceRequest, kind: str) -> dict[str, Any]:
     page = Paginator(audio_results(workspace=request.workspace, kind=kind), AUDIO_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    files = list(page.object_list)
+    names: dict[str, str] = {}
+    if kind == MediaKind.AUDIO:
+        names = speech_voice_names(workspace=request.workspace, voices=(f.metadata.get("voice") or "" for f in files))
     items = []
-    for media_file in page.object_list:
+    for media_file in files:
         item = media_file_json(media_file, user=request.user)
         item["job_id"] = media_file.job_id
         item["model"] = media_file.job.model_label if media_file.job is not None else ""
+        if kind == MediaKind.AUDIO:
+            voice = str(media_file.metadata.get("voice") or "")
+            # By name, never by id: a cloned voice's current name, else the one kept with the file.
+            item["voice"] = names.get(voice) or media_file.metadata.get("voice_name") or voice
         items.append(item)
     return {"page_obj": page, "items": items}
 
@@ -236,7 +247,7 @@ def voices(request: WorkspaceRequest) -> HttpResponse:
         job=_shown_job(request, JobKind.VOICE_CLONE),
         allowed=refusal is None,
         upgrade_note=refusal.message if refusal is not None else "",
-        pricing_url=pricing_url(),
+        pricing_url=(refusal.upgrade_url if refusal is not None else "") or pricing_url(),
         voices=Voice.objects.for_workspace(request.workspace).select_related("model", "created_by"),
     )
 

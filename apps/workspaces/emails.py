@@ -6,19 +6,21 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apps.core.sites import absolute_url
 from apps.workspaces.models import Invitation
 
 
-def invitation_url(token: str) -> str:
-    return settings.SITE_URL.rstrip("/") + reverse("workspaces:invitation_accept", args=[token])
+def invitation_url(token: str, base_url: str = "") -> str:
+    """The accept link, on the site the invitation was sent from (`apps.core.sites`)."""
+    return absolute_url(reverse("workspaces:invitation_accept", args=[token]), base=base_url)
 
 
-def invitation_send_email(*, invitation: Invitation, token: str) -> None:
+def invitation_send_email(*, invitation: Invitation, token: str, base_url: str = "") -> None:
     ctx = {
         "invitation": invitation,
         "workspace": invitation.workspace,
         "inviter": invitation.invited_by,
-        "accept_url": invitation_url(token),
+        "accept_url": invitation_url(token, base_url),
         "site_name": config.SITE_NAME,
     }
     # One line: a newline in a name would make send_mail refuse the header.

@@ -25,6 +25,7 @@ from django.utils.text import slugify
 from apps.audit.services import audit_record
 from apps.core.events import send_on_commit
 from apps.core.realtime import sockets_revoke
+from apps.core.sites import current_base_url
 from apps.workspaces.entitlements import Entitlements
 from apps.workspaces.exceptions import (
     InvitationInvalid,
@@ -252,7 +253,9 @@ def _check_can_grant(acting: Membership, role: str) -> None:
 def _send_invitation(invitation: Invitation, token: str) -> None:
     from apps.workspaces.tasks import send_invitation_email
 
-    transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk, token))
+    # The link goes to the address the inviter uses (a worker has no request to read it from).
+    base_url = current_base_url()
+    transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk, token, base_url))
 
 
 @transaction.atomic(durable=True)

@@ -13,7 +13,8 @@ workspace_created = Signal()
 including each person's personal workspace at sign-up), before the transaction commits.
 
 Receivers must keep to work that belongs with the workspace row (credits opens its account and
-grants a personal workspace's trial); anything slow or external belongs on commit.
+grants a personal workspace's trial; billing grants the default plan's credits for the month);
+anything slow or external belongs on commit.
 
 Keyword arguments:
     workspace (Workspace): the new workspace.

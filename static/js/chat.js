@@ -1,16 +1,11 @@
 // Chat page: talks to the conversation's WebSocket (/ws/chat/<id>/).
-// Client frames: send, stop, regenerate, edit. Server frames: ready, started, delta, done, error.
-// Deltas are shown as plain text; on "done" the server's sanitised HTML replaces them.
+// Client frames: send, stop, regenerate, edit. Server frames: ready, history, started, delta,
+// done, title, error. Every message's markup comes from the server (templates/chat/_message.html):
+// this script inserts or replaces the HTML it receives and appends streamed text to the body of
+// the answer being generated. An answer keeps going when the page closes; reopening the page (or
+// another tab) picks it up where it is.
 (function () {
   "use strict";
-
-  // Forms that ask before submitting (delete).
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (form.matches && form.matches("[data-confirm]") && !window.confirm(form.getAttribute("data-confirm"))) {
-      event.preventDefault();
-    }
-  });
 
   function init() {
     var root = document.querySelector("[data-chat]");
@@ -21,33 +16,42 @@
     var input = root.querySelector("[data-input]");
     var sendBtn = root.querySelector("[data-send]");
     var stopBtn = root.querySelector("[data-stop]");
-    var regenBtn = root.querySelector("[data-regenerate]");
     var wsPath = root.getAttribute("data-ws-path");
+    var pending = root.querySelector("[data-pending-attachments]");
+    var fileInput = root.querySelector("[data-attach]");
 
     var socket = null;
     var ready = false;
-    var busy = false;
     var connectedOnce = false;
     var retryDelay = 1000;
     var retryTimer = null;
     var gaveUp = false;
-    var current = null; // the assistant message being streamed
-    var pendingUser = null; // the user message appended locally, waiting for its id
+    var live = {}; // message id -> characters shown, for answers being generated
+    var waiting = null; // what this page asked for and awaits: "send" or an edited message element
 
     function setStatus(text, isError) {
       statusEl.textContent = text || "";
       statusEl.classList.toggle("chat-status-alert", !!isError);
     }
 
+    function busy() {
+      return waiting !== null || Object.keys(live).length > 0;
+    }
+
     function updateButtons() {
-      sendBtn.disabled = !ready || busy;
-      regenBtn.disabled = !ready || busy || !log.querySelector('[data-role="assistant"]');
-      stopBtn.hidden = !busy;
+      sendBtn.disabled = !ready || busy();
+      stopBtn.hidden = Object.keys(live).length === 0;
       stopBtn.disabled = !ready;
+      root.classList.toggle("chat-busy", busy());
+    }
+
+    function nearBottom() {
+      return log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     }
 
     function scrollDown() {
-      log.lastElementChild && log.lastElementChild.scrollIntoView({ block: "end" });
+      var last = log.lastElementChild;
+      if (last) last.scrollIntoView({ block: "end" });
     }
 
     function clearEmpty() {
@@ -55,67 +59,28 @@
       if (empty) empty.remove();
     }
 
-    function button(label, attr) {
-      var b = document.createElement("button");
-      b.type = "button";
-      b.className = "outline secondary chat-small";
-      b.setAttribute(attr, "");
-      b.textContent = label;
-      return b;
-    }
-
-    function messageEl(role, id, text, status) {
-      var el = document.createElement("article");
-      el.className = "chat-message chat-" + role + " chat-status-" + status;
-      el.setAttribute("data-role", role);
-      el.setAttribute("data-status", status);
-      if (id) el.setAttribute("data-message-id", String(id));
-      var header = document.createElement("header");
-      header.className = "chat-message-header";
-      var who = document.createElement("strong");
-      who.textContent = role === "user" ? "You" : "Assistant";
-      header.appendChild(who);
-      var badge = document.createElement("small");
-      badge.className = "chat-badge";
-      badge.setAttribute("data-badge", "");
-      if (status === "streaming") badge.textContent = "generating…";
-      header.appendChild(badge);
-      var actions = document.createElement("span");
-      actions.className = "chat-message-actions";
-      actions.appendChild(button("Copy", "data-copy"));
-      if (role === "user") actions.appendChild(button("Edit", "data-edit"));
-      header.appendChild(actions);
-      el.appendChild(header);
-      var body = document.createElement("div");
-      body.className = "chat-body chat-plain";
-      body.setAttribute("data-body", "");
-      body.textContent = text;
-      el.appendChild(body);
-      var raw = document.createElement("textarea");
-      raw.hidden = true;
-      raw.setAttribute("data-raw", "");
-      raw.value = text;
-      el.appendChild(raw);
-      return el;
+    function fragment(html) {
+      var template = document.createElement("template");
+      template.innerHTML = html; // rendered and sanitised by the server
+      return template.content.firstElementChild;
     }
 
     function byId(id) {
       return log.querySelector('[data-message-id="' + String(parseInt(id, 10)) + '"]');
     }
 
-    function setBusy(value) {
-      busy = value;
-      updateButtons();
+    // Replace the message with the same id, or append it.
+    function upsert(html) {
+      var el = fragment(html);
+      if (!el) return null;
+      var existing = byId(el.getAttribute("data-message-id"));
+      if (existing) existing.replaceWith(el);
+      else log.appendChild(el);
+      return el;
     }
 
     function showError(text) {
-      clearEmpty();
-      var el = document.createElement("article");
-      el.className = "message message-error chat-error-frame";
-      el.setAttribute("role", "alert");
-      el.textContent = text;
-      log.appendChild(el);
-      scrollDown();
+      setStatus(text, true);
     }
 
     function send(frame) {
@@ -127,11 +92,51 @@
       return true;
     }
 
-    function removeAfter(el) {
-      while (el.nextElementSibling) el.nextElementSibling.remove();
+    // ---- server frames
+    function onStarted(frame) {
+      clearEmpty();
+      var follow = nearBottom() || frame.mine;
+      var question = upsert(frame.user_html);
+      // Whatever followed the question (an earlier answer, before regenerate or edit) is gone.
+      while (question && question.nextElementSibling) question.nextElementSibling.remove();
+      upsert(frame.html);
+      live[frame.message_id] = frame.offset || 0;
+      if (frame.mine) {
+        if (waiting === "send") {
+          input.value = "";
+          pending.replaceChildren(); // sent with the message (shown on it now)
+        }
+        waiting = null;
+        setStatus("");
+      }
+      if (follow) scrollDown();
     }
 
-    // ---- server frames
+    function onDelta(frame) {
+      var shown = live[frame.message_id];
+      var el = byId(frame.message_id);
+      if (shown === undefined || !el) return;
+      var text = frame.text || "";
+      // Only the characters past what is shown (the server already sends no repeats).
+      if (frame.offset > shown) return;
+      text = text.slice(shown - frame.offset);
+      if (!text) return;
+      var follow = nearBottom();
+      el.querySelector("[data-body]").appendChild(document.createTextNode(text));
+      live[frame.message_id] = shown + text.length;
+      if (follow) scrollDown();
+    }
+
+    function onDone(frame) {
+      delete live[frame.message_id];
+      var el = byId(frame.message_id);
+      if (el && typeof frame.html === "string") {
+        var follow = nearBottom();
+        upsert(frame.html);
+        if (follow) scrollDown();
+      }
+    }
+
     function onFrame(frame) {
       switch (frame.type) {
         case "ready":
@@ -139,59 +144,23 @@
           retryDelay = 1000;
           setStatus("");
           break;
-        case "started": {
-          clearEmpty();
-          if (pendingUser && frame.user_message_id) {
-            pendingUser.setAttribute("data-message-id", String(frame.user_message_id));
-          }
-          pendingUser = null;
-          var existing = byId(frame.message_id);
-          current = existing || messageEl("assistant", frame.message_id, "", "streaming");
-          if (!existing) log.appendChild(current);
-          current.setAttribute("data-status", "streaming");
-          current.querySelector("[data-body]").textContent = "";
-          current.querySelector("[data-raw]").value = "";
-          setBusy(true);
-          scrollDown();
+        case "history": {
+          // After a reconnect: the whole conversation as it is now.
+          var holder = document.createElement("template");
+          holder.innerHTML = frame.html || "";
+          live = {};
+          if (holder.content.childElementCount) log.replaceChildren(holder.content);
           break;
         }
+        case "started":
+          onStarted(frame);
+          break;
         case "delta":
-          if (!current) {
-            current = messageEl("assistant", null, "", "streaming");
-            clearEmpty();
-            log.appendChild(current);
-          }
-          current.querySelector("[data-body]").appendChild(document.createTextNode(frame.text || ""));
-          current.querySelector("[data-raw]").value += frame.text || "";
-          scrollDown();
+          onDelta(frame);
           break;
-        case "done": {
-          var el = byId(frame.message_id) || current;
-          if (el) {
-            var body = el.querySelector("[data-body]");
-            if (typeof frame.html === "string") {
-              body.innerHTML = frame.html; // sanitised on the server (render_markdown)
-              body.className = "chat-body chat-markdown";
-            }
-            el.setAttribute("data-status", frame.status || "complete");
-            el.className = "chat-message chat-assistant chat-status-" + (frame.status || "complete");
-            var badge = el.querySelector("[data-badge]");
-            var note = frame.status === "stopped" ? "stopped" : frame.status === "error" ? "error" : "";
-            if (frame.credits) note += (note ? " · " : "") + frame.credits + " credits";
-            if (badge) badge.textContent = note;
-            if (frame.status === "error" && frame.error) {
-              // Refusals (no credits, cap reached, model disabled) and provider failures.
-              var problem = el.querySelector(".chat-error") || document.createElement("p");
-              problem.className = "chat-error";
-              problem.setAttribute("role", "alert");
-              problem.textContent = frame.error;
-              if (!problem.parentNode) body.parentNode.insertBefore(problem, body.nextSibling);
-            }
-          }
-          current = null;
-          setBusy(false);
+        case "done":
+          onDone(frame);
           break;
-        }
         case "title": {
           // Written by the title model after the first exchange; text only (never HTML).
           var heading = document.querySelector("[data-testid=conversation-title]");
@@ -201,15 +170,10 @@
           break;
         }
         case "error":
+          // A refused message (another tab's answer is running, no credits, rate limit): it was
+          // never added, so the text stays in the composer (or the edit box) to try again.
           showError(frame.message || "Something went wrong.");
-          if (current) {
-            current.setAttribute("data-status", "error");
-            var b = current.querySelector("[data-badge]");
-            if (b) b.textContent = "error";
-          }
-          current = null;
-          pendingUser = null;
-          setBusy(false);
+          waiting = null;
           break;
         default:
           break;
@@ -217,34 +181,18 @@
       updateButtons();
     }
 
-    // After a reconnect, show what the server persisted meanwhile (it keeps streaming to the DB).
-    function refreshLog() {
-      fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then(function (response) {
-          return response.ok ? response.text() : null;
-        })
-        .then(function (html) {
-          if (!html || busy) return;
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.querySelector("[data-chat] [data-log]");
-          if (fresh) {
-            log.replaceChildren.apply(log, Array.prototype.slice.call(fresh.childNodes));
-            updateButtons();
-            if (log.querySelector('[data-status="streaming"]')) {
-              setStatus("An answer is still being generated; it will appear when finished.");
-              window.setTimeout(refreshLog, 3000);
-            }
-          }
-        })
-        .catch(function () {});
+    function socketUrl() {
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var url = scheme + window.location.host + wsPath;
+      if (connectedOnce) return url + "?history=1"; // frames may have been missed meanwhile
+      var streaming = log.querySelector('[data-status="streaming"][data-message-id]');
+      return streaming ? url + "?streaming=" + streaming.getAttribute("data-message-id") : url;
     }
 
     function connect() {
       retryTimer = null;
-      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-      socket = new WebSocket(scheme + window.location.host + wsPath);
+      socket = new WebSocket(socketUrl());
       socket.addEventListener("open", function () {
-        if (connectedOnce) refreshLog();
         connectedOnce = true;
       });
       socket.addEventListener("message", function (event) {
@@ -258,10 +206,7 @@
       });
       socket.addEventListener("close", function (event) {
         ready = false;
-        if (busy) {
-          busy = false;
-          current = null;
-        }
+        waiting = null;
         updateButtons();
         // 4xxx: the server refused us (signed out, not a member, no such conversation).
         if (event.code >= 4000 && event.code < 5000) {
@@ -297,14 +242,11 @@
     composer.addEventListener("submit", function (event) {
       event.preventDefault();
       var content = input.value.trim();
-      if (!content || busy) return;
-      if (!send({ type: "send", content: content })) return;
-      clearEmpty();
-      pendingUser = messageEl("user", null, content, "complete");
-      log.appendChild(pendingUser);
-      input.value = "";
-      setBusy(true);
-      scrollDown();
+      if (!content || busy()) return;
+      if (!send({ type: "send", content: content, attachments: attachmentIds() })) return;
+      waiting = "send"; // the message appears when the server has saved it ("started")
+      setStatus("Sending…");
+      updateButtons();
     });
 
     input.addEventListener("keydown", function (event) {
@@ -318,45 +260,137 @@
       send({ type: "stop" });
     });
 
-    regenBtn.addEventListener("click", function () {
-      if (busy) return;
-      if (send({ type: "regenerate" })) setBusy(true);
+    // ---- attachments: uploaded at once, sent with the next message by id
+    function attachmentIds() {
+      return Array.prototype.map.call(pending.querySelectorAll("[data-attachment-id]"), function (chip) {
+        return parseInt(chip.getAttribute("data-attachment-id"), 10);
+      });
+    }
+
+    function post(url, body) {
+      return fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), "X-Requested-With": "fetch" },
+        body: body,
+      });
+    }
+
+    function upload(file) {
+      var body = new FormData();
+      body.append("file", file);
+      setStatus("Uploading " + file.name + "…");
+      return post(fileInput.getAttribute("data-attach"), body)
+        .then(function (response) {
+          return response.text().then(function (text) {
+            if (!response.ok) throw new Error(text || "The file could not be attached.");
+            var chip = fragment(text);
+            if (chip) pending.appendChild(chip);
+            setStatus("");
+          });
+        })
+        .catch(function (error) {
+          showError(file.name + ": " + (error.message || "the file could not be attached."));
+        });
+    }
+
+    if (fileInput) {
+      fileInput.addEventListener("change", function () {
+        var files = Array.prototype.slice.call(fileInput.files || []);
+        fileInput.value = "";
+        files.reduce(function (chain, file) {
+          return chain.then(function () {
+            return upload(file);
+          });
+        }, Promise.resolve());
+      });
+    }
+
+    pending.addEventListener("click", function (event) {
+      var button = event.target.closest("[data-remove-attachment]");
+      if (!button) return;
+      var chip = button.closest("[data-attachment-id]");
+      post(button.getAttribute("data-remove-attachment"), new URLSearchParams())
+        .then(function (response) {
+          if (response.ok && chip) chip.remove();
+          else showError("The file could not be removed. Please try again.");
+        })
+        .catch(function () {
+          showError("The file could not be removed. Please try again.");
+        });
     });
 
+    function copyText(text, button) {
+      var label = button.textContent;
+      var done = function () {
+        button.textContent = "Copied";
+        window.setTimeout(function () {
+          button.textContent = label;
+        }, 1500);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done);
+      } else {
+        var tmp = document.createElement("textarea");
+        tmp.value = text;
+        document.body.appendChild(tmp);
+        tmp.select();
+        document.execCommand("copy");
+        tmp.remove();
+        done();
+      }
+    }
+
+    function csrfToken() {
+      var field = document.querySelector("[name=csrfmiddlewaretoken]");
+      return field ? field.value : "";
+    }
+
+    function rate(message, button) {
+      var url = message.getAttribute("data-feedback-url");
+      if (!url) return;
+      var value = button.getAttribute("aria-pressed") === "true" ? "" : button.getAttribute("data-feedback");
+      post(url, new URLSearchParams({ value: value }))
+        .then(function (response) {
+          return response.ok ? response.text() : Promise.reject(response);
+        })
+        .then(upsert)
+        .catch(function () {
+          showError("Your rating could not be saved. Please try again.");
+        });
+    }
+
     log.addEventListener("click", function (event) {
-      var target = event.target;
+      var target = event.target.closest("button");
+      if (!target) return;
       var message = target.closest(".chat-message");
       if (!message) return;
-      if (target.matches("[data-copy]")) {
-        var text = message.querySelector("[data-raw]").value;
-        var done = function () {
-          target.textContent = "Copied";
-          window.setTimeout(function () {
-            target.textContent = "Copy";
-          }, 1500);
-        };
-        if (navigator.clipboard && window.isSecureContext) {
-          navigator.clipboard.writeText(text).then(done);
-        } else {
-          var tmp = document.createElement("textarea");
-          tmp.value = text;
-          document.body.appendChild(tmp);
-          tmp.select();
-          document.execCommand("copy");
-          tmp.remove();
-          done();
-        }
+      if (target.matches("[data-copy-code]")) {
+        var code = target.parentNode.querySelector("pre");
+        if (code) copyText(code.textContent, target);
+      } else if (target.matches("[data-copy]")) {
+        copyText(message.querySelector("[data-raw]").value, target);
       } else if (target.matches("[data-edit]")) {
         startEdit(message);
+      } else if (target.matches("[data-regenerate]")) {
+        if (!busy() && send({ type: "regenerate" })) {
+          waiting = "regenerate";
+          updateButtons();
+        }
+      } else if (target.matches("[data-feedback]")) {
+        rate(message, target);
       }
     });
 
+    // The edit box is page state, not message markup: the edited message comes back from the
+    // server ("started") and replaces the original.
     function startEdit(message) {
-      if (busy || message.querySelector("[data-edit-form]")) return;
+      if (busy() || message.querySelector("[data-edit-form]")) return;
       var id = message.getAttribute("data-message-id");
       if (!id) return;
       var body = message.querySelector("[data-body]");
       var form = document.createElement("form");
+      form.className = "chat-edit";
       form.setAttribute("data-edit-form", "");
       var area = document.createElement("textarea");
       area.rows = 3;
@@ -364,7 +398,7 @@
       area.setAttribute("aria-label", "Edit message");
       var save = document.createElement("button");
       save.type = "submit";
-      save.textContent = "Save & resend";
+      save.textContent = "Save and send";
       var cancel = document.createElement("button");
       cancel.type = "button";
       cancel.className = "secondary outline";
@@ -373,25 +407,40 @@
       form.appendChild(save);
       form.appendChild(cancel);
       body.hidden = true;
-      message.appendChild(form);
+      body.after(form);
       area.focus();
       cancel.addEventListener("click", function () {
         form.remove();
         body.hidden = false;
       });
+      area.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
       form.addEventListener("submit", function (event) {
         event.preventDefault();
         var content = area.value.trim();
-        if (!content || busy) return;
+        if (!content || busy()) return;
         if (!send({ type: "edit", message_id: parseInt(id, 10), content: content })) return;
-        body.textContent = content;
-        message.querySelector("[data-raw]").value = content;
-        form.remove();
-        body.hidden = false;
-        removeAfter(message);
-        pendingUser = message;
-        setBusy(true);
+        waiting = "edit";
+        setStatus("Sending…");
+        updateButtons();
       });
+    }
+
+    // The model picker switches as soon as a model is chosen.
+    var picker = document.querySelector("[data-model-picker]");
+    if (picker) {
+      var select = picker.querySelector("[data-model-select]");
+      var submit = picker.querySelector("[data-model-submit]");
+      if (submit) submit.hidden = true;
+      if (select) {
+        select.addEventListener("change", function () {
+          if (select.value) picker.requestSubmit();
+        });
+      }
     }
 
     updateButtons();

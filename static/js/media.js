@@ -3,12 +3,7 @@
 (function () {
   "use strict";
 
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (form.matches && form.matches("[data-confirm]") && !window.confirm(form.getAttribute("data-confirm"))) {
-      event.preventDefault();
-    }
-  });
+  // Forms marked data-confirm ask before submitting: static/js/app.js, on every page.
 
   function init() {
     var root = document.querySelector("[data-job]");

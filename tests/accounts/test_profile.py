@@ -4,6 +4,7 @@ applies the user's language and time zone to their requests."""
 from __future__ import annotations
 
 import datetime
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from apps.accounts.middleware import UserPreferencesMiddleware
 from apps.accounts.models import User
+from apps.generation.catalog import catalog_seed_defaults
+from apps.generation.models import AIModel, ModelFallback, Provider
 from tests.accounts.helpers import png_bytes
 from tests.factories import UserFactory
 
@@ -35,7 +38,7 @@ def profile_data(**overrides: Any) -> dict[str, Any]:
         "locale": "fr",
         "timezone": "Europe/Paris",
         "theme": "dark",
-        "default_model": "gpt-4o-mini",
+        "default_model": "mock-chat",
         "notify_product_updates": "",
         "notify_low_balance": "on",
         "notify_security": "on",
@@ -47,6 +50,13 @@ def profile_data(**overrides: Any) -> dict[str, Any]:
 def media_files() -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def catalog(db: None) -> None:
+    """The default model catalog (mock-chat offered; the OpenAI models on a provider not
+    enabled), seeded again in case a transactional test flushed what the migrations seeded."""
+    catalog_seed_defaults(Provider, AIModel, ModelFallback)
 
 
 @pytest.fixture
@@ -87,7 +97,7 @@ def test_profile_update_saves_name_locale_timezone_and_preferences(client: Clien
     assert user.timezone == "Europe/Paris"
     assert user.preferences == {
         "theme": "dark",
-        "default_model": "gpt-4o-mini",
+        "default_model": "mock-chat",
         "notifications": {"product_updates": False, "low_balance": True, "security": True},
     }
     assert user.preference("theme") == "dark"
@@ -256,7 +266,7 @@ def test_clearing_the_avatar_removes_the_file(
     path = Path(user.avatar.path)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(PROFILE, {**profile_data(), "avatar-clear": "on"})
+        response = client.post(PROFILE, {**profile_data(), "remove_avatar": "on"})
 
     assert response.status_code == 302
     user.refresh_from_db()
@@ -277,6 +287,145 @@ def test_saving_without_a_new_upload_keeps_the_avatar(
     user.refresh_from_db()
     assert user.avatar.name == name
     assert Path(user.avatar.path).exists()
+
+
+def test_avatar_field_shows_the_picture_not_its_storage_path(client: Client, user: User) -> None:
+    client.post(PROFILE, {**profile_data(), "avatar": SimpleUploadedFile("a.png", png_bytes(), "image/png")})
+    user.refresh_from_db()
+
+    html = client.get(PROFILE).content.decode()
+
+    field = html.split('data-testid="avatar-field"')[1].split("</fieldset>")[0]
+    assert f'src="{user.avatar.url}"' in field
+    assert 'alt="Your avatar"' in field
+    assert "Currently" not in html  # Django's default widget printed the stored file's name
+    assert f">{user.avatar.name}<" not in html
+    assert user.avatar.name not in field.replace(f'src="{user.avatar.url}"', "")
+    assert 'name="remove_avatar"' in field
+    assert "Remove my avatar" in field
+    assert 'accept="image/jpeg,image/png,image/webp,image/gif"' in field
+    assert "up to 1,024 KiB" in field
+    assert "js/avatar.js" in html
+
+
+def test_without_an_avatar_the_field_offers_an_upload_and_no_removal(client: Client) -> None:
+    html = client.get(PROFILE).content.decode()
+
+    field = html.split('data-testid="avatar-field"')[1].split("</fieldset>")[0]
+    assert "Upload a picture" in field
+    assert 'type="file" name="avatar"' in field
+    assert 'name="remove_avatar"' not in field
+    assert "data-avatar-preview" in field
+    image = field.split("<img")[1].split(">")[0]
+    assert " src=" not in image  # no empty src: a browser would fetch the page itself
+
+
+def test_a_new_picture_wins_over_remove_in_the_same_post(
+    client: Client, user: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    client.post(PROFILE, {**profile_data(), "avatar": SimpleUploadedFile("a.png", png_bytes(), "image/png")})
+    user.refresh_from_db()
+    first = Path(user.avatar.path)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            PROFILE,
+            {**profile_data(), "remove_avatar": "on", "avatar": SimpleUploadedFile("b.png", png_bytes(), "image/png")},
+        )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.avatar
+    assert Path(user.avatar.path).exists()
+    assert not first.exists()
+
+
+def test_remove_without_an_avatar_changes_nothing(client: Client, user: User) -> None:
+    response = client.post(PROFILE, {**profile_data(), "remove_avatar": "on"})
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert not user.avatar
+    assert media_files() == []
+
+
+def test_the_avatar_script_previews_without_inline_code() -> None:
+    script = (Path(settings.BASE_DIR) / "static" / "js" / "avatar.js").read_text()
+
+    assert "URL.createObjectURL" in script
+    assert "remove_avatar" in script
+
+
+# ---------------------------------------------------------------------------- default model
+
+
+def _options(html: str) -> dict[str, str]:
+    select = html.split('name="default_model"')[1].split("</select>")[0]
+    return {
+        value: label.strip() for value, label in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+    }
+
+
+def _selected(html: str) -> str | None:
+    select = html.split('name="default_model"')[1].split("</select>")[0]
+    found = re.search(r'<option value="([^"]*)" selected', select)
+    return found[1] if found else None
+
+
+def test_default_model_is_a_picker_of_the_catalogs_chat_models(client: Client) -> None:
+    options = _options(client.get(PROFILE).content.decode())
+
+    assert options[""] == "Automatic: the first model available"
+    assert options["mock-chat"] == "Mock chat (mock-chat)"
+    assert "mock-embed" not in options  # embeddings only
+    assert "gpt-4o-mini" not in options  # its provider (OpenAI) is not enabled here
+
+
+def test_a_model_offered_later_appears_and_a_disabled_one_goes(client: Client) -> None:
+    openai = Provider.objects.get(kind="openai")
+    openai.enabled = True
+    openai.set_api_key("sk-test-profile")
+    openai.save()
+    AIModel.objects.filter(model_id="mock-chat").update(enabled=False)
+
+    options = _options(client.get(PROFILE).content.decode())
+
+    assert "gpt-4o-mini" in options
+    assert "mock-chat" not in options
+
+
+def test_choosing_a_model_not_offered_is_refused_and_nothing_saved(client: Client, user: User) -> None:
+    response = client.post(PROFILE, profile_data(default_model="gpt-4o"))
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["default_model"] == ["Choose one of the listed models."]
+    user.refresh_from_db()
+    assert user.preferences == {}
+
+
+def test_a_stored_model_no_longer_offered_is_kept_and_marked(client: Client, user: User) -> None:
+    user.preferences = {"default_model": "gpt-4o-mini"}
+    user.save()
+
+    html = client.get(PROFILE).content.decode()
+
+    assert _options(html)["gpt-4o-mini"] == "gpt-4o-mini (not available now)"
+    assert _selected(html) == "gpt-4o-mini"
+    saved = client.post(PROFILE, profile_data(default_model="gpt-4o-mini", display_name="Renamed"))
+    assert saved.status_code == 302
+    user.refresh_from_db()
+    assert (user.display_name, user.preference("default_model")) == ("Renamed", "gpt-4o-mini")
+    # Picking "Automatic" clears it, and the unavailable model is then no longer listed.
+    client.post(PROFILE, profile_data(default_model=""))
+    user.refresh_from_db()
+    assert user.preference("default_model") == ""
+    assert "gpt-4o-mini" not in _options(client.get(PROFILE).content.decode())
+
+
+def test_chosen_model_is_shown_selected(client: Client, user: User) -> None:
+    client.post(PROFILE, profile_data(default_model="mock-chat"))
+
+    assert _selected(client.get(PROFILE).content.decode()) == "mock-chat"
 
 
 @pytest.mark.outsider("accounts:profile")

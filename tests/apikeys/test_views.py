@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +29,8 @@ LIST = reverse("apikeys:list")
 CREATE = reverse("apikeys:create")
 # session 1, user 1, allauth user-session tracking 5 (with savepoints), current membership 1,
 # constance branding 1 (0 when its cache backend is set), balance widget 1, switcher 1, the
-# page's count and rows 2.
-MAX_LIST_QUERIES = 13
+# sidebar's conversation history 1, the page's count and rows 2.
+MAX_LIST_QUERIES = 14
 
 
 def revoke_url(key: ApiKey) -> str:
@@ -130,6 +131,19 @@ def test_create_form_offers_scopes_and_available_models(alpha, client_for, catal
     choices = dict(response.context["form"].fields["allowed_models"].choices)
     assert {"mock-chat", "mock-embed"} <= set(choices)
     assert "gpt-4o" not in choices  # its provider is not enabled
+
+
+def test_the_form_comes_with_chat_chosen_so_submitting_it_as_it_is_works(alpha, client_for, catalog):
+    client = client_for(alpha.owner, alpha.workspace)
+
+    html = client.get(CREATE).content.decode()
+    checked = re.findall(r'<input type="checkbox" name="scopes" value="([^"]+)"[^>]*\bchecked\b', html)
+    # What a browser posts for the form as it comes, once a name is typed in.
+    response = client.post(CREATE, {"name": "Quick key", "scopes": checked})
+
+    assert checked == ["chat"]
+    assert response.status_code == 200
+    assert ApiKey.objects.get().scopes == ["chat"]
 
 
 @pytest.mark.parametrize("who", ["owner", "admin"])

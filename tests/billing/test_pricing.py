@@ -146,3 +146,20 @@ def test_trial_without_card_is_advertised_as_such(client, catalogue, fake_stripe
     assert "— no card needed" in professional
     starter = html.split('data-plan="starter"')[1].split("</article>")[0]
     assert "no card needed" not in starter
+
+
+def _text(html: str) -> str:
+    """What a person reads: the markup's text with whitespace collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+@pytest.mark.parametrize("interval", ["month", "year"])
+def test_the_free_plan_is_not_called_free_twice(client, catalogue, fake_stripe, interval) -> None:
+    html = client.get(URL, {"interval": interval}).content.decode()
+
+    card = html.split('data-plan="free"')[1].split("</article>")[0]
+    text = _text(card)
+    assert "Free Free" not in text
+    assert text.startswith("> Free ")  # the plan's name, once, then its price
+    assert "$0.00 per month" in text
+    assert "No card needed." in text

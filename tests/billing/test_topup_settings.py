@@ -4,6 +4,7 @@ use, the admin, and the migration that moved them out of the credits account."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -174,6 +175,69 @@ def test_an_owner_sees_the_packs_for_sale_and_saves(client_for, alpha, catalogue
     shown = client.get(reverse(PAGE)).content.decode()
     assert 'value="20"' in shown
     assert "Automatic top-up saved." in shown
+
+
+def test_the_pack_is_chosen_from_a_list_not_typed(client_for, alpha, catalogue, accounts):
+    html = client_for(alpha.owner, alpha.workspace).get(reverse(PAGE)).content.decode()
+
+    select = html.split('name="auto_topup_pack"')[1].split("</select>")[0]
+    assert '<select name="auto_topup_pack"' in html
+    assert '<input type="text" name="auto_topup_pack"' not in html
+    assert re.findall(r'<option value="([^"]*)"', select) == ["", "small", "medium", "large"]
+    assert "Choose a pack" in select
+    assert "credits for $" in select  # each pack with what it gives and costs
+
+
+def test_a_pack_no_longer_for_sale_stays_chosen_and_can_be_kept(client_for, alpha, catalogue, accounts):
+    small = catalogue["packs"]["small"]
+    topup_settings_update(
+        workspace=alpha.workspace, acting_user=alpha.owner, enabled=True, threshold_units=20 * U, pack=small
+    )
+    CreditPack.objects.filter(pk=small.pk).update(is_active=False)
+    client = client_for(alpha.owner, alpha.workspace)
+
+    html = client.get(reverse(PAGE)).content.decode()
+    saved = client.post(reverse(PAGE), _post(auto_topup_threshold="30"))  # the pack left as it was
+
+    select = html.split('name="auto_topup_pack"')[1].split("</select>")[0]
+    assert re.search(r'<option value="small" selected>[^<]*\(no longer for sale\)</option>', select)
+    assert saved.status_code == 302
+    assert topup_state(alpha) == (True, 30 * U, "small")
+
+
+def test_a_pack_no_longer_for_sale_is_offered_only_where_it_was_chosen(client_for, alpha, beta, catalogue, accounts):
+    small = catalogue["packs"]["small"]
+    topup_settings_update(
+        workspace=alpha.workspace, acting_user=alpha.owner, enabled=True, threshold_units=20 * U, pack=small
+    )
+    CreditPack.objects.filter(pk=small.pk).update(is_active=False)
+    client = client_for(beta.owner, beta.workspace)
+
+    html = client.get(reverse(PAGE)).content.decode()
+    refused = client.post(reverse(PAGE), _post())
+
+    assert 'value="small"' not in html.split('name="auto_topup_pack"')[1].split("</select>")[0]
+    assert refused.status_code == 400
+    assert topup_state(beta) is None
+
+
+def test_a_pack_not_for_sale_cannot_be_switched_to(client_for, alpha, catalogue, accounts):
+    CreditPack.objects.create(code="retired", name="Retired", credit_units=U, price_cents=100, is_active=False)
+
+    response = client_for(alpha.owner, alpha.workspace).post(reverse(PAGE), _post(auto_topup_pack="retired"))
+
+    assert response.status_code == 400
+    assert "Choose one of the credit packs for sale." in response.content.decode()
+    assert topup_state(alpha) is None
+
+
+def test_without_packs_for_sale_the_page_says_so(client_for, alpha, catalogue, accounts, fake_stripe):
+    CreditPack.objects.update(is_active=False)
+
+    html = client_for(alpha.owner, alpha.workspace).get(reverse(PAGE)).content.decode()
+
+    assert 'data-testid="no-packs"' in html
+    assert "No credit packs are for sale yet" in html
 
 
 def test_an_admin_sees_the_setting_and_may_not_change_it(client_for, alpha, catalogue, accounts):

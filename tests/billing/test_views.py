@@ -4,6 +4,7 @@ follows), the billing page, and every refusal as a message rather than an error 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -587,6 +588,15 @@ def test_billing_page_for_a_free_workspace_member(client_for, alpha, beta, catal
     assert "Beta&#x27;s pack" not in html
     assert "Beta's pack" not in html
     assert 'data-testid="owner-only"' in html
+
+
+def test_billing_page_names_the_free_plan_once(client_for, alpha, catalogue, fake_stripe) -> None:
+    html = client_for(alpha.owner, alpha.workspace).get(reverse("billing:overview")).content.decode()
+
+    header = html.split('data-testid="plan"')[1].split("</header>")[0]
+    text = " ".join(re.sub(r"<[^>]+>", " ", header).split())
+    assert text.endswith("Free No subscription")  # was "Free Free": the plan, then a badge saying the same
+    assert "This workspace is on the Free plan. Choose a plan to get more credits." in html
 
 
 @pytest.mark.parametrize(

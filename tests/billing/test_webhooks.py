@@ -241,6 +241,23 @@ def test_subscription_starts_plan_and_invoice_grants_period_credits(alpha, catal
     assert "receipt" in mail.outbox[0].subject.lower()
 
 
+def test_the_receipt_links_to_the_address_stripe_reached(alpha, catalogue, deliver, settings):
+    settings.SITE_URL = ""
+    pro = catalogue["plans"]["professional"]
+    start = timezone.now().replace(microsecond=0)
+
+    deliver(event("customer.subscription.created", subscription(alpha.workspace, pro, start=start)))
+    # The event is processed after the webhook's request (as by a worker): the address goes with it.
+    deliver(
+        event(
+            "invoice.paid", invoice(alpha.workspace, pro, invoice_id="in_1", start=start, reason="subscription_create")
+        )
+    )
+
+    [receipt] = mail.outbox
+    assert "http://testserver/billing/" in receipt.body
+
+
 def test_each_paid_period_resets_subscription_credits_and_keeps_purchased(alpha, catalogue, deliver):
     pro, pack = catalogue["plans"]["professional"], catalogue["packs"]["small"]
     first = timezone.now().replace(microsecond=0) - timedelta(days=20)

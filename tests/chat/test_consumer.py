@@ -3,6 +3,10 @@ the mock provider streaming from a worker thread and the real credits ledger."""
 
 from __future__ import annotations
 
+import asyncio
+import html
+import re
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -13,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from constance.test.pytest import override_config
 
 from aikeedo.asgi import application
-from apps.chat import services
+from apps.chat import answers, services
 from apps.chat.models import Conversation, Message
 from apps.credits.amounts import to_credits
 from apps.credits.models import CreditAccount
@@ -87,6 +91,27 @@ async def until_done(communicator: WebsocketCommunicator) -> list[dict[str, Any]
     return frames
 
 
+async def until_idle(conversation: Conversation, timeout: float = TIMEOUT) -> None:
+    """Wait until the conversation's answer (and its title) has ended in this process: an
+    answer outlives its sockets, and the test's event loop ends with the scenario."""
+    deadline = time.monotonic() + timeout
+    while answers.answer_running(conversation.pk) is not None or answers.answers_in_progress():
+        assert time.monotonic() < deadline, "the answer did not end in time"
+        await asyncio.sleep(0.02)
+
+
+async def close(communicator: WebsocketCommunicator, conversation: Conversation) -> None:
+    await until_idle(conversation)
+    await communicator.disconnect()
+
+
+def body_text(message_html: str) -> str:
+    """The plain text of a rendered message's body (a message being generated is plain text)."""
+    found = re.search(r"data-body>(.*?)</div>", message_html, re.S)
+    assert found is not None, message_html
+    return html.unescape(found.group(1))
+
+
 @pytest.mark.outsider("ws/chat/<int:conversation_id>/")
 def test_anonymous_is_refused(conversation: Conversation) -> None:
     async def scenario() -> None:
@@ -132,19 +157,31 @@ def test_send_streams_deltas_then_done_with_html_and_credits(
             await communicator.send_json_to({"type": "send", "content": "hello **bold** world"})
             frames.extend(await until_done(communicator))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     reply = Message.objects.get(conversation=conversation, role="assistant")
     question = Message.objects.get(conversation=conversation, role="user")
-    assert frames[0] == {"type": "started", "message_id": reply.pk, "user_message_id": question.pk}
+    started = frames[0]
+    assert started["type"] == "started"
+    assert (started["message_id"], started["user_message_id"]) == (reply.pk, question.pk)
+    assert (started["offset"], started["mine"]) == (0, True)
+    # The server renders both messages: the question as sent, the answer's empty placeholder.
+    assert f'data-message-id="{question.pk}"' in started["user_html"]
+    assert "hello **bold** world" in started["user_html"]
+    assert f'data-message-id="{reply.pk}"' in started["html"]
+    assert 'data-status="streaming"' in started["html"]
+    assert all(f["type"] == "delta" and f["message_id"] == reply.pk for f in frames[1:-1])
+    offsets = [f["offset"] for f in frames[1:-1]]
+    lengths = [0, *[f["offset"] + len(f["text"]) for f in frames[1:-1]][:-1]]
+    assert offsets == lengths  # each delta starts where the previous one ended
     deltas = [f["text"] for f in frames[1:-1]]
-    assert all(f["type"] == "delta" for f in frames[1:-1])
     assert "".join(deltas) == reply.content == "Echo: hello **bold** world"
     done = frames[-1]
     assert done["type"] == "done"
     assert (done["message_id"], done["status"]) == (reply.pk, "complete")
     assert "<strong>bold</strong>" in done["html"]
+    assert f'data-message-id="{reply.pk}"' in done["html"]  # the whole message, rendered once
     assert done["usage"] == {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
     assert done["credits"] == str(to_credits(reply.credits_units))
     assert reply.credits_units > 0
@@ -168,7 +205,7 @@ def test_stop_frame_ends_the_answer_as_stopped(
             await communicator.send_json_to({"type": "stop"})
             frames.extend(await until_done(communicator))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     done = frames[-1]
@@ -216,7 +253,7 @@ def test_bad_frames_get_error_frames_and_the_socket_stays_open(
             await communicator.send_json_to({"type": "regenerate"})
             assert (await until_done(communicator))[-1]["type"] == "error"
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert not Message.objects.filter(conversation=conversation).exists()
@@ -236,13 +273,13 @@ def test_second_send_while_streaming_is_refused(
             await communicator.send_json_to({"type": "send", "content": "second"})
             frames = await until_done(communicator)
             errors = [f for f in frames if f["type"] == "error"]
-            assert errors == [{"type": "error", "message": "An answer is already being generated."}]
+            assert errors == [{"type": "error", "message": services.BUSY_MESSAGE, "code": "turn_in_progress"}]
             if frames[-1]["type"] == "error":  # the refusal arrived last: the answer is still going
                 frames = await until_done(communicator)
             assert frames[-1]["type"] == "done"
             assert frames[-1]["status"] == "complete"
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert Message.objects.filter(conversation=conversation, role="user").count() == 1
@@ -266,7 +303,7 @@ def test_regenerate_and_edit_over_the_socket(
             await communicator.send_json_to({"type": "edit", "message_id": user_message_id, "content": "edited"})
             results.append(await until_done(communicator))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert [r[-1]["status"] for r in results] == ["complete", "complete", "complete"]
@@ -279,30 +316,38 @@ def test_regenerate_and_edit_over_the_socket(
     assert_ledger_consistent()
 
 
-def test_disconnect_mid_stream_ends_as_client_gone(
+def test_disconnect_mid_answer_does_not_stop_it(
     alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
 ) -> None:
-    set_options(model, latency_ms=30, reply=" ".join(f"w{i}" for i in range(40)))
+    """Closing or reloading the tab is not a stop: the answer is generated to its end, saved and
+    charged once for all of it."""
+    set_options(model, latency_ms=10, reply=" ".join(f"w{i}" for i in range(40)))
     headers = headers_for(client_for, alpha.member)
-    received: list[str] = []
 
     async def scenario() -> None:
         communicator = await open_socket(conversation, headers)
         await communicator.send_json_to({"type": "send", "content": "go"})
         assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "started"
-        for _ in range(2):
-            received.append((await communicator.receive_json_from(timeout=TIMEOUT))["text"])
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "delta"
         await communicator.disconnect(timeout=TIMEOUT)
+        assert answers.answer_running(conversation.pk) is not None  # still generating
+        await until_idle(conversation)
 
     run(scenario)
     reply = Message.objects.get(conversation=conversation, role="assistant")
-    assert reply.status == "stopped"
-    assert reply.content.startswith("".join(received))
-    assert len(reply.content.split()) < 40
-    generation = Generation.objects.get()
-    assert generation.outcome == Generation.Outcome.CLIENT_GONE
+    assert reply.status == "complete"
+    assert reply.content == " ".join(f"w{i}" for i in range(40))
+    generation = Generation.objects.get(reservation__idempotency_key=f"chat:{reply.pk}")
+    assert generation.outcome == Generation.Outcome.OK
     assert reply.credits_units == generation.credits_charged_units > 0
-    assert CreditAccount.objects.get(workspace=alpha.workspace).balance_units == FUNDS - reply.credits_units
+    assert generation.reservation is not None
+    assert generation.reservation.status == "settled"
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at is None
+    account = CreditAccount.objects.get(workspace=alpha.workspace)
+    assert account.held_units == 0
+    charged = sum(Generation.objects.values_list("credits_charged_units", flat=True))  # the title's too
+    assert account.balance_units == FUNDS - charged
     assert_ledger_consistent()
 
 
@@ -321,7 +366,7 @@ def test_stop_before_the_first_token_ends_at_once_and_charges_nothing(
             await communicator.send_json_to({"type": "stop"})
             frames.extend(await until_done(communicator))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert [f["type"] for f in frames] == ["started", "done"]
@@ -336,6 +381,9 @@ def test_stop_before_the_first_token_ends_at_once_and_charges_nothing(
 def test_a_second_tab_cannot_start_a_turn_while_one_streams(
     alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
 ) -> None:
+    """The second tab sees the first tab's answer live; its own message is refused (to it
+    alone) and never saved, so its page keeps the text in the composer instead of showing it
+    as sent."""
     set_options(model, latency_ms=50, reply=" ".join(f"w{i}" for i in range(40)))  # streams for ~2 s
     first_tab, second_tab = headers_for(client_for, alpha.member), headers_for(client_for, alpha.member)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -346,16 +394,25 @@ def test_a_second_tab_cannot_start_a_turn_while_one_streams(
         try:
             await one.send_json_to({"type": "send", "content": "first"})
             assert (await one.receive_json_from(timeout=TIMEOUT))["type"] == "started"
+            started = await two.receive_json_from(timeout=TIMEOUT)
+            assert (started["type"], started["mine"]) == ("started", False)
             await two.send_json_to({"type": "send", "content": "from the other tab"})
             results["two"] = await until_done(two)
+            if results["two"][-1]["type"] == "error":  # refused before the answer ended
+                results["two"] += await until_done(two)
             results["one"] = await until_done(one)
         finally:
-            await one.disconnect()
+            await close(one, conversation)
             await two.disconnect()
 
     run(scenario)
-    assert results["two"] == [{"type": "error", "message": services.BUSY_MESSAGE, "code": "turn_in_progress"}]
-    assert results["one"][-1]["status"] == "complete"
+    errors = [f for f in results["two"] if f["type"] == "error"]
+    assert errors == [{"type": "error", "message": services.BUSY_MESSAGE, "code": "turn_in_progress"}]
+    assert not [f for f in results["one"] if f["type"] == "error"]
+    reply = Message.objects.get(conversation=conversation, role="assistant")
+    for frames in results.values():
+        assert frames[-1]["status"] == "complete"
+        assert "".join(f["text"] for f in frames if f["type"] == "delta") == reply.content
     assert list(Message.objects.filter(conversation=conversation, role="user").values_list("content", flat=True)) == [
         "first"
     ]
@@ -374,7 +431,7 @@ def test_title_frame_follows_the_first_answer(
             frames.extend(await until_done(communicator))
             frames.append(await communicator.receive_json_from(timeout=TIMEOUT))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert frames[-1] == {"type": "title", "title": "Echo: tell me about rainbows"}
@@ -396,7 +453,7 @@ def test_web_chat_is_rate_limited_per_member(
                 await communicator.send_json_to({"type": "send", "content": text})
                 results.append(await until_done(communicator))
         finally:
-            await communicator.disconnect()
+            await close(communicator, conversation)
 
     run(scenario)
     assert results[0][-1]["status"] == "complete"

@@ -10,6 +10,8 @@ from django.test import Client
 
 from apps.accounts.models import User
 from apps.billing.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
+from apps.billing.models import Plan
+from apps.credits.models import CreditGrant, Source
 from apps.workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db
@@ -129,4 +131,10 @@ def test_demo_workspaces_get_demo_credits_once():
     _seed()
     demo = User.objects.get(email=DEMO_EMAIL)
     team = Workspace.objects.for_user(demo).get(name=DEMO_TEAM)
-    assert credits_balance(workspace=team).available_units == 500 * 10_000
+    # The demo credits, once, and this month's credits of the Professional plan it is put on.
+    professional = Plan.objects.get(code="professional")
+    assert credits_balance(workspace=team).available_units == 500 * 10_000 + professional.monthly_credit_units
+    # The personal workspace, made before the plans existed, has the Free plan's month too.
+    personal = Workspace.objects.for_user(demo).get(is_personal=True)
+    month = CreditGrant.objects.filter(workspace=personal, source=Source.SUBSCRIPTION)
+    assert list(month.values_list("amount_units", flat=True)) == [Plan.objects.get(code="free").monthly_credit_units]

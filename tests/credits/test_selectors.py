@@ -13,6 +13,7 @@ from apps.credits.selectors import (
     UsageFilters,
     credits_balance,
     credits_overview,
+    usage_facts,
     usage_filter_choices,
     usage_member_choices,
     usage_queryset,
@@ -222,10 +223,69 @@ def test_member_choices_are_the_current_members(alpha, beta):
 
 
 def test_usage_summary_is_short_and_flat():
-    assert usage_summary({"input_tokens": 1200, "output_tokens": 30}) == "input tokens 1200 · output tokens 30"
+    assert usage_summary({"input_tokens": 1200, "output_tokens": 30}) == "1,200 input tokens · 30 output tokens"
     assert usage_summary({"sizes": {"1024": 2}}) == 'sizes {"1024": 2}'
     assert usage_summary({}) == ""
+    assert usage_summary(None) == ""
     assert len(usage_summary({"k": "x" * 500})) == 120
+
+
+def test_usage_summary_is_in_words_not_flags():
+    chat = {
+        "input_tokens": 12,
+        "output_tokens": 1,
+        "cached_input_tokens": 0,
+        "reported": True,
+        "outcome": "ok",
+        "response_cache": False,
+    }
+
+    # Was "input tokens 12 · output tokens 1 · cached input tokens 0 · reported True · outcome ok ·
+    # response cache False".
+    assert usage_summary(chat) == "Completed · 12 input tokens · 1 output token"
+    assert (
+        usage_summary({**chat, "response_cache": True})
+        == "Completed · 12 input tokens · 1 output token · Served from cache"
+    )
+    assert (
+        usage_summary({**chat, "reported": False}) == "Completed · 12 input tokens · 1 output token · Usage estimated"
+    )
+    assert usage_summary({**chat, "cached_input_tokens": 8}).startswith(
+        "Completed · 12 input tokens · 8 cached input tokens"
+    )
+    assert usage_summary({**chat, "outcome": "stopped"}).startswith("Stopped by the user · ")
+    assert usage_summary({**chat, "outcome": "client_gone"}).startswith("Cut short: the client disconnected · ")
+    assert usage_summary({**chat, "outcome": "something_new"}).startswith("Something new · ")
+
+
+@pytest.mark.parametrize(
+    ("service", "usage", "summary"),
+    [
+        ("image", {"images": 2}, "2 images"),
+        ("speech", {"characters": 1}, "1 character"),
+        ("transcription", {"audio_seconds": "61"}, "61 s of audio"),
+        ("embeddings", {"input_tokens": 40, "reported": True, "items": 3}, "40 input tokens · 3 inputs"),
+        ("voice_clone", {"items": 1}, "1 voice"),
+        ("", {"items": 2}, "2 items"),
+    ],
+)
+def test_usage_summary_of_each_service(service, usage, summary):
+    assert usage_summary(usage, service=service) == summary
+
+
+def test_usage_facts_label_each_line_of_the_charge_page():
+    facts = usage_facts(
+        {"outcome": "ok", "input_tokens": 1500, "output_tokens": 20, "reported": False, "response_cache": True},
+        service="text",
+    )
+
+    assert [(fact.label, fact.value) for fact in facts] == [
+        ("Outcome", "Completed"),
+        ("Input tokens", "1,500"),
+        ("Output tokens", "20"),
+        ("Answer", "Served from the response cache"),
+        ("Usage figures", "Estimated: the provider reported none"),
+    ]
 
 
 # ---------------------------------------------------------------------------- chart

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from constance.test.pytest import override_config
 from django.conf import settings
+from django.contrib.sites.models import Site
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.utils import timezone
 
 from aikeedo.celery import app
 from apps.accounts.services import user_suspend
+from apps.core.sites import base_url_scope
 from apps.credits.models import CreditAccount, CreditGrant, Reservation, Source
 from apps.credits.services import credits_account_open, credits_grant, credits_reserve
 from apps.credits.tasks import expire_grants, send_low_balance_alert, sweep_stale_reservations
@@ -77,7 +79,8 @@ def test_alert_skips_suspended_owners_and_admins(alpha: Team):
     assert recipients() == ["alpha-owner2@example.com", "alpha-owner@example.com"]
 
 
-def test_alert_email_says_which_workspace_how_much_is_left_and_where_to_go(alpha: Team):
+def test_alert_email_says_which_workspace_how_much_is_left_and_where_to_go(alpha: Team, settings):
+    settings.SITE_URL = ""
     Workspace.objects.filter(pk=alpha.workspace.pk).update(name="Alpha\nLabs")
     account = account_with(alpha.workspace, "7.25")
 
@@ -90,7 +93,8 @@ def test_alert_email_says_which_workspace_how_much_is_left_and_where_to_go(alpha
     assert 'The workspace "Alpha\nLabs" on Aikeedo Cloud has 7.25 credits left, below your alert level of 10' in (
         message.body
     )
-    assert settings.SITE_URL.rstrip("/") + "/credits/" in message.body
+    # No request and no SITE_URL: the Sites framework's domain (staff can edit it in the admin).
+    assert f"http://{Site.objects.get_current().domain}/credits/" in message.body
 
 
 def test_no_alert_when_credits_were_added_before_the_task_ran(alpha: Team):
@@ -147,6 +151,43 @@ def test_credits_added_above_the_threshold_rearm_the_alert(alpha: Team, django_c
         credits_reserve(workspace=alpha.workspace, amount="120", idempotency_key="second")
 
     assert len(mail.outbox) == 4
+
+
+# ---------------------------------------------------------------------------- links
+
+
+def test_the_alert_links_to_the_address_of_the_request_whose_charge_crossed_the_level(
+    alpha: Team, django_capture_on_commit_callbacks, settings
+):
+    settings.SITE_URL = ""
+    account_with(alpha.workspace, "150", thresholds=[HUNDRED])
+
+    # As a page or socket on `make run` at another port: the request's base is current.
+    with base_url_scope("http://127.0.0.1:8031"), django_capture_on_commit_callbacks(execute=True):
+        credits_reserve(workspace=alpha.workspace, amount="60", idempotency_key="spend")
+
+    assert len(mail.outbox) == 2
+    assert all("http://127.0.0.1:8031/credits/" in message.body for message in mail.outbox)
+    assert "8000" not in mail.outbox[0].body
+
+
+def test_the_task_carries_the_requests_address_to_the_worker(alpha: Team, settings):
+    settings.SITE_URL = ""
+    account = account_with(alpha.workspace, "5")
+
+    send_low_balance_alert.apply(args=(account.pk, TEN, "http://localhost:9000"))
+
+    assert "http://localhost:9000/credits/" in mail.outbox[0].body
+
+
+def test_an_explicit_site_url_wins_over_the_requests_address(alpha: Team, settings):
+    settings.SITE_URL = "https://aikeedo.example.com"
+    account = account_with(alpha.workspace, "5")
+
+    send_low_balance_alert.apply(args=(account.pk, TEN, "http://localhost:9000"))
+
+    assert "https://aikeedo.example.com/credits/" in mail.outbox[0].body
+    assert "localhost" not in mail.outbox[0].body
 
 
 # ---------------------------------------------------------------------------- retries

@@ -153,7 +153,7 @@ def test_usage_lists_settled_charges_newest_first(client_for, alpha, usage):
     ]
     html = response.content.decode()
     assert "in-flight-model" not in html  # a hold is not usage
-    assert "input tokens 100 · output tokens 20" in html
+    assert "100 input tokens · 20 output tokens" in html
 
 
 @pytest.mark.parametrize(
@@ -324,9 +324,47 @@ def test_charge_page_shows_what_was_used(client_for, alpha):
     html = response.content.decode()
     assert response.status_code == 200
     assert "1.2345 credits" in html
-    assert "input_tokens" in html
-    assert "1500" in html
+    detail = html.split('data-testid="usage-detail"')[1].split("</table>")[0]
+    assert re.search(r"<th scope=\"row\">Input tokens</th>\s*<td>1,500</td>", detail)
+    assert "input_tokens" not in detail
     assert "alpha-member@example.com" in html
+
+
+CHAT_USAGE = {
+    "input_tokens": 12,
+    "output_tokens": 40,
+    "cached_input_tokens": 0,
+    "reported": True,
+    "outcome": "ok",
+    "response_cache": False,
+}
+
+
+def test_usage_rows_say_how_a_chat_ended_in_words(client_for, alpha):
+    fund(alpha.workspace)
+    charge(alpha.workspace, alpha.member, 100, usage=CHAT_USAGE)
+    charge(alpha.workspace, alpha.member, 50, usage={**CHAT_USAGE, "response_cache": True, "reported": False})
+
+    html = _get(client_for(alpha.member, alpha.workspace)).content.decode()
+
+    table = html.split('data-testid="usage"')[1].split("</table>")[0]
+    assert "Completed · 12 input tokens · 40 output tokens</small>" in table
+    assert "Completed · 12 input tokens · 40 output tokens · Served from cache · Usage estimated" in table
+    for flag in ("reported True", "outcome ok", "response cache False", "cached input tokens 0"):
+        assert flag not in table
+
+
+def test_charge_page_lists_the_usage_in_words(client_for, alpha):
+    fund(alpha.workspace)
+    item = charge(alpha.workspace, alpha.member, 100, usage=CHAT_USAGE)
+
+    html = (
+        client_for(alpha.member, alpha.workspace).get(reverse("credits:usage_detail", args=[item.pk])).content.decode()
+    )
+
+    detail = html.split('data-testid="usage-detail"')[1].split("</table>")[0]
+    rows = re.findall(r'<th scope="row">([^<]*)</th>\s*<td>([^<]*)</td>', detail)
+    assert rows == [("Outcome", "Completed"), ("Input tokens", "12"), ("Output tokens", "40")]
 
 
 def test_a_hold_is_not_a_charge_page(client_for, alpha):

@@ -4,15 +4,17 @@ query count; bad uploads are a form error (400); another workspace's ids are 404
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from apps.credits.models import CreditAccount, Reservation
 from apps.generation.models import AIModel, Provider
 from apps.media.catalog import audio_catalog_seed
-from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind
+from apps.media.models import GenerationJob, JobKind, JobStatus, MediaFile, MediaKind, Voice
 from tests.conftest import Team
 from tests.credits.helpers import assert_ledger_consistent
 from tests.fakes.audio import wav_bytes
@@ -27,8 +29,10 @@ def audio_models(image_model: AIModel) -> dict[str, AIModel]:
     return {m.model_id: m for m in AIModel.objects.select_related("provider").filter(model_id__startswith="mock-")}
 
 
-def speak(client: Any, capture: Any, text: str = "Hello from the studio.", nonce: str = "n1") -> Any:
-    form = {"model": "mock-tts", "voice": "alloy", "speed": "1.0", "format": "wav", "text": text, "nonce": nonce}
+def speak(
+    client: Any, capture: Any, text: str = "Hello from the studio.", nonce: str = "n1", voice: str = "alloy"
+) -> Any:
+    form = {"model": "mock-tts", "voice": voice, "speed": "1.0", "format": "wav", "text": text, "nonce": nonce}
     with capture(execute=True):
         return client.post("/studio/speech/", form)
 
@@ -258,3 +262,60 @@ def test_resubmitted_transcription_form_makes_one_job_and_keeps_one_upload(
     assert MediaFile.objects.filter(kind=MediaKind.UPLOAD).count() == 1
     assert MediaFile.objects.get(kind=MediaKind.UPLOAD).job_id == job.pk
     assert Reservation.objects.filter(workspace=alpha.workspace).count() == 1
+
+
+# ------------------------------------------------------------------------------ voices by name
+
+
+def _voices_listed(html: str) -> list[str]:
+    return re.findall(r'data-testid="speech-voice">([^<]*)<', html)
+
+
+def test_speech_history_names_each_voice_instead_of_its_id(
+    alpha: Team, audio_models: dict[str, AIModel], client_for: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    fund(alpha.workspace)
+    voice = Voice.objects.create(
+        workspace=alpha.workspace,
+        name="Narrator Ada",
+        provider_voice_id="cloned_ada_123",
+        consent_at=timezone.now(),
+        consent_text="Mine.",
+    )
+    client = client_for(alpha.member, alpha.workspace)
+    speak(client, django_capture_on_commit_callbacks, nonce="c1", voice="cloned_ada_123")
+    speak(client, django_capture_on_commit_callbacks, nonce="s1")  # alloy, a stock voice
+
+    html = client.get("/studio/speech/").content.decode()
+
+    assert _voices_listed(html) == ["Alloy", "Narrator Ada"]  # newest first
+    history = html.split("<h2>Recent speech</h2>")[1]
+    assert "cloned_ada_123" not in history
+    # The name is kept with the file: renamed, the history follows; deleted, it still names it.
+    stored = MediaFile.objects.get(kind=MediaKind.AUDIO, metadata__voice="cloned_ada_123")
+    assert stored.metadata["voice_name"] == "Narrator Ada"
+    Voice.objects.filter(pk=voice.pk).update(name="Ada, calm")
+    assert _voices_listed(client.get("/studio/speech/").content.decode()) == ["Alloy", "Ada, calm"]
+    voice.delete()
+    assert _voices_listed(client.get("/studio/speech/").content.decode()) == ["Alloy", "Narrator Ada"]
+
+
+def test_another_workspaces_voice_name_is_never_shown(
+    alpha: Team, beta: Team, audio_models: dict[str, AIModel], client_for: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    fund(alpha.workspace)
+    Voice.objects.create(
+        workspace=beta.workspace,
+        name="Beta secret voice",
+        provider_voice_id="shared_id",
+        consent_at=timezone.now(),
+        consent_text="Mine.",
+    )
+    client = client_for(alpha.member, alpha.workspace)
+    speak(client, django_capture_on_commit_callbacks, nonce="s1")
+    MediaFile.objects.filter(kind=MediaKind.AUDIO).update(metadata={"voice": "shared_id", "text": "hi"})
+
+    html = client.get("/studio/speech/").content.decode()
+
+    assert "Beta secret voice" not in html
+    assert _voices_listed(html) == ["shared_id"]

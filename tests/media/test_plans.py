@@ -71,11 +71,15 @@ def test_free_plan_cannot_clone_voices_on_the_service_page_or_api(
     assert page.status_code == 200
     assert b'data-testid="voice-upgrade"' in page.content
     assert b'href="/billing/pricing/"' in page.content
+    gate = page.content.decode().split('data-testid="voice-upgrade"')[1].split("</article>")[0]
+    assert "(/billing/pricing/)" not in gate  # the plans are a link, not a path printed in the text
+    assert ">See the plans</a>" in gate
     assert b'data-testid="voice-form"' not in page.content
     form = {"model": "mock-voice", "name": "Mine", "consent": "on", "nonce": "v1", "samples": [wav()]}
     refused = client.post("/studio/voices/", form)
     assert refused.status_code == 400
     assert b"Professional plan" in refused.content
+    assert b"(/billing/pricing/)" not in refused.content
     api = client.post(
         "/api/v1/jobs/",
         {
@@ -87,6 +91,7 @@ def test_free_plan_cannot_clone_voices_on_the_service_page_or_api(
     )
     assert api.status_code == 403
     assert "Professional plan" in api.json()["detail"]
+    assert api.json()["upgrade_url"] == "/billing/pricing/"  # where to act on it, beside the message
     assert not GenerationJob.objects.exists()
     assert MediaFile.objects.count() == 1  # the sample of the service call only: refused uploads are not kept
 
@@ -174,6 +179,8 @@ def test_full_storage_refuses_new_jobs_everywhere(
     page = client.post("/studio/speech/", form)
     assert page.status_code == 400
     assert b"storage is full" in page.content
+    assert b"(/billing/pricing/)" not in page.content
+    assert b'<a href="/billing/pricing/">See the plans</a>' in page.content.split(b'data-testid="upgrade-link"')[1]
     api = client.post("/api/v1/jobs/", {"kind": "transcription", "model": "mock-whisper", "file": wav()})
     assert api.status_code == 403
     assert "storage is full" in api.json()["detail"]

@@ -3,6 +3,7 @@ workspace's jobs, files and gallery are 404 / empty."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -107,6 +108,22 @@ def test_gallery_lists_filters_and_pins_queries(
     assert filtered.content.count(b'data-testid="gallery-item"') == 9
     assert client.get("/studio/gallery/?end=2000-01-01").content.count(b'data-testid="gallery-item"') == 0
     assert client.get("/studio/gallery/?start=not-a-date").status_code == 400
+
+
+def test_gallery_shows_each_images_size_once(
+    alpha: Team, image_model: AIModel, client_for: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_jobs(alpha, image_model, django_capture_on_commit_callbacks, 1)
+    image = MediaFile.objects.get(kind=MediaKind.IMAGE, parent__isnull=True)
+
+    html = client_for(alpha.member, alpha.workspace).get("/studio/gallery/").content.decode()
+
+    caption = html.split('data-testid="gallery-item"')[1].split("<figcaption>")[1].split("<br>")[0]
+    assert (
+        " ".join(re.sub(r"<[^>]+>", " ", caption).split())
+        == f"mock-image · {image.width}\N{MULTIPLICATION SIGN}{image.height}"
+    )
+    assert "256x256" not in caption  # the size asked for, printed again beside the size made
 
 
 def test_delete_removes_rows_and_stored_files_and_is_audited(

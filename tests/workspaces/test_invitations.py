@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from allauth.account.models import EmailAddress
 from constance.test.pytest import override_config
-from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -51,8 +50,9 @@ def _token_from(message) -> str:
 
 @pytest.mark.parametrize(("inviter", "role"), [("owner", "owner"), ("owner", "admin"), ("admin", "admin")])
 def test_manager_invites_and_the_email_carries_the_accept_link(
-    client_for, alpha, mailoutbox, django_capture_on_commit_callbacks, inviter, role
+    client_for, alpha, mailoutbox, django_capture_on_commit_callbacks, settings, inviter, role
 ):
+    settings.SITE_URL = ""
     client = client_for(getattr(alpha, inviter), alpha.workspace)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -69,11 +69,41 @@ def test_manager_invites_and_the_email_carries_the_accept_link(
     message = mailoutbox[0]
     assert "Alpha" in message.subject
     token = _token_from(message)
-    assert f"{settings.SITE_URL.rstrip('/')}{_accept_url(token)}" in message.body
+    # No SITE_URL: the link is on the address the inviter used (the test client's host).
+    assert f"http://testserver{_accept_url(token)}" in message.body
     # The link in the email is the one that opens this invitation.
     page = Client().get(_accept_url(token))
     assert page.status_code == 200
     assert page.context["invitation"] == invitation
+
+
+def test_the_link_is_on_the_port_the_inviter_uses(
+    client_for, alpha, mailoutbox, django_capture_on_commit_callbacks, settings
+):
+    settings.SITE_URL = ""
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    client = client_for(alpha.owner, alpha.workspace)
+
+    # The email task runs after the request (as a worker would): the address travels with it.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(INVITE, {"email": "port@example.com", "role": "member"}, HTTP_HOST="127.0.0.1:8031")
+
+    token = _token_from(mailoutbox[0])
+    assert f"http://127.0.0.1:8031{_accept_url(token)}" in mailoutbox[0].body
+
+
+def test_an_explicit_site_url_is_the_links_address(
+    client_for, alpha, mailoutbox, django_capture_on_commit_callbacks, settings
+):
+    settings.SITE_URL = "https://aikeedo.example.com"
+    client = client_for(alpha.owner, alpha.workspace)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(INVITE, {"email": "site@example.com", "role": "member"})
+
+    token = _token_from(mailoutbox[0])
+    assert f"https://aikeedo.example.com{_accept_url(token)}" in mailoutbox[0].body
+    assert "testserver" not in mailoutbox[0].body
 
 
 def test_invite_stores_only_a_hash_of_the_token(alpha, invite, mailoutbox):

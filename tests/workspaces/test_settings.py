@@ -268,3 +268,21 @@ def test_response_cache_change_applies_to_the_current_workspace_only(client_for,
     client_for(alpha.owner, alpha.workspace).post(CACHE, {"response_cache": "on"})
     beta.workspace.refresh_from_db()
     assert not beta.workspace.response_cache
+
+
+def test_the_response_cache_help_text_sits_under_its_checkbox_not_over_it(client_for, alpha):
+    alpha.workspace.response_cache = True
+    alpha.workspace.save(update_fields=["response_cache"])
+
+    html = client_for(alpha.owner, alpha.workspace).get(SETTINGS).content.decode()
+
+    field = html.split('data-testid="response-cache-field"')[1].split("</fieldset>")[0]
+    label = field.split("<label")[1].split("</label>")[0]
+    after_label = field.split("</label>")[1]
+    # Inside the label, Pico lays a <small> that follows the checkbox over it; it comes after.
+    assert 'type="checkbox" name="response_cache"' in label
+    assert "checked" in label
+    assert "Serve repeated requests from the response cache" in label
+    assert "<small" not in label
+    assert '<small id="id_response_cache_helptext">Identical chat requests' in after_label
+    assert 'aria-describedby="id_response_cache_helptext"' in label

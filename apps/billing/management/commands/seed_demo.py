@@ -12,7 +12,8 @@ from apps.accounts.models import User
 from apps.accounts.services import user_create
 from apps.billing.models import Plan
 from apps.billing.seed import billing_seed_catalogue
-from apps.billing.services import billing_account, billing_plan_assign
+from apps.billing.selectors import account_of
+from apps.billing.services import billing_account, billing_plan_assign, billing_plan_credits_start
 from apps.credits.rates import rate_cards_seed_defaults
 from apps.credits.services import credits_grant
 from apps.workspaces.models import Workspace
@@ -79,6 +80,8 @@ class Command(BaseCommand):
                     idempotency_key=f"seed-demo:{workspace.pk}",
                     reason="Demo credits",
                 )
+                # This month's credits of its plan: the demo's first workspace was made before the plans.
+                billing_plan_credits_start(workspace=workspace, account=account_of(workspace))
             # The demo team shows every feature (voice cloning is a Professional feature).
             team = Workspace.objects.for_user(demo).filter(name=DEMO_TEAM).first()
             professional = Plan.objects.filter(code="professional").first()
