@@ -383,7 +383,7 @@ def test_success_page_fulfils_a_completed_pack_once_even_when_the_webhook_follow
     html = response.content.decode()
     assert "Payment received — 2,100 credits added." in html
     assert "$35.00" in html
-    assert "hx-get" not in html
+    assert "/checkout/status/" not in html  # fulfilled: the page does not poll
     assert available(alpha.workspace) == pack.credit_units + pack.bonus_units
     assert deliver(event("checkout.session.completed", session)).status_code == 200
     owner.get(reverse("billing:success"), {"session_id": session["id"]})  # a reload
@@ -533,8 +533,9 @@ def test_billing_page_for_a_subscribed_workspace(
     owner = client_for(alpha.owner, alpha.workspace)
     owner.get(reverse("billing:overview"))  # the first request of a session records it
     # Session and membership (8), the account (2: its own, then `plan_for`), history count and
-    # page, invoices, plans for the change form, and the layout's branding, balance and switcher.
-    with django_assert_max_num_queries(17):
+    # page, invoices, plans for the change form, and the layout's branding, balance, switcher and
+    # sidebar history.
+    with django_assert_max_num_queries(18):
         response = owner.get(reverse("billing:overview"))
     assert response.status_code == 200
     html = response.content.decode()
@@ -564,7 +565,7 @@ def test_billing_page_query_count_does_not_grow_with_history(
     owner = client_for(alpha.owner, alpha.workspace)
     Fulfilment.objects.create(workspace=alpha.workspace, key="pack:cs_first", kind=Fulfilment.Kind.PACK, currency="usd")
     owner.get(reverse("billing:overview"))  # the first request of a session records it
-    with django_assert_max_num_queries(16) as one_row:
+    with django_assert_max_num_queries(17) as one_row:  # 16 + the sidebar's history
         owner.get(reverse("billing:overview"))
     for i in range(40):
         Fulfilment.objects.create(

@@ -52,6 +52,12 @@ def rows(alpha: Team, beta: Team) -> None:
 
     conversation = Conversation.objects.create(workspace=alpha.workspace, user=alpha.owner, title="Hello")
     Message.objects.create(workspace=alpha.workspace, conversation=conversation, role="user", content="Hi")
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.chat.services import chat_attachment_create
+
+    notes = SimpleUploadedFile("notes.txt", b"Meeting notes", content_type="text/plain")
+    chat_attachment_create(conversation=conversation, user=alpha.owner, name="notes.txt", file=notes)
     from apps.apikeys.services import apikey_create
     from apps.ratelimits.models import WorkspaceRateLimit
 
