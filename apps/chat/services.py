@@ -528,10 +528,12 @@ class Turn:
             self.stream.close_outcome = self.stop_outcome
 
 
-def chat_default_model(workspace: Workspace) -> AIModel | None:
-    """The first model the workspace may chat with, in picker order."""
+def chat_default_model(workspace: Workspace, user: User | None = None) -> AIModel | None:
+    """The user's default model (their profile preference) when the workspace may chat with it,
+    else the first model the workspace may chat with, in picker order."""
     usable = AIModel.objects.usable_for(workspace, Capability.CHAT)
-    return usable[0] if usable else None
+    preferred = user.preference("default_model") if user is not None else ""
+    return next((model for model in usable if model.model_id == preferred), usable[0] if usable else None)
 
 
 def _clean_content(content: str) -> str:
@@ -628,7 +630,7 @@ def _unlock_turn(conversation: Conversation) -> None:
 
 def _begin(conversation: Conversation, user: User, user_message: Message) -> Turn:
     """Create the streaming assistant message for `user_message` (the turn lock is held)."""
-    model = conversation.model if conversation.model_id else chat_default_model(conversation.workspace)
+    model = conversation.model if conversation.model_id else chat_default_model(conversation.workspace, user)
     messages = _history(conversation, model)
     first_exchange = not Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT).exists()
     assistant = Message.objects.create(

@@ -66,7 +66,13 @@ def _forbidden(request: WorkspaceRequest, reason: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def chat_list(request: WorkspaceRequest) -> HttpResponse:
     models = chat_models(workspace=request.workspace)
-    new_form = NewConversationForm(request.POST if request.method == "POST" else None, models=models)
+    # The user's default model (profile) is preselected when the workspace may use it.
+    preferred = request.user.preference("default_model")
+    new_form = NewConversationForm(
+        request.POST if request.method == "POST" else None,
+        models=models,
+        initial={"model": preferred if any(m.model_id == preferred for m in models) else None},
+    )
     status = 200
     if request.method == "POST":
         if new_form.is_valid():

@@ -190,6 +190,23 @@ def test_new_chat_refuses_a_disabled_model(client_for, alpha, mock_chat) -> None
     assert not Conversation.objects.exists()
 
 
+def test_the_users_default_model_is_preselected_and_used(client_for, alpha, mock_chat, other_model) -> None:
+    from apps.chat.services import chat_default_model
+
+    alpha.member.preferences = {"default_model": "mock-small"}
+    alpha.member.save(update_fields=["preferences"])
+    response = client_for(alpha.member, alpha.workspace).get(reverse("chat:list"))
+    assert response.context["new_form"]["model"].value() == "mock-small"
+    assert chat_default_model(alpha.workspace, alpha.member) == other_model
+    assert chat_default_model(alpha.workspace) == AIModel.objects.usable_for(alpha.workspace, "chat")[0]
+
+    other_model.enabled = False  # a preference the workspace can no longer use falls back
+    other_model.save()
+    response = client_for(alpha.member, alpha.workspace).get(reverse("chat:list"))
+    assert response.context["new_form"]["model"].value() is None
+    assert chat_default_model(alpha.workspace, alpha.member) == mock_chat
+
+
 def offered(response: TestResponse, form: str) -> list[str]:
     """The model ids of the picker of `form` on the page."""
     return [model.model_id for model in response.context[form].fields["model"].queryset]
