@@ -40,7 +40,7 @@ from apps.audit.services import audit_record
 from apps.core.events import send_on_commit
 from apps.credits.models import Reservation
 from apps.credits.services import credits_release, credits_reserve, credits_settle
-from apps.generation.models import AIModel, Capability, Generation
+from apps.generation.models import AIModel, Capability, Generation, Unusable
 from apps.generation.providers.base import ProviderError
 from apps.generation.services import generation_usage_record
 from apps.media.exceptions import MediaError
@@ -134,17 +134,21 @@ def _enqueue(job_id: int) -> None:
 
 
 def _authorise(model: AIModel, kind: str, plan_code: str | None) -> None:
-    handler = KINDS[kind]
-    if not model.enabled or not handler.supports(model):
+    """The one capability rule (`AIModel.unusable_reason`) in the media API's words: a model that
+    is off or does not do this kind of job is a bad request (400, named first), a provider that
+    is off or a plan without the model is a refusal (403)."""
+    reason = model.unusable_reason(USAGE_CAPABILITY[kind], plan_code=plan_code)
+    if reason is None:
+        return
+    if reason is Unusable.UNSUPPORTED or not model.enabled:
         raise MediaError(
-            f"The model `{model.model_id}` does not support {handler.capability}.",
+            f"The model `{model.model_id}` does not support {KINDS[kind].capability}.",
             param="model",
             code="model_not_supported",
         )
-    if not model.provider.enabled or not model.provider.is_configured:
+    if reason is Unusable.DISABLED:
         raise MediaError(f"The provider of `{model.model_id}` is not available.", status_code=403, param="model")
-    if not model.allowed_for_plan(plan_code):
-        raise MediaError(f"Your plan does not include `{model.model_id}`.", status_code=403, param="model")
+    raise MediaError(f"Your plan does not include `{model.model_id}`.", status_code=403, param="model")
 
 
 def job_validate(
