@@ -12,7 +12,8 @@ Two channel-layer groups per conversation:
   `chat.delta` {offset, text}, `chat.done`, `chat.title` and `chat.failed` there. Deltas are
   coalesced (at most one group message every `FANOUT_INTERVAL_SECONDS`), so a fast model does
   not send a channel-layer message per token.
-- `chat.answer.<id>` — the run itself (its own channel name). Sockets send it `chat.stop` (the
+- `chat.answer.<id>` — the run itself (its own channel name, from `new_channel()` with the
+  default prefix: see `AnswerRun._join`). Sockets send it `chat.stop` (the
   Stop button, from any tab or device) and `chat.hello` {reply_to} (a socket that just joined:
   the run answers with `chat.snapshot`, the full text so far and its length). Each delta carries
   the offset of its first character, so a joining socket shows the snapshot and then only the
@@ -189,7 +190,12 @@ class AnswerRun:
     async def _join(self) -> None:
         if self.layer is None:
             return
-        self.channel_name = await self.layer.new_channel("chat-answer.")
+        # The default prefix, as every consumer's channel: channels_redis keeps all the
+        # process-local channels of one prefix in one Redis list, and a single receive() of the
+        # process at a time (one lock) pops it for all of them. A channel with a prefix of its own
+        # lives in another list: while a socket held the lock this one was not read (stop and
+        # hello waited), and while this run held it no socket of the process got a frame.
+        self.channel_name = await self.layer.new_channel()
         workspace_id = self.turn.conversation.workspace_id
         self.groups = [answer_group(self.conversation_id), user_group(self.turn.user.pk), workspace_group(workspace_id)]
         for group in self.groups:
@@ -197,15 +203,16 @@ class AnswerRun:
         self.listener = asyncio.create_task(self._listen())
 
     async def _leave(self) -> None:
+        # Out of the groups first: with channels_redis a message still sent to this channel
+        # once its receive loop has ended would wait in the process's buffers for good.
+        if self.layer is not None:
+            for group in self.groups:
+                with contextlib.suppress(Exception):
+                    await self.layer.group_discard(group, self.channel_name)
         if self.listener is not None:
             self.listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.listener
-        if self.layer is None:
-            return
-        for group in self.groups:
-            with contextlib.suppress(Exception):
-                await self.layer.group_discard(group, self.channel_name)
 
     async def _listen(self) -> None:
         assert self.layer is not None

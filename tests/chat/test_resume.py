@@ -5,11 +5,14 @@ stops it even with no socket open. Each ends in exactly one settle."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from channels.testing import WebsocketCommunicator
 
 from apps.accounts.services import user_suspend
@@ -294,3 +297,163 @@ def test_a_reconnecting_page_gets_every_message_again(
     for pk in ids:
         assert f'data-message-id="{pk}"' in frames[1]["html"]
     assert "remember me" in frames[1]["html"]
+
+
+# ---------------------------------------------------------------------------- through Redis
+#
+# channels_redis reads every process-local channel of one prefix from one Redis list, through
+# one receive() of the process at a time. The run's channel once had a prefix of its own: while
+# a socket's receive held the lock, the run never got its stop or hello; while the run's held
+# it, no socket of the process got a delta or the done frame until the answer ended (the page
+# stayed "generating…"). The in-memory layer has a queue per channel and cannot show this.
+
+LIVE_WORDS = 60
+LIVE_REPLY = " ".join(f"w{i}" for i in range(LIVE_WORDS))
+LIVE_GAP_SECONDS = 0.75  # the longest silence a socket may see while the model writes every 40-50 ms
+STOP_WITHIN_SECONDS = 1.0
+
+
+@pytest.fixture
+def redis_layer(settings: Any) -> None:
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: the in-memory channel layer has a queue per channel")
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+
+
+async def _timed_until_done(communicator: WebsocketCommunicator) -> list[tuple[float, dict[str, Any]]]:
+    loop = asyncio.get_running_loop()
+    frames: list[tuple[float, dict[str, Any]]] = []
+    while not frames or frames[-1][1]["type"] not in ("done", "error"):
+        frame = await communicator.receive_json_from(timeout=TIMEOUT)
+        frames.append((loop.time(), frame))
+    return frames
+
+
+def _longest_gap(timed: list[tuple[float, dict[str, Any]]]) -> float:
+    times = [at for at, _ in timed]
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def test_through_redis_every_socket_follows_the_answer_live_and_gets_its_done(
+    redis_layer: None,
+    alpha: Team,
+    mock_model: AIModel,
+    conversation: Conversation,
+    client_for: Callable[..., Any],
+) -> None:
+    """Two sockets open before the answer, a third joins mid-answer (its hello must reach the
+    run): each sees the text grow while the model writes, and each gets the done frame."""
+    set_options(mock_model, latency_ms=40, reply=LIVE_REPLY)  # ~2.4 s
+    users = (alpha.member, alpha.owner, alpha.member)
+    headers = [headers_for(client_for, user) for user in users]
+    timed: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+
+    async def scenario() -> None:
+        one = await open_socket(conversation, headers[0])
+        two = await open_socket(conversation, headers[1])
+        await one.send_json_to({"type": "send", "content": "go"})
+        following = asyncio.gather(_timed_until_done(one), _timed_until_done(two))
+        await asyncio.sleep(0.8)
+        three = await open_socket(conversation, headers[2])
+        timed["three"] = await _timed_until_done(three)
+        timed["one"], timed["two"] = await following
+        await close(one, conversation)
+        await two.disconnect()
+        await three.disconnect()
+
+    run(scenario)
+    reply, generation = _answer(conversation)
+    assert reply.content == LIVE_REPLY
+    assert 0 < timed["three"][0][1]["offset"] < len(LIVE_REPLY)  # joined mid-answer, got a snapshot
+    for name, frames in timed.items():
+        plain = [frame for _, frame in frames]
+        assert plain[-1]["type"] == "done", name
+        assert plain[-1]["status"] == "complete", name
+        assert _followed(plain) == LIVE_REPLY, name
+        assert sum(frame["type"] == "delta" for frame in plain) >= 5, name
+        assert _longest_gap(frames) < LIVE_GAP_SECONDS, (name, _longest_gap(frames))
+    assert len({frames[-1][1]["html"] for frames in timed.values()}) == 1
+    _assert_settled_once(conversation, reply, generation)
+
+
+def test_through_redis_a_stop_from_a_second_socket_ends_the_answer_for_every_socket(
+    redis_layer: None,
+    alpha: Team,
+    mock_model: AIModel,
+    conversation: Conversation,
+    client_for: Callable[..., Any],
+) -> None:
+    set_options(mock_model, latency_ms=50, reply=LIVE_REPLY)  # ~3 s
+    first, second = headers_for(client_for, alpha.member), headers_for(client_for, alpha.member)
+    frames: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    stopped_at: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        one = await open_socket(conversation, first)
+        await one.send_json_to({"type": "send", "content": "go"})
+        following = asyncio.ensure_future(_timed_until_done(one))
+        await asyncio.sleep(0.5)
+        two = await open_socket(conversation, second)
+        started = await two.receive_json_from(timeout=TIMEOUT)
+        assert started["type"] == "started"
+        assert started["offset"] > 0  # the snapshot
+        stopped_at.append(loop.time())
+        await two.send_json_to({"type": "stop"})
+        frames["two"] = await _timed_until_done(two)
+        frames["one"] = await following
+        await close(one, conversation)
+        await two.disconnect()
+
+    run(scenario)
+    reply, generation = _answer(conversation)
+    for name in ("one", "two"):
+        done_at, done = frames[name][-1]
+        assert done["type"] == "done", name
+        assert done["status"] == "stopped", name
+        assert done_at - stopped_at[0] < STOP_WITHIN_SECONDS, name
+    assert reply.status == Message.Status.STOPPED
+    assert 0 < len(reply.content.split()) < LIVE_WORDS
+    assert generation.outcome == Generation.Outcome.STOPPED
+    _assert_settled_once(conversation, reply, generation)
+
+
+def test_through_redis_a_stop_from_another_process_reaches_the_answer(
+    redis_layer: None,
+    alpha: Team,
+    mock_model: AIModel,
+    conversation: Conversation,
+    client_for: Callable[..., Any],
+) -> None:
+    """A socket served by another process stops the answer through the answer group only: a
+    second layer instance (its own process-local prefix, its own connections) sends it."""
+    set_options(mock_model, latency_ms=50, reply=LIVE_REPLY)
+    headers = headers_for(client_for, alpha.member)
+    frames: list[tuple[float, dict[str, Any]]] = []
+    stopped_at: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        one = await open_socket(conversation, headers)
+        await one.send_json_to({"type": "send", "content": "go"})
+        following = asyncio.ensure_future(_timed_until_done(one))
+        await asyncio.sleep(0.5)
+        other_process = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        try:
+            stopped_at.append(loop.time())
+            await other_process.group_send(answers.answer_group(conversation.pk), {"type": "chat.stop"})
+        finally:
+            await other_process.close_pools()
+        frames.extend(await following)
+        await close(one, conversation)
+
+    run(scenario)
+    reply, generation = _answer(conversation)
+    done_at, done = frames[-1]
+    assert done["type"] == "done"
+    assert done["status"] == "stopped"
+    assert done_at - stopped_at[0] < STOP_WITHIN_SECONDS
+    assert _longest_gap(frames) < LIVE_GAP_SECONDS
+    assert generation.outcome == Generation.Outcome.STOPPED
+    assert 0 < len(reply.content.split()) < LIVE_WORDS
+    _assert_settled_once(conversation, reply, generation)
