@@ -12,6 +12,7 @@ from apps.billing.entitlements import entitlements_push_plan
 from apps.billing.models import Plan
 from apps.billing.seed import billing_seed_catalogue
 from apps.billing.services import billing_plan_assign
+from apps.credits.models import CreditAccount, Reservation
 from apps.generation.models import AIModel
 from apps.ratelimits.selectors import ratelimit_limits
 from tests.api.conftest import Keyed
@@ -56,13 +57,16 @@ def test_a_plan_without_api_access_gets_403_on_every_api(plans: Keyed) -> None:
 
 def test_models_limited_to_plans_are_listed_and_usable_only_on_those_plans(plans: Keyed) -> None:
     AIModel.objects.filter(model_id="mock-chat").update(plans=["professional", "enterprise"])
-    on(plans, "starter")
+    on(plans, "starter")  # grants the starter plan's monthly credits at once
+    before = CreditAccount.objects.get(workspace=plans.workspace).balance_units
     assert "mock-chat" not in model_ids(plans)
     error = assert_error(
         call(plans.raw, "POST", "/v1/chat/completions", {"model": "mock-chat", "messages": HELLO}), 403
     )
     assert "plan" in error["message"]
-    nothing_charged(plans)
+    account = CreditAccount.objects.get(workspace=plans.workspace)
+    assert (account.balance_units, account.held_units) == (before, 0)  # the refusal charged nothing
+    assert not Reservation.objects.exists()
 
     on(plans, "professional")
     assert "mock-chat" in model_ids(plans)
