@@ -88,6 +88,7 @@ class AnswerRun:
         self.answering: asyncio.Task[Message] | None = None
         self.listener: asyncio.Task[None] | None = None
         self.answered = False
+        self.cancelled = False
         self.user_html = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -113,7 +114,13 @@ class AnswerRun:
         if note and not self.turn.stop_note:
             self.turn.stop_note = note
         self.turn.request_stop(outcome)
+        # Cancelled once: a stop that also comes back through the channel layer (this tab's
+        # stop reaches the run directly and through its group) must not cancel the stream's own
+        # clean-up, which settles what was delivered.
+        if self.cancelled:
+            return
         if self.turn.streaming and self.answering is not None and not self.answering.done():
+            self.cancelled = True
             self.answering.cancel()
 
     async def _main(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -352,11 +351,6 @@ def test_disconnect_mid_answer_does_not_stop_it(
     assert_ledger_consistent()
 
 
-@pytest.mark.xfail(
-    bool(os.environ.get("REDIS_URL")),
-    reason="known defect on the Redis channel layer: a stop before the first token ends the answer as error",
-    strict=False,
-)
 def test_stop_before_the_first_token_ends_at_once_and_charges_nothing(
     alpha: Team, model: AIModel, conversation: Conversation, client_for: Callable[..., Any]
 ) -> None:
