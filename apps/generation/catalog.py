@@ -16,7 +16,13 @@ DEFAULT_PROVIDERS: list[dict[str, Any]] = [
 
 # model_id, display name, provider name, upstream model, extra fields
 DEFAULT_MODELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
-    ("mock-chat", "Mock chat", "Mock (offline)", "mock-chat", {"position": 1, "context_window": 32000}),
+    (
+        "mock-chat",
+        "Mock chat",
+        "Mock (offline)",
+        "mock-chat",
+        {"position": 1, "context_window": 32000, "supports_vision": True},
+    ),
     (
         "mock-embed",
         "Mock embeddings",

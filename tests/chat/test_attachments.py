@@ -185,8 +185,10 @@ def test_a_vision_model_gets_the_image_as_an_image_part_and_text_files_as_contex
 
 
 def test_an_image_for_a_model_that_cannot_read_it_is_refused_and_nothing_is_saved(
-    alpha: Team, conversation: Conversation
+    alpha: Team, conversation: Conversation, mock_model: AIModel
 ) -> None:
+    mock_model.supports_vision = False
+    mock_model.save()
     image = attach(conversation, alpha.member, "red.png", png())
     with pytest.raises(ChatStreamError, match="cannot read images"):
         services.chat_send_prepare(
@@ -233,7 +235,7 @@ def test_an_answer_about_an_image_is_charged_once(alpha: Team, conversation: Con
     )
     message = async_to_sync(services.chat_turn_answer)(turn)
     assert message.status == Message.Status.COMPLETE
-    assert message.content == "Echo: describe"
+    assert message.content == "Echo: describe [image/png]"
     generation = Generation.objects.get(reservation__idempotency_key=f"chat:{message.pk}")
     assert generation.outcome == Generation.Outcome.OK
     assert generation.input_tokens > 0

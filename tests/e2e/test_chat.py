@@ -6,10 +6,12 @@ page and static/js/chat.js, kept by both the server-rendered and the streamed me
 
 from __future__ import annotations
 
+import io
 import re
 from typing import TYPE_CHECKING
 
 import pytest
+from PIL import Image
 
 from apps.generation.tokens import load_litellm
 from tests.e2e import world
@@ -164,6 +166,41 @@ def test_a_second_tab_sees_the_answer_live(chat: Page) -> None:
     expect(answers(other)).to_have_count(1)
 
 
-@pytest.mark.skip(reason="not built yet: the chat composer takes no image attachment")
-def test_send_an_image_attachment() -> None:
-    raise AssertionError("write with image attachments")
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_attach_an_image_for_a_vision_model(chat: Page) -> None:
+    """The file is uploaded as soon as it is chosen (a chip with its preview, removable), goes
+    to the model as an image part (the mock names each image it is sent) and stays with the
+    question after a reload."""
+    world.set_mock(latency_ms=5)
+    chat.locator("input[data-attach]").set_input_files(
+        [
+            {"name": "red.png", "mimeType": "image/png", "buffer": png()},
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"the spare key is under the mat"},
+        ]
+    )
+    pending = chat.locator("[data-pending-attachments]")
+    expect(pending.get_by_role("img", name="red.png")).to_be_visible()
+    expect(pending.get_by_text("notes.txt")).to_be_visible()
+    pending.get_by_role("button", name="Remove notes.txt").click()
+    expect(pending.get_by_text("notes.txt")).to_have_count(0)
+
+    ask(chat, "What colour is this picture")
+
+    answer = echo("What colour is this picture [image/png]")
+    expect(answers(chat).last).to_contain_text(answer, timeout=ANSWER_TIMEOUT_MS)
+    expect(questions(chat).last.get_by_role("img", name="red.png")).to_be_visible()
+    expect(pending.locator("[data-attachment-id]")).to_have_count(0)
+    chat.reload()
+    expect(questions(chat).last.get_by_role("img", name="red.png")).to_be_visible()
+    expect(questions(chat).last.get_by_text("notes.txt")).to_have_count(0)
+    # The image is served to its conversation's members.
+    source = questions(chat).last.get_by_role("img", name="red.png").get_attribute("src")
+    assert source is not None
+    response = chat.request.get(source)
+    assert response.ok
+    assert response.headers["content-type"] == "image/png"

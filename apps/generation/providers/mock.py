@@ -1,7 +1,8 @@
 """The built-in `mock` provider: offline, deterministic, the default when nothing is configured.
 
-It streams a reply derived from the last user message ("Echo: <its words>"), word by word, and
-can be told through `ProviderConfig.options` to be slow or to fail, for tests and demos:
+It streams a reply derived from the last user message ("Echo: <its words>", then one
+`[image/<type>]` word per image part it was sent), word by word, and can be told through
+`ProviderConfig.options` to be slow or to fail, for tests and demos:
 
 - `latency_ms`: delay before each token (default 0);
 - `reply`: a fixed reply instead of the echo;
@@ -42,9 +43,20 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+                parts = [part for part in content if isinstance(part, dict)]
+                texts = [str(part.get("text", "")) for part in parts if part.get("type") == "text"]
+                images = [_image_word(part) for part in parts if part.get("type") == "image_url"]
+                return " ".join([*texts, *images])
             return str(content or "")
     return ""
+
+
+def _image_word(part: dict[str, Any]) -> str:
+    """`[image/png]` for an image sent inline (a data URL), `[image]` for one sent by address."""
+    image = part.get("image_url")
+    url = str(image.get("url", "") if isinstance(image, dict) else image or "")
+    media_type = url[5:].partition(";")[0] if url.startswith("data:") else ""
+    return f"[{media_type}]" if media_type.startswith("image/") else "[image]"
 
 
 def reply_words(request: ChatRequest, options: dict[str, Any]) -> list[str]:
