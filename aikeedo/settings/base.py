@@ -215,6 +215,7 @@ CELERY_BEAT_SCHEDULE = {
     "credits-expire-grants": {"task": "apps.credits.tasks.expire_grants", "schedule": 300.0},
     "generation-sweep-interrupted": {"task": "apps.generation.tasks.sweep_interrupted", "schedule": 60.0},
     "chat-sweep-interrupted": {"task": "apps.chat.tasks.sweep_interrupted", "schedule": 60.0},
+    "chat-purge-unsent-attachments": {"task": "apps.chat.tasks.purge_unsent_attachments", "schedule": 3600.0},
     "media-sweep-stale-jobs": {"task": "apps.media.tasks.sweep_stale_jobs", "schedule": 60.0},
     "media-cleanup-files": {"task": "apps.media.tasks.cleanup_media", "schedule": 3600.0},
     "billing-retry-events": {"task": "apps.billing.tasks.retry_failed_events", "schedule": 60.0},

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from apps.accounts.exporters import register
 from apps.chat.models import Conversation, Message
-from apps.chat.services import conversation_document
+from apps.chat.services import conversation_document, export_attachments
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -21,8 +21,9 @@ def export_conversations(user: User) -> list[dict[str, Any]]:
     for message in (
         Message.objects.filter(conversation__user=user)
         .exclude(role=Message.Role.SYSTEM)
+        .prefetch_related(export_attachments())
         .order_by("conversation_id", "created_at", "id")
-        .iterator()
+        .iterator(chunk_size=500)
     ):
         messages[message.conversation_id].append(message)
     return [{"workspace_id": c.workspace_id, **conversation_document(c, messages[c.pk])} for c in conversations]

@@ -52,7 +52,8 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Prefetch, Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from apps.accounts.models import User
@@ -290,10 +291,20 @@ def conversation_delete(*, conversation: Conversation, acting_user: User) -> Non
     conversation.delete()
 
 
+def _size(size: int) -> str:
+    return str(filesizeformat(size)).replace("\xa0", " ")
+
+
+def export_attachments() -> Prefetch:
+    """The files of exported messages: what they were, never their bytes."""
+    return Prefetch("attachments", queryset=Attachment.objects.defer("data", "text").order_by("created_at", "id"))
+
+
 def _export_messages(conversation: Conversation) -> list[Message]:
     return list(
         Message.objects.filter(conversation=conversation, workspace_id=conversation.workspace_id)
         .exclude(role=Message.Role.SYSTEM)
+        .prefetch_related(export_attachments())
         .order_by("created_at", "id")
     )
 
@@ -320,6 +331,10 @@ def conversation_document(conversation: Conversation, messages: list[Message]) -
                 "input_tokens": m.input_tokens,
                 "output_tokens": m.output_tokens,
                 "created_at": m.created_at.isoformat(),
+                "attachments": [
+                    {"name": a.name, "kind": a.kind, "content_type": a.content_type, "size": a.size}
+                    for a in m.attachments.all()
+                ],
             }
             for m in messages
         ],
@@ -351,6 +366,9 @@ def conversation_export(*, conversation: Conversation, fmt: str, acting_user: Us
         if m.status != Message.Status.COMPLETE:
             heading += f" ({m.get_status_display().lower()})"
         lines += [f"## {heading}", "", m.content, ""]
+        files = [f"{a.name} ({a.get_kind_display().lower()}, {_size(a.size)})" for a in m.attachments.all()]
+        if files:
+            lines += [f"Attached: {', '.join(files)}", ""]
     return ExportFile(
         filename=f"{stem}.md", content_type="text/markdown; charset=utf-8", content="\n".join(lines).rstrip() + "\n"
     )
@@ -423,6 +441,9 @@ def _too_large(limit: int, plan_name: str) -> ChatError:
     )
 
 
+UNSENT_ATTACHMENT_DAYS = 7  # a file attached but not sent is kept this long (the composer keeps it)
+
+
 @transaction.atomic(durable=True)
 def chat_attachment_create(*, conversation: Conversation, user: User, name: str, file: Any) -> Attachment:
     """Keep a file for the user's next message: an image (PNG, JPEG, GIF, WebP) or a text file,
@@ -472,6 +493,14 @@ def chat_attachment_delete(*, attachment: Attachment, acting_user: User) -> None
     if attachment.message_id is not None:
         raise ChatError("This file was sent with a message and stays with it.", param="file")
     attachment.delete()
+
+
+def chat_attachments_purge_unsent(*, now: datetime | None = None) -> int:
+    """Delete files attached but never sent for `UNSENT_ATTACHMENT_DAYS` days (a composer left
+    with files in it); sent files stay with their messages. Returns how many were deleted."""
+    cutoff = (now or timezone.now()) - timedelta(days=UNSENT_ATTACHMENT_DAYS)
+    deleted, _ = Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff).delete()
+    return deleted
 
 
 def _attachments_for(conversation: Conversation, ids: Sequence[int]) -> list[Attachment]:

@@ -17,3 +17,11 @@ def sweep_interrupted() -> dict[str, int]:
 
     older_than = timedelta(minutes=int(config.RESERVATION_MAX_AGE_MINUTES))
     return {"messages": chat_sweep_interrupted(older_than=older_than)}
+
+
+@shared_task
+def purge_unsent_attachments() -> dict[str, int]:
+    """Every hour: delete files attached to a composer and never sent (after a week)."""
+    from apps.chat.services import chat_attachments_purge_unsent
+
+    return {"attachments": chat_attachments_purge_unsent()}

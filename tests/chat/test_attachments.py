@@ -5,16 +5,20 @@ never by the name; sizes are limited by the site and the plan. Every route is wo
 from __future__ import annotations
 
 import io
+import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
-from apps.chat import services
+from apps.chat import services, tasks
 from apps.chat.exceptions import ChatStreamError
+from apps.chat.export_sections import export_conversations
 from apps.chat.models import Attachment, Conversation, Message
 from apps.credits.amounts import to_credits
 from apps.credits.models import CreditAccount
@@ -114,6 +118,40 @@ def test_a_pending_file_can_be_removed_a_sent_one_cannot(
     assert response.status_code == 204
     assert client.post(reverse(remove, args=[conversation.pk, sent.pk])).status_code == 400
     assert list(Attachment.objects.values_list("pk", flat=True)) == [sent.pk]
+
+
+def test_files_never_sent_are_purged_after_a_week_sent_ones_stay(alpha: Team, conversation: Conversation) -> None:
+    old, _recent, sent = (attach(conversation, alpha.member, f"{name}.txt", b"x") for name in ("old", "recent", "sent"))
+    services.chat_send_prepare(conversation=conversation, user=alpha.member, content="hi", attachment_ids=[sent.pk])
+    week_ago = timezone.now() - timedelta(days=services.UNSENT_ATTACHMENT_DAYS, minutes=1)
+    Attachment.objects.filter(pk__in=[old.pk, sent.pk]).update(created_at=week_ago)
+
+    assert tasks.purge_unsent_attachments() == {"attachments": 1}
+
+    assert set(Attachment.objects.values_list("name", flat=True)) == {"recent.txt", "sent.txt"}
+    assert tasks.purge_unsent_attachments() == {"attachments": 0}
+
+
+def test_exports_name_each_messages_files_never_their_bytes(
+    alpha: Team, conversation: Conversation, mock_model: AIModel
+) -> None:
+    image, notes = (
+        attach(conversation, alpha.member, "red.png", png()),
+        attach(conversation, alpha.member, "n.md", b"x"),
+    )
+    services.chat_send_prepare(
+        conversation=conversation, user=alpha.member, content="look", attachment_ids=[image.pk, notes.pk]
+    )
+    markdown = services.conversation_export(conversation=conversation, fmt="md").content
+    assert f"Attached: red.png (image, {image.size} bytes), n.md (text file, 1 byte)" in markdown
+    document = json.loads(services.conversation_export(conversation=conversation, fmt="json").content)
+    assert document["messages"][0]["attachments"] == [
+        {"name": "red.png", "kind": "image", "content_type": "image/png", "size": image.size},
+        {"name": "n.md", "kind": "text", "content_type": "text/plain; charset=utf-8", "size": 1},
+    ]
+    assert document["messages"][1]["attachments"] == []
+    [exported] = export_conversations(alpha.member)
+    assert [m["attachments"] for m in exported["messages"]] == [m["attachments"] for m in document["messages"]]
 
 
 def test_an_image_is_served_inline_and_a_text_file_as_a_download(
