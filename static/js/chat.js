@@ -294,15 +294,48 @@
         });
     }
 
+    function uploadAll(files) {
+      files.reduce(function (chain, file) {
+        return chain.then(function () {
+          return upload(file);
+        });
+      }, Promise.resolve());
+    }
+
     if (fileInput) {
+      var attachButton = root.querySelector("[data-attach-button]");
+      if (attachButton) {
+        attachButton.addEventListener("click", function () {
+          fileInput.click();
+        });
+      }
       fileInput.addEventListener("change", function () {
         var files = Array.prototype.slice.call(fileInput.files || []);
         fileInput.value = "";
-        files.reduce(function (chain, file) {
-          return chain.then(function () {
-            return upload(file);
-          });
-        }, Promise.resolve());
+        uploadAll(files);
+      });
+      // Files pasted into the message box or dropped on the composer are attached too.
+      input.addEventListener("paste", function (event) {
+        var files = Array.prototype.slice.call((event.clipboardData && event.clipboardData.files) || []);
+        if (!files.length) return;
+        event.preventDefault();
+        uploadAll(files);
+      });
+      composer.addEventListener("dragover", function (event) {
+        if (event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0) {
+          event.preventDefault();
+          composer.classList.add("chat-dropping");
+        }
+      });
+      composer.addEventListener("dragleave", function () {
+        composer.classList.remove("chat-dropping");
+      });
+      composer.addEventListener("drop", function (event) {
+        var files = Array.prototype.slice.call((event.dataTransfer && event.dataTransfer.files) || []);
+        composer.classList.remove("chat-dropping");
+        if (!files.length) return;
+        event.preventDefault();
+        uploadAll(files);
       });
     }
 

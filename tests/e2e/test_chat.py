@@ -19,7 +19,7 @@ from tests.e2e.conftest import E2E_MARKS
 from tests.e2e.playwright_api import expect
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import FilePayload, Locator, Page
 
     from tests.e2e.conftest import SignedIn
 
@@ -177,12 +177,12 @@ def test_attach_an_image_for_a_vision_model(chat: Page) -> None:
     to the model as an image part (the mock names each image it is sent) and stays with the
     question after a reload."""
     world.set_mock(latency_ms=5)
-    chat.locator("input[data-attach]").set_input_files(
-        [
-            {"name": "red.png", "mimeType": "image/png", "buffer": png()},
-            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"the spare key is under the mat"},
-        ]
-    )
+    expect(chat.get_by_role("button", name="Attach files")).to_be_visible()  # it opens this chooser
+    files: list[FilePayload] = [
+        {"name": "red.png", "mimeType": "image/png", "buffer": png()},
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"the spare key is under the mat"},
+    ]
+    chat.get_by_label("Attach files", exact=True).and_(chat.locator("input[type=file]")).set_input_files(files)
     pending = chat.locator("[data-pending-attachments]")
     expect(pending.get_by_role("img", name="red.png")).to_be_visible()
     expect(pending.get_by_text("notes.txt")).to_be_visible()
