@@ -149,4 +149,8 @@ def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
     # A response stream a test abandoned (an error mid-stream, a provider SDK that keeps it) is
     # freed here, at a safe point: freed later by a garbage collection that happens to run
     # inside httpcore's connection-pool lock, its close() waits for that same lock for ever.
+    # What survives is then frozen (never scanned again, never collected: it was alive here),
+    # so the next test's collection looks only at what that test made: with litellm and
+    # the provider SDKs loaded a full collection takes about a second, this a few milliseconds.
     gc.collect()
+    gc.freeze()

@@ -362,10 +362,11 @@ def rate_cards_seed_defaults(*, acting_user: User | None = None) -> list[RateCar
     card yet. Safe to run again: prices staff have set are never replaced. Returns the cards
     published."""
     published = []
+    priced = set(RateCard.objects.current().values_list("service", "model"))
     for default in DEFAULT_RATE_CARDS:
         spec = dict(default)
         service, model = spec.pop("service"), spec.pop("model")
-        if RateCard.objects.current().filter(service=service, model=model).exists():
+        if (service, model) in priced:
             continue
         published.append(rate_card_publish(service=service, model=model, acting_user=acting_user, **spec))
     return published

@@ -96,25 +96,35 @@ DEFAULT_FALLBACKS: dict[str, list[str]] = {
 
 
 def catalog_seed_defaults(provider_model: Any, model_model: Any, fallback_model: Any) -> None:
-    """Idempotent; takes the model classes so the data migration can pass historical ones."""
-    providers = {}
+    """Idempotent: creates only the rows that are missing (one query per table when none is,
+    so it is cheap to run again); takes the model classes so the data migration can pass
+    historical ones."""
+    provider_names = [spec["name"] for spec in DEFAULT_PROVIDERS]
+    providers = {p.name: p for p in provider_model.objects.filter(name__in=provider_names)}
     for spec in DEFAULT_PROVIDERS:
         spec = dict(spec)
         name = spec.pop("name")
-        providers[name], _ = provider_model.objects.get_or_create(name=name, defaults=spec)
-    models = {}
+        if name not in providers:
+            providers[name], _ = provider_model.objects.get_or_create(name=name, defaults=spec)
+    model_ids = [row[0] for row in DEFAULT_MODELS]
+    models = {m.model_id: m for m in model_model.objects.filter(model_id__in=model_ids)}
     for model_id, display, provider_name, upstream, extra in DEFAULT_MODELS:
-        models[model_id], _ = model_model.objects.get_or_create(
-            model_id=model_id,
-            defaults={
-                "display_name": display,
-                "provider": providers[provider_name],
-                "upstream_model": upstream,
-                **extra,
-            },
-        )
+        if model_id not in models:
+            models[model_id], _ = model_model.objects.get_or_create(
+                model_id=model_id,
+                defaults={
+                    "display_name": display,
+                    "provider": providers[provider_name],
+                    "upstream_model": upstream,
+                    **extra,
+                },
+            )
+    existing = set(
+        fallback_model.objects.filter(model__in=list(models.values())).values_list("model_id", "fallback_id")
+    )
     for model_id, chain in DEFAULT_FALLBACKS.items():
         for position, fallback_id in enumerate(chain):
-            fallback_model.objects.get_or_create(
-                model=models[model_id], fallback=models[fallback_id], defaults={"position": position}
-            )
+            if (models[model_id].pk, models[fallback_id].pk) not in existing:
+                fallback_model.objects.get_or_create(
+                    model=models[model_id], fallback=models[fallback_id], defaults={"position": position}
+                )
