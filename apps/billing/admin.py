@@ -144,6 +144,7 @@ class PlanAdmin(admin.ModelAdmin):
                     "api_access",
                     "max_workspaces",
                     "max_members",
+                    "max_documents",
                     "storage_mb",
                     "upload_max_mb",
                     "result_retention_days",

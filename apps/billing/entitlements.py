@@ -96,6 +96,7 @@ def entitlements_from_plan(plan: Plan | None) -> Entitlements:
         api_access=plan.api_access,
         max_workspaces=plan.max_workspaces,
         max_members=plan.max_members,
+        max_documents=plan.max_documents,
         storage_bytes=plan.storage_mb * MB if plan.storage_mb is not None else None,
         upload_max_bytes=plan.upload_max_mb * MB if plan.upload_max_mb is not None else None,
         result_retention_days=plan.result_retention_days,

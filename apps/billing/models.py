@@ -57,6 +57,7 @@ class Plan(models.Model):
     api_access = models.BooleanField(default=True)
     max_workspaces = models.PositiveIntegerField(null=True, blank=True)
     max_members = models.PositiveIntegerField(null=True, blank=True)
+    max_documents = models.PositiveIntegerField(null=True, blank=True, help_text="Documents per workspace.")
     storage_mb = models.PositiveIntegerField(null=True, blank=True, help_text="Stored media per workspace.")
     upload_max_mb = models.PositiveIntegerField(null=True, blank=True, help_text="Largest audio upload.")
     result_retention_days = models.PositiveIntegerField(

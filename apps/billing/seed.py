@@ -23,6 +23,7 @@ PLANS: list[dict[str, Any]] = [
         "api_access": False,
         "max_workspaces": 2,
         "max_members": 3,
+        "max_documents": 50,
         "storage_mb": 500,
         "upload_max_mb": 10,
         "result_retention_days": 30,

@@ -13,7 +13,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from apps.chat.models import Attachment, Conversation, Message
-from apps.chat.rendering import render_markdown
+from apps.core.markdown import render_markdown
 from apps.credits.models import RateCard, Service
 from apps.generation.models import AIModel, Capability
 

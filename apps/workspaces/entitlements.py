@@ -21,6 +21,7 @@ class Entitlements:
     api_access: bool = True
     max_workspaces: int | None = None
     max_members: int | None = None
+    max_documents: int | None = None
     storage_bytes: int | None = None
     upload_max_bytes: int | None = None
     result_retention_days: int | None = None

@@ -156,6 +156,7 @@ class WorkspaceEntitlements(models.Model):
     api_access = models.BooleanField(default=True)
     max_workspaces = models.PositiveIntegerField(null=True, blank=True)
     max_members = models.PositiveIntegerField(null=True, blank=True)
+    max_documents = models.PositiveIntegerField(null=True, blank=True)
     storage_bytes = models.BigIntegerField(null=True, blank=True)
     upload_max_bytes = models.BigIntegerField(null=True, blank=True)
     result_retention_days = models.PositiveIntegerField(null=True, blank=True)
@@ -184,6 +185,7 @@ class WorkspaceEntitlements(models.Model):
             api_access=self.api_access,
             max_workspaces=self.max_workspaces,
             max_members=self.max_members,
+            max_documents=self.max_documents,
             storage_bytes=self.storage_bytes,
             upload_max_bytes=self.upload_max_bytes,
             result_retention_days=self.result_retention_days,

@@ -15,11 +15,12 @@ class Perm(models.TextChoices):
     MANAGE_MEMBERS = "manage_members", "Invite and manage members"
     MANAGE_BILLING = "manage_billing", "Manage billing"
     DELETE = "delete", "Delete the workspace"
+    MANAGE_CONTENT = "manage_content", "Delete others' documents and publish shared presets"
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Perm.values),
-    Role.ADMIN: frozenset({Perm.USE, Perm.MANAGE_SETTINGS, Perm.MANAGE_MEMBERS}),
+    Role.ADMIN: frozenset({Perm.USE, Perm.MANAGE_SETTINGS, Perm.MANAGE_MEMBERS, Perm.MANAGE_CONTENT}),
     Role.MEMBER: frozenset({Perm.USE}),
 }
 

@@ -14,8 +14,8 @@ from django.urls import reverse
 from apps.chat.exceptions import ChatError
 from apps.chat.fragments import message_html
 from apps.chat.models import Conversation, Message
-from apps.chat.rendering import render_markdown
 from apps.chat.services import message_feedback_set
+from apps.core.markdown import render_markdown
 from apps.credits.rates import rate_card_publish
 from apps.generation.models import AIModel
 from apps.workspaces.entitlements import Entitlements

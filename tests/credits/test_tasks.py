@@ -266,6 +266,7 @@ def test_every_scheduled_task_exists():
         "apps.generation.tasks.sweep_interrupted",
         "apps.chat.tasks.sweep_interrupted",
         "apps.chat.tasks.purge_unsent_attachments",
+        "apps.documents.tasks.purge_trash",
         "apps.media.tasks.sweep_stale_jobs",
         "apps.media.tasks.cleanup_media",
         "apps.billing.tasks.retry_failed_events",

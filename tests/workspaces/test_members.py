@@ -59,6 +59,8 @@ def test_role_permissions():
     assert not role_has_perm(Role.ADMIN, Perm.DELETE)
     assert not role_has_perm(Role.ADMIN, Perm.MANAGE_BILLING)
     assert not role_has_perm(Role.MEMBER, Perm.MANAGE_MEMBERS)
+    assert role_has_perm(Role.ADMIN, Perm.MANAGE_CONTENT)
+    assert not role_has_perm(Role.MEMBER, Perm.MANAGE_CONTENT)
     assert role_has_perm(Role.MEMBER, Perm.USE)
     assert not role_has_perm("nobody", Perm.USE)
 

@@ -1,4 +1,4 @@
-"""Model output (Markdown) to safe HTML: Markdown with tables and fenced code highlighted by
+"""Markdown (model output in chat, documents) to safe HTML: Markdown with tables and fenced code highlighted by
 Pygments, then sanitised with nh3 (an allow-list: no scripts, no event handlers, no javascript:
 URLs). Each code block then gets a Copy button, added after sanitising so that the allow-list
 stays free of buttons."""
@@ -54,7 +54,12 @@ CODE_BLOCK_WITH_COPY = (
 )
 
 
-def render_markdown(text: str) -> str:
+IMAGE_ATTRIBUTES = {"img": {"src", "alt", "title"}}
+
+
+def render_markdown(text: str, *, images: bool = False) -> str:
+    """Safe HTML for `text`. `images`: keep `![alt](src)` images (documents, whose authors are
+    the workspace's members; never model output in chat, where an image could track readers)."""
     import markdown
 
     html = markdown.markdown(
@@ -65,8 +70,8 @@ def render_markdown(text: str) -> str:
     )
     clean = nh3.clean(
         html,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
+        tags=ALLOWED_TAGS | {"img"} if images else ALLOWED_TAGS,
+        attributes={**ALLOWED_ATTRIBUTES, **IMAGE_ATTRIBUTES} if images else ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
