@@ -9,6 +9,7 @@ the number of the latest save it covers, so the numbers in a history may skip)."
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from django.conf import settings
@@ -22,6 +23,7 @@ TRASH_DAYS = 30
 COALESCE_MINUTES = 5
 MAX_TITLE = 200
 MAX_BODY = 500_000  # characters
+_MARKS = re.compile(r"(^|\s)#{1,6}\s|[*_`>|~]|^\s*[-+]\s|\[|\]\([^)]*\)|!\[|-{3,}", re.MULTILINE)
 
 
 class Folder(WorkspaceOwnedModel):
@@ -97,6 +99,12 @@ class Document(WorkspaceOwnedModel):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def excerpt(self) -> str:
+        """The start of the text as plain words (Markdown marks left out), for lists."""
+        text = _MARKS.sub(" ", self.body[:600])
+        return " ".join(text.split())[:200]
 
     @property
     def in_trash(self) -> bool:

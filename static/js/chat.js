@@ -165,6 +165,8 @@
           // Written by the title model after the first exchange; text only (never HTML).
           var heading = document.querySelector("[data-testid=conversation-title]");
           if (heading && frame.title) heading.textContent = frame.title;
+          var current = document.querySelector("#sidebar-conversations [aria-current=page]");
+          if (current && frame.title) current.textContent = frame.title;
           var sep = document.title.indexOf(" · ");
           if (frame.title) document.title = frame.title + (sep >= 0 ? document.title.slice(sep) : "");
           break;
