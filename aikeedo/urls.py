@@ -26,6 +26,7 @@ urlpatterns = [
     path("chat/", include("apps.chat.urls")),
     path("studio/", include("apps.media.urls")),
     path("documents/", include("apps.documents.urls")),
+    path("presets/", include("apps.presets.urls")),
     # The OpenAI-compatible API and the platform API: every route of each in one urlconf.
     path("v1/", include("apps.api.openai_urls")),
     path("api/", include("apps.api.urls")),

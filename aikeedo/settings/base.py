@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.media",
     "apps.documents",
+    "apps.presets",
     "djstripe",
     "apps.billing",
     "apps.dashboard",

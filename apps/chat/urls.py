@@ -24,4 +24,5 @@ urlpatterns = [
     ),
     path("<int:conversation_id>/export/", views.chat_export, name="export"),
     path("sidebar/", views.chat_sidebar, name="sidebar"),
+    path("from-preset/<int:preset_id>/", views.chat_from_preset, name="from_preset"),
 ]

@@ -5,11 +5,13 @@ Every id is looked up through the request's workspace, so another workspace's id
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -34,6 +36,7 @@ from apps.chat.selectors import (
 from apps.chat.services import (
     chat_attachment_create,
     chat_attachment_delete,
+    chat_default_model,
     conversation_create,
     conversation_delete,
     conversation_export,
@@ -42,12 +45,14 @@ from apps.chat.services import (
     message_feedback_set,
 )
 from apps.core.http import WorkspaceRequest
+from apps.presets.pages import preset_from_request
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.exceptions import WorkspacePermissionDenied
 from apps.workspaces.roles import Perm
 from apps.workspaces.scoping import get_for_workspace_or_404
 
 PAGE_SIZE = 25
+MAX_PROMPT_PREFILL = 20_000
 
 
 def _conversation(request: WorkspaceRequest, conversation_id: int) -> Conversation:
@@ -138,6 +143,7 @@ def _detail_page(
             }
         ),
         "ws_path": f"/ws/chat/{conversation.pk}/",
+        "prompt": forms_kw.get("prompt", ""),
     }
     return render(request, "chat/detail.html", context, status=status)
 
@@ -145,7 +151,33 @@ def _detail_page(
 @workspace_required(Perm.USE)
 @require_GET
 def chat_detail(request: WorkspaceRequest, conversation_id: int) -> HttpResponse:
-    return _detail_page(request, _conversation(request, conversation_id))
+    # `prompt`: text to start the composer with (a preset filled in), sent only when the user sends it.
+    prompt = request.GET.get("prompt", "")[:MAX_PROMPT_PREFILL]
+    return _detail_page(request, _conversation(request, conversation_id), prompt=prompt)
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def chat_from_preset(request: WorkspaceRequest, preset_id: int) -> HttpResponse:
+    """A preset filled in (`apps.presets`) starts a conversation with its defaults (its model when
+    the plan allows it, its system prompt and temperature) and its prompt in the composer."""
+    rendered = preset_from_request(request, preset_id)
+    if isinstance(rendered, HttpResponse):
+        return rendered
+    usable = chat_models(workspace=request.workspace)
+    model = rendered.model if rendered.model in usable else chat_default_model(request.workspace, request.user)
+    if model is None:
+        raise ChatError("No chat model is available right now.", param="model")
+    conversation = conversation_create(
+        workspace=request.workspace,
+        user=request.user,
+        model=model,
+        title=rendered.preset.name,
+        system_prompt=rendered.system_prompt,
+        temperature=rendered.temperature,
+    )
+    query = urlencode({"prompt": rendered.prompt[:MAX_PROMPT_PREFILL]})
+    return redirect(f"{reverse('chat:detail', args=[conversation.pk])}?{query}")
 
 
 def _apply(

@@ -10,6 +10,7 @@ app_name = "media"
 
 urlpatterns = [
     path("images/", views.image_studio, name="images"),
+    path("images/from-preset/<int:preset_id>/", views.image_studio_from_preset, name="images_from_preset"),
     path("speech/", views.speech_studio, name="speech"),
     path("transcribe/", views.transcription_studio, name="transcribe"),
     path("transcribe/<int:job_id>/<str:fmt>/", views.transcript_download, name="transcript_download"),

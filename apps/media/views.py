@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -43,6 +44,7 @@ from apps.media.services import (
     voice_rename,
 )
 from apps.media.storage import download_token_read
+from apps.presets.pages import preset_from_request
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.models import Membership, Workspace
 from apps.workspaces.roles import Perm
@@ -144,6 +146,16 @@ def image_studio(request: WorkspaceRequest) -> HttpResponse:
     if request.GET.get("job", "").isdigit():
         job = _job(request, int(request.GET["job"]))
     return _studio_render(request, "media/studio.html", form=form, models=models, job=job)
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def image_studio_from_preset(request: WorkspaceRequest, preset_id: int) -> HttpResponse:
+    """A preset filled in (`apps.presets`) opens the image studio with its prompt."""
+    rendered = preset_from_request(request, preset_id)
+    if isinstance(rendered, HttpResponse):
+        return rendered
+    return redirect(f"{reverse('media:images')}?{urlencode({'prompt': rendered.prompt[:4000]})}")
 
 
 def _studio_render(

@@ -33,6 +33,8 @@ from apps.core.middleware import DomainErrorMiddleware
 from apps.core.realtime import error_frame
 from apps.credits.amounts import SCALE
 from apps.credits.exceptions import InsufficientCredits, SpendingCapReached
+from apps.documents.exceptions import VersionConflict
+from apps.presets.exceptions import PresetValuesInvalid
 from apps.ratelimits.decisions import RateLimitDecision, WindowState
 from apps.ratelimits.exceptions import RateLimited
 
@@ -70,6 +72,8 @@ EXAMPLES: dict[type[DomainError], Callable[[], DomainError]] = {
     InsufficientCredits: lambda: InsufficientCredits(available_units=SCALE, requested_units=2 * SCALE),
     SpendingCapReached: lambda: SpendingCapReached(**_CAP),
     ApiKeyCapReached: lambda: ApiKeyCapReached(**_CAP),
+    VersionConflict: lambda: VersionConflict(current_version=3, base_version=2),
+    PresetValuesInvalid: lambda: PresetValuesInvalid({"topic": "This is required."}),
     RateLimited: lambda: RateLimited(
         RateLimitDecision(allowed=False, retry_after=7, exceeded=_WINDOW, windows=(_WINDOW,))
     ),

@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from apps.accounts.models import User
-from apps.billing.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
 from apps.billing.models import Plan
 from apps.credits.models import CreditGrant, Source
+from apps.dashboard.management.commands.seed_demo import DEMO_EMAIL, DEMO_TEAM, STAFF_EMAIL
 from apps.workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db

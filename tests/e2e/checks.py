@@ -53,7 +53,18 @@ def overflow(page: Page) -> str:
 
 def template_syntax(page: Page) -> str:
     """'' unless the visible text shows Django template syntax (an unrendered tag or variable)."""
-    text = page.locator("body").inner_text()
+    # Code, preformatted text and form fields may show the syntax on purpose (a preset's
+    # template, its `{{name}}` placeholders): only the page's own text counts.
+    text = page.evaluate(
+        """() => {
+            const body = document.body.cloneNode(true);
+            body.querySelectorAll("code, pre, textarea, input, script, style").forEach((el) => el.remove());
+            document.documentElement.appendChild(body);
+            const text = body.innerText;
+            body.remove();
+            return text;
+        }"""
+    )
     for marker in TEMPLATE_SYNTAX:
         at = text.find(marker)
         if at >= 0:

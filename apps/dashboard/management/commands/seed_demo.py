@@ -16,6 +16,7 @@ from apps.billing.selectors import account_of
 from apps.billing.services import billing_account, billing_plan_assign, billing_plan_credits_start
 from apps.credits.rates import rate_cards_seed_defaults
 from apps.credits.services import credits_grant
+from apps.presets.library import presets_seed_library
 from apps.workspaces.models import Workspace
 from apps.workspaces.services import workspace_create
 
@@ -71,6 +72,8 @@ class Command(BaseCommand):
                 created.append(DEMO_TEAM)
             # Only models without prices get the defaults: prices set in the admin stay.
             rate_cards = rate_cards_seed_defaults()
+            # The preset library: only the presets missing by name (staff edits stay).
+            library = presets_seed_library()
             # Demo credits so the demo user can chat right away (the key makes it once only).
             for workspace in Workspace.objects.for_user(demo):
                 credits_grant(
@@ -97,5 +100,7 @@ class Command(BaseCommand):
         if catalogue["plans"] or catalogue["packs"]:
             plans, packs = catalogue["plans"], catalogue["packs"]
             self.stdout.write(f"  billing:     {plans} plan(s) and {packs} credit pack(s) created")
+        if library:
+            self.stdout.write(f"  presets:     {library} library preset(s) created")
         if rate_cards:
             self.stdout.write(f"  rate cards:  default prices published for {len(rate_cards)} model(s)")
