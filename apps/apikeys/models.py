@@ -28,10 +28,15 @@ class Scope(models.TextChoices):
     EMBEDDINGS = "embeddings", "Embeddings"
     PLATFORM_READ = "platform_read", "Platform API: read"
     PLATFORM_WRITE = "platform_write", "Platform API: manage conversations and keys"
+    DOCUMENTS_READ = "documents_read", "Documents and presets: read"
+    DOCUMENTS_WRITE = "documents_write", "Documents and presets: create and change"
 
 
 # A scope that grants another: a key that may change platform resources may also read them.
-IMPLIED_SCOPES: dict[str, frozenset[str]] = {Scope.PLATFORM_WRITE: frozenset({Scope.PLATFORM_READ})}
+IMPLIED_SCOPES: dict[str, frozenset[str]] = {
+    Scope.PLATFORM_WRITE: frozenset({Scope.PLATFORM_READ}),
+    Scope.DOCUMENTS_WRITE: frozenset({Scope.DOCUMENTS_READ}),
+}
 
 
 class ApiKeyState(models.TextChoices):

@@ -9,13 +9,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.core.http import WorkspaceRequest
 from apps.generation.models import AIModel, Capability
-from apps.presets.exceptions import PresetError
+from apps.presets.exceptions import PresetError, PresetValuesInvalid
 from apps.presets.forms import TYPE_LABELS, TYPES, PresetFilterForm, PresetForm, definitions, values_form, variable_rows
 from apps.presets.models import Preset
 from apps.presets.selectors import visible_preset, visible_presets
@@ -26,6 +26,7 @@ from apps.presets.services import (
     preset_favourite,
     preset_publish,
     preset_update,
+    preset_use,
 )
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.roles import Perm
@@ -162,3 +163,51 @@ def preset_delete_view(request: WorkspaceRequest, preset_id: int) -> HttpRespons
     preset_delete(preset=preset, user=request.user)
     messages.success(request, f"Preset “{name}” deleted.")
     return redirect("presets:list")
+
+
+# ---------------------------------------------------------------------------- the composer's picker
+
+PICKER_SIZE = 20
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def preset_picker(request: WorkspaceRequest) -> HttpResponse:
+    """The presets matching `q`, favourites and the most used first (a fragment for the chat
+    composer's picker and its `/` command)."""
+    filters = PresetFilterForm({"q": request.GET.get("q", "")[:200]})
+    filters.is_valid()
+    presets = visible_presets(workspace=request.workspace, user=request.user, filters=filters.filters())
+    return render(request, "presets/_picker.html", {"presets": presets[:PICKER_SIZE]})
+
+
+@workspace_required(Perm.USE)
+@require_GET
+def preset_fill(request: WorkspaceRequest, preset_id: int) -> HttpResponse:
+    """A preset's variables as a small form (a fragment for the picker)."""
+    preset = _preset(request, preset_id)
+    return render(request, "presets/_fill.html", {"preset": preset, "form": values_form(preset.variables)})
+
+
+@workspace_required(Perm.USE)
+@require_POST
+def preset_render_view(request: WorkspaceRequest, preset_id: int) -> JsonResponse:
+    """The preset filled with the posted values, as JSON (`prompt`, and the defaults), the use
+    counted; or 400 with each variable's problem under `errors`."""
+    preset = _preset(request, preset_id)
+    values = {v["name"]: request.POST.get(v["name"], "") for v in preset.variables}
+    try:
+        rendered = preset_use(preset=preset, user=request.user, workspace=request.workspace, values=values)
+    except PresetValuesInvalid as exc:
+        return JsonResponse(
+            {"error": {"message": exc.message, "code": exc.code, "errors": exc.errors}}, status=exc.status_code
+        )
+    return JsonResponse(
+        {
+            "prompt": rendered.prompt,
+            "system_prompt": rendered.system_prompt,
+            "model": rendered.model.model_id if rendered.model else None,
+            "temperature": str(rendered.temperature) if rendered.temperature is not None else None,
+            "output": rendered.output,
+        }
+    )

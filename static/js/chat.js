@@ -478,6 +478,119 @@
       }
     }
 
+    // ---- presets: the Presets button, or "/" typed in an empty composer, opens a picker; a
+    // preset's blanks are filled in the dialog and its prompt (rendered and checked by the
+    // server, the use counted) goes into the composer, for the user to read and send.
+    var dialog = root.querySelector("[data-presets-dialog]");
+    if (dialog) {
+      var search = dialog.querySelector("[data-presets-search]");
+      var body = dialog.querySelector("[data-presets-body]");
+      var slash = false; // opened by "/": the "/" typed is replaced by the prompt
+      var searchTimer = null;
+
+      var shown = 0; // the latest view asked for: a slower, older answer is dropped
+      var loadPresets = function () {
+        var ticket = ++shown;
+        var url = dialog.getAttribute("data-picker-url") + "?q=" + encodeURIComponent(search.value);
+        fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+          .then(function (response) { return response.text(); })
+          .then(function (html) {
+            if (ticket === shown) body.innerHTML = html; // server-rendered, escaped
+          })
+          .catch(function () { body.textContent = "The presets could not be loaded."; });
+      };
+
+      var openPresets = function (fromSlash) {
+        slash = fromSlash;
+        search.value = "";
+        loadPresets();
+        if (!dialog.open) dialog.showModal();
+        search.focus();
+      };
+
+      var closePresets = function () {
+        if (dialog.open) dialog.close();
+        input.focus();
+      };
+
+      var insertPrompt = function (text) {
+        if (slash && input.value.charAt(0) === "/") {
+          input.value = text;
+        } else {
+          var start = input.selectionStart || 0;
+          input.setRangeText(text, start, input.selectionEnd || start, "end");
+        }
+        slash = false;
+        closePresets();
+        input.dispatchEvent(new Event("input", { bubbles: true }));
+      };
+
+      root.querySelector("[data-presets-open]").addEventListener("click", function () {
+        openPresets(false);
+      });
+      dialog.querySelector("[data-presets-close]").addEventListener("click", closePresets);
+      search.addEventListener("input", function () {
+        clearTimeout(searchTimer);
+        searchTimer = setTimeout(loadPresets, 200);
+      });
+      input.addEventListener("input", function () {
+        if (input.value === "/" && !dialog.open) openPresets(true);
+      });
+
+      body.addEventListener("click", function (event) {
+        var item = event.target.closest("[data-preset-fill]");
+        if (item) {
+          clearTimeout(searchTimer);
+          var ticket = ++shown;
+          fetch(item.getAttribute("data-preset-fill"), { credentials: "same-origin" })
+            .then(function (response) { return response.text(); })
+            .then(function (html) {
+              if (ticket !== shown) return;
+              body.innerHTML = html;
+              var form = body.querySelector("[data-preset-render]");
+              var first = form && form.querySelector("input:not([type=hidden]), textarea, select");
+              if (first) first.focus();
+              else if (form) form.requestSubmit(); // nothing to fill in
+            });
+          return;
+        }
+        if (event.target.closest("[data-preset-back]")) loadPresets();
+      });
+
+      body.addEventListener("submit", function (event) {
+        var form = event.target.closest("[data-preset-render]");
+        if (!form) return;
+        event.preventDefault();
+        var errorEl = form.querySelector("[data-preset-error]");
+        fetch(form.getAttribute("action"), {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": csrfToken(), "X-Requested-With": "fetch" },
+          body: new FormData(form),
+        })
+          .then(function (response) {
+            return response.json().then(function (payload) {
+              if (response.ok) {
+                insertPrompt(payload.prompt);
+                return;
+              }
+              var errors = (payload.error && payload.error.errors) || {};
+              var lines = Object.keys(errors).map(function (name) {
+                var field = form.querySelector("[name='" + name + "']");
+                var label = field && field.labels && field.labels[0] ? field.labels[0].textContent.trim() : name;
+                return label + ": " + errors[name];
+              });
+              errorEl.textContent = lines.join(" ") || (payload.error && payload.error.message) || "Check the values.";
+              errorEl.hidden = false;
+            });
+          })
+          .catch(function () {
+            errorEl.textContent = "The preset could not be used. Please try again.";
+            errorEl.hidden = false;
+          });
+      });
+    }
+
     updateButtons();
     connect();
   }

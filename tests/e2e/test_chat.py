@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
+from apps.accounts.models import User
 from apps.generation.tokens import load_litellm
 from tests.e2e import world
 from tests.e2e.conftest import E2E_MARKS
@@ -204,3 +205,25 @@ def test_attach_an_image_for_a_vision_model(chat: Page) -> None:
     response = chat.request.get(source)
     assert response.ok
     assert response.headers["content-type"] == "image/png"
+
+
+def test_use_a_preset_from_the_composer(chat: Page) -> None:
+    """Typing "/" opens the preset picker; the preset's blank is filled in the dialog, checked by
+    the server, and its prompt lands in the composer to be sent."""
+    world.set_mock(latency_ms=5)
+    alice = User.objects.get(email="alice@example.com")
+    world.preset(alice, world.personal_workspace(alice), name="Pitch", template="Pitch {{product}} in one line")
+    box = chat.get_by_role("textbox", name="Message")
+    box.press_sequentially("/")
+    dialog = chat.get_by_role("dialog", name="Insert a preset")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("searchbox", name="Search presets").fill("pitch")
+    dialog.get_by_role("button", name=re.compile("Pitch")).click()
+    dialog.get_by_role("button", name="Insert into the message").click()
+    expect(dialog.get_by_text("This is required.")).to_be_visible()
+    dialog.get_by_role("textbox", name="Product").fill("green tea")
+    dialog.get_by_role("button", name="Insert into the message").click()
+    expect(dialog).to_be_hidden()
+    expect(box).to_have_value("Pitch green tea in one line")
+    send_button(chat).click()
+    expect(answers(chat).last).to_contain_text(echo("Pitch green tea in one line"), timeout=ANSWER_TIMEOUT_MS)

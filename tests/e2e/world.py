@@ -28,6 +28,8 @@ from apps.generation.models import AIModel, ModelFallback, Provider
 from apps.media.catalog import audio_catalog_seed, image_catalog_seed, voice_catalog_seed
 from apps.media.models import GenerationJob, JobKind, JobStatus
 from apps.media.services import job_create
+from apps.presets.models import Preset
+from apps.presets.services import preset_create
 from apps.workspaces.models import Workspace
 from apps.workspaces.roles import Role
 from apps.workspaces.services import workspace_create, workspace_member_invite
@@ -123,6 +125,15 @@ def image_job(owner: User, workspace: Workspace, prompt: str = "a lighthouse at 
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.error
     return job
+
+
+def preset(owner: User, workspace: Workspace, **fields: Any) -> Preset:
+    """A personal preset of `owner` in `workspace` (`name` and `template` at least)."""
+    return preset_create(workspace=workspace, user=owner, **fields)
+
+
+def personal_workspace(user: User) -> Workspace:
+    return Workspace.objects.for_user(user).get(is_personal=True)
 
 
 def api_key(owner: User, workspace: Workspace, name: str = "Support bot") -> ApiKey:

@@ -135,7 +135,35 @@ def test_favourite_edit_and_delete(client: Any, client_for: Any, alpha: Team) ->
     assert not Preset.objects.exists()
 
 
+def test_the_composer_picker_lists_fills_and_renders(client: Any, alpha: Team) -> None:
+    mine = preset(alpha)
+    presets_seed_library()
+    picker = client.get(reverse("presets:picker"), {"q": "pitch"})
+    assert picker.status_code == 200
+    assert reverse("presets:fill", args=[mine.pk]).encode() in picker.content
+    assert b"Blog post" not in picker.content
+    fill = client.get(reverse("presets:fill", args=[mine.pk]))
+    assert b'name="product"' in fill.content
+    assert b'name="audience"' in fill.content
+    refused = client.post(reverse("presets:render", args=[mine.pk]), {"product": "tea"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["errors"] == {"audience": "This is required."}
+    rendered = client.post(reverse("presets:render", args=[mine.pk]), {"product": "tea", "audience": "cats"})
+    assert rendered.json() == {
+        "prompt": "Pitch tea to cats",
+        "system_prompt": "",
+        "model": None,
+        "temperature": None,
+        "output": "chat",
+    }
+    mine.refresh_from_db()
+    assert mine.usage_count == 1
+
+
 @pytest.mark.outsider(
+    "presets:picker",
+    "presets:fill",
+    "presets:render",
     "presets:list",
     "presets:new",
     "presets:use",
@@ -150,7 +178,16 @@ def test_another_workspaces_presets_are_404(client_for: Any, alpha: Team, beta: 
     bob = client_for(beta.member, beta.workspace)
     assert bob.get(reverse("presets:use", args=[theirs.pk])).status_code == 404
     assert bob.get(reverse("presets:edit", args=[theirs.pk])).status_code == 404
-    for name in ("presets:edit", "presets:favourite", "presets:delete", "chat:from_preset", "media:images_from_preset"):
+    assert bob.get(reverse("presets:fill", args=[theirs.pk])).status_code == 404
+    assert b"Secret pitch" not in bob.get(reverse("presets:picker"), {"q": "secret"}).content
+    for name in (
+        "presets:edit",
+        "presets:favourite",
+        "presets:delete",
+        "presets:render",
+        "chat:from_preset",
+        "media:images_from_preset",
+    ):
         assert bob.post(reverse(name, args=[theirs.pk]), {"product": "x", "audience": "y"}).status_code == 404, name
     assert b"Secret pitch" not in bob.get(reverse("presets:list")).content
     assert (
