@@ -10,19 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.html import escape
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.models import User
 from apps.api.docs import PAGE_PARAMETERS, paginated, platform_errors
-from apps.api.platform import PlatformView, _paginated, caller, query
-from apps.apikeys.models import ApiKey, Scope
+from apps.api.platform import PlatformAccess, PlatformView, _paginated, caller, query
+from apps.apikeys.models import Scope
 from apps.core.markdown import render_markdown
 from apps.documents.exceptions import DocumentError
 from apps.documents.models import Document, Folder, Tag
@@ -36,24 +37,25 @@ from apps.documents.services import (
     folder_create,
 )
 from apps.generation.models import AIModel
+from apps.presets.exceptions import PresetError
 from apps.presets.models import Preset
 from apps.presets.selectors import PresetFilters, visible_preset, visible_presets
 from apps.presets.services import preset_create, preset_delete, preset_update, preset_use
 
 
-class DocumentsAccess(BasePermission):
-    """Signed in (session or key); a key needs `documents_read` to read, `documents_write` to change."""
+class DocumentsAccess(PlatformAccess):
+    """A key needs `documents_read` to read, `documents_write` to change."""
 
     message = "This API key does not have the scope this request needs (documents_read or documents_write)."
+    read_scope = Scope.DOCUMENTS_READ
+    write_scope = Scope.DOCUMENTS_WRITE
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        key = request.auth if isinstance(request.auth, ApiKey) else None
-        if key is None:
-            return True
-        scope = Scope.DOCUMENTS_READ if request.method in ("GET", "HEAD", "OPTIONS") else Scope.DOCUMENTS_WRITE
-        return key.has_scope(scope)
+
+class ReadScope(DocumentsAccess):
+    """`documents_read` whatever the method (rendering a preset changes nothing the caller owns)."""
+
+    def scope_for(self, request: Request) -> str:
+        return self.read_scope
 
 
 class ContentView(PlatformView):
@@ -265,8 +267,6 @@ EXPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charse
 
 class DocumentExportView(ContentView):
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        from rest_framework.renderers import JSONRenderer
-
         return (JSONRenderer(), "application/json")  # `?format=` names the file's format
 
     @extend_schema(
@@ -283,18 +283,12 @@ class DocumentExportView(ContentView):
             content = f"# {document.title}\n\n{document.body}".rstrip() + "\n"
         else:
             content = (
-                f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_escape(document.title)}</title></head>'
-                f"<body><h1>{_escape(document.title)}</h1>{render_markdown(document.body, images=True)}</body></html>"
+                f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{escape(document.title)}</title></head>'
+                f"<body><h1>{escape(document.title)}</h1>{render_markdown(document.body, images=True)}</body></html>"
             )
         response = HttpResponse(content, content_type=EXPORT_TYPES[fmt])
         response["Content-Disposition"] = f'attachment; filename="document-{document.pk}.{fmt}"'
         return response
-
-
-def _escape(text: str) -> str:
-    from django.utils.html import escape
-
-    return str(escape(text))
 
 
 # ---------------------------------------------------------------------------- presets
@@ -380,7 +374,7 @@ def _preset_fields(values: dict[str, Any]) -> dict[str, Any]:
         model_id = values["model"]
         fields["default_model"] = AIModel.objects.filter(model_id=model_id).first() if model_id else None
         if model_id and fields["default_model"] is None:
-            raise DocumentError(f"Unknown model {model_id}.", param="model")
+            raise PresetError(f"Unknown model {model_id}.", param="model")
     return fields
 
 
@@ -388,8 +382,6 @@ def _preset(request: Request, preset_id: int) -> Preset:
     who = caller(request)
     preset = visible_preset(workspace=who.workspace, user=who.user, preset_id=preset_id)
     if preset is None:
-        from django.http import Http404
-
         raise Http404("No such preset.")
     return preset
 
@@ -440,8 +432,7 @@ class PresetDetailView(ContentView):
 
 
 class PresetRenderView(ContentView):
-    def get_permissions(self) -> list[BasePermission]:
-        return [ReadScope()]  # rendering changes nothing the caller owns: reading is enough
+    permission_classes = [ReadScope]  # rendering changes nothing the caller owns: reading is enough
 
     @extend_schema(
         request=RenderIn,
@@ -467,11 +458,3 @@ class PresetRenderView(ContentView):
                 }
             ).data
         )
-
-
-class ReadScope(DocumentsAccess):
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        key = request.auth if isinstance(request.auth, ApiKey) else None
-        return key is None or key.has_scope(Scope.DOCUMENTS_READ)

@@ -118,19 +118,21 @@ def caller(request: Request) -> Caller:
 
 
 class PlatformAccess(BasePermission):
-    """Signed in (session or key); a key needs `platform_read` to read and `platform_write` to
-    change anything."""
+    """Signed in (session or key); a key needs `read_scope` to read and `write_scope` to change
+    anything (the write scope implies the read one). Subclasses name other scopes."""
 
     message = "This API key does not have the scope this request needs."
+    read_scope: str = Scope.PLATFORM_READ
+    write_scope: str = Scope.PLATFORM_WRITE
+
+    def scope_for(self, request: Request) -> str:
+        return self.read_scope if request.method in ("GET", "HEAD", "OPTIONS") else self.write_scope
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
         key = request.auth if isinstance(request.auth, ApiKey) else None
-        if key is None:
-            return True
-        scope = Scope.PLATFORM_READ if request.method in ("GET", "HEAD", "OPTIONS") else Scope.PLATFORM_WRITE
-        return key.has_scope(scope)  # platform_write implies platform_read
+        return key is None or key.has_scope(self.scope_for(request))
 
 
 def platform_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse:

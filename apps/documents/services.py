@@ -32,7 +32,7 @@ from apps.documents.models import (
 )
 from apps.workspaces.roles import Perm
 from apps.workspaces.selectors import workspace_entitlements
-from apps.workspaces.services import membership_for, require_perm
+from apps.workspaces.services import has_perm, require_perm
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -114,8 +114,7 @@ def _check_limit(workspace: Workspace) -> None:
 
 
 def may_manage_content(*, workspace: Workspace, user: User) -> bool:
-    membership = membership_for(workspace=workspace, user=user)
-    return membership is not None and membership.has_perm(Perm.MANAGE_CONTENT)
+    return has_perm(workspace=workspace, user=user, perm=Perm.MANAGE_CONTENT)
 
 
 def _require_owner_or_manager(document: Document, user: User, what: str) -> None:

@@ -24,7 +24,7 @@ from apps.presets.exceptions import PresetError
 from apps.presets.models import MAX_TEMPLATE, Preset, PresetFavourite
 from apps.presets.variables import clean_variables, fill
 from apps.workspaces.roles import Perm
-from apps.workspaces.services import membership_for, require_perm
+from apps.workspaces.services import has_perm, require_perm
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -60,8 +60,7 @@ class Rendered:
 
 
 def _may_manage(workspace: Workspace, user: User) -> bool:
-    membership = membership_for(workspace=workspace, user=user)
-    return membership is not None and membership.has_perm(Perm.MANAGE_CONTENT)
+    return has_perm(workspace=workspace, user=user, perm=Perm.MANAGE_CONTENT)
 
 
 def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,13 +122,14 @@ def _apply(preset: Preset, fields: Mapping[str, Any]) -> None:
     preset.variables = clean_variables(preset.template, cleaned.get("variables", preset.variables))
 
 
-def may_edit(preset: Preset, user: User) -> bool:
-    """Whether `user` may change or delete `preset` (pages show the buttons by it)."""
+def may_edit(preset: Preset, user: User, *, manages: bool | None = None) -> bool:
+    """Whether `user` may change or delete `preset` (pages show the buttons by it). A list page
+    passes `manages` (the user's `Perm.MANAGE_CONTENT` in the workspace it shows) to ask once."""
     if preset.scope == Preset.Scope.LIBRARY or preset.workspace is None:
         return False
     if preset.scope == Preset.Scope.PERSONAL:
-        return preset.owner_id == user.pk and membership_for(workspace=preset.workspace, user=user) is not None
-    return _may_manage(preset.workspace, user)
+        return preset.owner_id == user.pk
+    return _may_manage(preset.workspace, user) if manages is None else manages
 
 
 def _require_edit(preset: Preset, user: User) -> None:

@@ -30,7 +30,7 @@ from apps.presets.services import (
 )
 from apps.workspaces.decorators import workspace_required
 from apps.workspaces.roles import Perm
-from apps.workspaces.services import membership_for
+from apps.workspaces.services import has_perm
 
 PAGE_SIZE = 24
 
@@ -43,8 +43,7 @@ def _preset(request: WorkspaceRequest, preset_id: int) -> Preset:
 
 
 def _can_share(request: WorkspaceRequest) -> bool:
-    membership = membership_for(workspace=request.workspace, user=request.user)
-    return membership is not None and membership.has_perm(Perm.MANAGE_CONTENT)
+    return has_perm(workspace=request.workspace, user=request.user, perm=Perm.MANAGE_CONTENT)
 
 
 @workspace_required(Perm.USE)
@@ -56,10 +55,11 @@ def preset_list(request: WorkspaceRequest) -> HttpResponse:
         context["filter_error"] = form.error_text()
         return render(request, "presets/list.html", context, status=400)
     qs = visible_presets(workspace=request.workspace, user=request.user, filters=form.filters())
+    manages = _can_share(request)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     context.update(
         page_obj=page,
-        presets=[(p, may_edit(p, request.user)) for p in page.object_list],
+        presets=[(p, may_edit(p, request.user, manages=manages)) for p in page.object_list],
         filtered=any(form.cleaned_data.get(name) for name in form.fields),
     )
     return render(request, "presets/list.html", context)

@@ -63,6 +63,12 @@ def membership_for(*, workspace: Workspace, user: User) -> Membership | None:
     return Membership.objects.filter(workspace=workspace, user=user, workspace__deleted_at__isnull=True).first()
 
 
+def has_perm(*, workspace: Workspace, user: User, perm: str) -> bool:
+    """Whether `user` is a member of `workspace` whose role grants `perm` (pages show buttons by it)."""
+    membership = membership_for(workspace=workspace, user=user)
+    return membership is not None and membership.has_perm(perm)
+
+
 def require_perm(*, workspace: Workspace, user: User, perm: str) -> Membership:
     membership = membership_for(workspace=workspace, user=user)
     if membership is None:
