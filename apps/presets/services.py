@@ -125,11 +125,14 @@ def _apply(preset: Preset, fields: Mapping[str, Any]) -> None:
 def may_edit(preset: Preset, user: User, *, manages: bool | None = None) -> bool:
     """Whether `user` may change or delete `preset` (pages show the buttons by it). A list page
     passes `manages` (the user's `Perm.MANAGE_CONTENT` in the workspace it shows) to ask once."""
-    if preset.scope == Preset.Scope.LIBRARY or preset.workspace is None:
+    if preset.scope == Preset.Scope.LIBRARY or preset.workspace_id is None:
         return False
     if preset.scope == Preset.Scope.PERSONAL:
         return preset.owner_id == user.pk
-    return _may_manage(preset.workspace, user) if manages is None else manages
+    if manages is None:
+        assert preset.workspace is not None
+        return _may_manage(preset.workspace, user)
+    return manages
 
 
 def _require_edit(preset: Preset, user: User) -> None:

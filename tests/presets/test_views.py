@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.chat.models import Conversation
@@ -45,6 +47,23 @@ def test_the_list_shows_mine_the_workspaces_and_the_library(client: Any, alpha: 
     code = client.get(reverse("presets:list"), {"category": "code"})
     assert {p.category for p, _ in code.context["presets"]} == {"code"}
     assert client.get(reverse("presets:list"), {"scope": "everything"}).status_code == 400
+
+
+def test_the_list_pins_its_queries(client_for: Any, alpha: Team) -> None:
+    admin = client_for(alpha.admin, alpha.workspace)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin.get(reverse("presets:list")).status_code == 200
+        return len(ctx.captured_queries)
+
+    services.preset_create(workspace=alpha.workspace, user=alpha.admin, name="One", template="x", scope="workspace")
+    few = count()
+    for n in range(30):
+        services.preset_create(
+            workspace=alpha.workspace, user=alpha.admin, name=f"P{n}", template="x", scope="workspace"
+        )
+    assert count() <= few
 
 
 def test_create_a_preset_with_typed_variables(client: Any, alpha: Team) -> None:
